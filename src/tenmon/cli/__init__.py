@@ -1,0 +1,1 @@
+"""Operator CLI: `tenmon ...`; talks to the daemon API, never to drivers."""

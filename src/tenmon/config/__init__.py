@@ -1,0 +1,1 @@
+"""tenmon.config: see DESIGN.md for what lives here."""

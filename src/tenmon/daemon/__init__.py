@@ -1,0 +1,1 @@
+"""tenmon.daemon: see DESIGN.md for what lives here."""

@@ -1,0 +1,1 @@
+"""tenmon.drivers: see DESIGN.md for what lives here."""

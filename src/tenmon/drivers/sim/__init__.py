@@ -1,0 +1,1 @@
+"""tenmon.drivers.sim: see DESIGN.md for what lives here."""

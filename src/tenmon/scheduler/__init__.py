@@ -1,0 +1,1 @@
+"""tenmon.scheduler: see DESIGN.md for what lives here."""

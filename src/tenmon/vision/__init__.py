@@ -1,0 +1,1 @@
+"""tenmon.vision: see DESIGN.md for what lives here."""
