@@ -1,0 +1,411 @@
+"""Pydantic models of the site TOML file: every key, its type, its unit and its one default."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class _Model(BaseModel):
+    """Base: unknown keys are errors, assignments are validated."""
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+# --------------------------------------------------------------------------- site, paths, api
+
+
+class SiteConfig(_Model):
+    name: str = "site"
+    latitude_deg: float = Field(ge=-90, le=90)
+    longitude_deg: float = Field(ge=-180, le=360, description="east positive")
+    elevation_m: float = Field(ge=-500, le=9000)
+
+
+class PathsConfig(_Model):
+    data_dir: Path = Path("/var/lib/tenmon")
+    products_dir: Path | None = Field(
+        default=None, description="frame products; default <data_dir>/products"
+    )
+    frames_dir: Path | None = Field(default=None, description="where the CCD software writes frames")
+    calibration_dir: Path | None = None
+
+    @property
+    def database(self) -> Path:
+        return self.data_dir / "tenmon.sqlite"
+
+    @property
+    def products(self) -> Path:
+        return self.products_dir or (self.data_dir / "products")
+
+
+class ApiConfig(_Model):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8470, ge=1, le=65535)
+
+
+class SafetyConfig(_Model):
+    """Limits of the safety supervisor. Missing or stale readings are always unsafe."""
+
+    weather_stale_s: float = Field(default=120.0, gt=0)
+    encoder_stale_s: float = Field(default=30.0, gt=0)
+    encoder_min_confidence: float = Field(default=0.3, ge=0, le=1)
+    max_wind_ms: float = Field(default=15.0, gt=0)
+    max_humidity_pct: float = Field(default=90.0, gt=0, le=100)
+    sun_max_alt_deg: float = Field(default=-6.0, ge=-18, le=10, description="open only below this")
+    close_retries: int = Field(default=2, ge=0, le=10)
+    verify_margin_s: float = Field(default=5.0, ge=0, description="added to travel times")
+
+
+class DaemonConfig(_Model):
+    tick_s: float = Field(default=0.1, gt=0, le=1.0, description="control-loop period")
+    shutdown_timeout_s: float = Field(default=150.0, gt=0)
+    watchdog: bool = True
+    history_interval_s: float = Field(default=10.0, gt=0)
+
+
+# --------------------------------------------------------------------------- relay banks
+
+
+class _RelayBankBase(_Model):
+    channels: int = Field(default=8, ge=1, le=32)
+    max_on_s: float = Field(default=300.0, gt=0, description="default maximum on-time per relay")
+    max_on_s_per_channel: dict[int, float] = Field(default_factory=dict)
+    interlocks: list[tuple[int, int]] = Field(
+        default_factory=list, description="pairs of channels never on together (1-based)"
+    )
+
+    @model_validator(mode="after")
+    def _check_channels(self):
+        for a, b in self.interlocks:
+            for ch in (a, b):
+                if not 1 <= ch <= self.channels:
+                    raise ValueError(f"interlock channel {ch} is outside 1..{self.channels}")
+            if a == b:
+                raise ValueError(f"interlock pair ({a}, {b}) names one channel twice")
+        for ch, limit in self.max_on_s_per_channel.items():
+            if not 1 <= ch <= self.channels:
+                raise ValueError(f"max_on_s_per_channel: channel {ch} is outside 1..{self.channels}")
+            if limit <= 0:
+                raise ValueError(f"max_on_s_per_channel: channel {ch} limit must be > 0")
+        return self
+
+    def max_on_for(self, channel: int) -> float:
+        return self.max_on_s_per_channel.get(channel, self.max_on_s)
+
+
+class LcusSerialRelayConfig(_RelayBankBase):
+    """CH340 "LCUS" serial USB relay board: frames ``A0 <channel> <state> <checksum>``."""
+
+    type: Literal["lcus-serial"]
+    port: str
+    baudrate: int = 9600
+    reconnect_s: float = Field(default=5.0, gt=0)
+
+
+class GpioRelayConfig(_RelayBankBase):
+    """Relays on GPIO pins through gpiozero (BCM numbering); ``pins[i]`` drives channel i+1."""
+
+    type: Literal["gpio"]
+    pins: list[int]
+    active_high: bool = True
+
+    @model_validator(mode="after")
+    def _pins_match(self):
+        if len(self.pins) != self.channels:
+            raise ValueError(f"pins lists {len(self.pins)} pins but channels = {self.channels}")
+        return self
+
+
+class HidRelayConfig(_RelayBankBase):
+    """USB HID relay board (dcttech "USBRelayN" type) through hidapi."""
+
+    type: Literal["usb-hid"]
+    serial: str | None = Field(default=None, description="board serial; first board when omitted")
+
+
+class SimulatedRelayConfig(_RelayBankBase):
+    type: Literal["simulated"]
+
+
+RelayBankConfig = Annotated[
+    Union[LcusSerialRelayConfig, GpioRelayConfig, HidRelayConfig, SimulatedRelayConfig],
+    Field(discriminator="type"),
+]
+
+
+# --------------------------------------------------------------------------- motion devices
+
+
+class RelayPair(_Model):
+    relays: str = Field(description="name of a relay bank in [relays]")
+
+
+class DomeConfig(RelayPair):
+    """Dome rotation by a CW/CCW relay pair, closed-loop on the encoder's azimuth."""
+
+    type: Literal["relay"] = "relay"
+    cw_channel: int = Field(ge=1)
+    ccw_channel: int = Field(ge=1)
+    dead_band_deg: float = Field(default=0.5, gt=0, le=10)
+    slew_timeout_s: float = Field(default=240.0, gt=0)
+    stall_window_s: float = Field(default=4.0, gt=0, description="motor on this long must move")
+    stall_min_deg: float = Field(default=0.5, gt=0)
+    coast_initial_s: float = Field(
+        default=1.0, ge=0, description="first guess of coast distance / speed; learned after"
+    )
+    reverse_delay_s: float = Field(default=1.0, ge=0)
+    max_corrections: int = Field(default=3, ge=0)
+    home_azimuth_deg: float = Field(default=0.0, ge=0, lt=360)
+    park_azimuth_deg: float = Field(default=180.0, ge=0, lt=360)
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        if self.cw_channel == self.ccw_channel:
+            raise ValueError("cw_channel and ccw_channel must differ")
+        return self
+
+
+class SlitConfig(RelayPair):
+    type: Literal["relay"] = "relay"
+    open_channel: int = Field(ge=1)
+    close_channel: int = Field(ge=1)
+    travel_time_s: float = Field(default=60.0, gt=0, description="full travel, closed to open")
+    margin_s: float = Field(default=15.0, ge=0, description="added to travel time for timeouts")
+    close_overrun_s: float = Field(default=2.0, ge=0, description="keep closing after 'closed'")
+    open_threshold: float = Field(default=0.98, gt=0.5, le=1.0)
+    closed_threshold: float = Field(default=0.02, ge=0, lt=0.5)
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        if self.open_channel == self.close_channel:
+            raise ValueError("open_channel and close_channel must differ")
+        return self
+
+
+class CoverLimitSwitches(_Model):
+    """gpiozero inputs that say the cover is fully open / fully closed."""
+
+    open_pin: int
+    closed_pin: int
+    pull_up: bool = True
+
+
+class CoverConfig(RelayPair):
+    type: Literal["relay"] = "relay"
+    open_channel: int = Field(ge=1)
+    close_channel: int = Field(ge=1)
+    travel_time_s: float = Field(default=20.0, gt=0)
+    margin_s: float = Field(default=10.0, ge=0)
+    limit_switches: CoverLimitSwitches | None = None
+
+    @model_validator(mode="after")
+    def _distinct(self):
+        if self.open_channel == self.close_channel:
+            raise ValueError("open_channel and close_channel must differ")
+        return self
+
+
+class Lx200MountConfig(_Model):
+    type: Literal["lx200"]
+    port: str
+    baudrate: int = 9600
+    timeout_s: float = Field(default=2.0, gt=0, description="serial reply timeout")
+    slew_timeout_s: float = Field(default=300.0, gt=0)
+    park_alt_deg: float = Field(default=0.0, ge=-90, le=90)
+    park_az_deg: float = Field(default=0.0, ge=0, lt=360)
+
+
+class SimulatedMountConfig(_Model):
+    type: Literal["simulated"]
+    slew_rate_deg_s: float = Field(default=4.0, gt=0)
+    slew_timeout_s: float = Field(default=300.0, gt=0)
+    park_ha_deg: float = Field(default=0.0, ge=-180, le=180, description="park hour angle")
+    park_dec_deg: float = Field(default=0.0, ge=-90, le=90, description="park declination")
+    pointing_error_arcmin: float = Field(default=5.0, ge=0, description="scale of the error model")
+
+
+MountConfig = Annotated[Union[Lx200MountConfig, SimulatedMountConfig], Field(discriminator="type")]
+
+
+# --------------------------------------------------------------------------- sensors
+
+
+class SimulatedEncoderConfig(_Model):
+    type: Literal["simulated"]
+    azimuth_noise_deg: float = Field(default=0.15, ge=0)
+    fraction_noise: float = Field(default=0.01, ge=0)
+    dropout_probability: float = Field(default=0.0, ge=0, le=1)
+    rate_hz: float = Field(default=5.0, gt=0)
+
+
+class IrCameraEncoderConfig(_Model):
+    """The optical encoder: IR camera + slit detector (issue 3 fills in its detail)."""
+
+    type: Literal["ir-camera"]
+    device: str = "/dev/video0"
+    calibration: Path | None = None
+    model: Path | None = None
+    rate_hz: float = Field(default=5.0, gt=0)
+
+
+EncoderConfig = Annotated[
+    Union[SimulatedEncoderConfig, IrCameraEncoderConfig], Field(discriminator="type")
+]
+
+
+class GpioRainConfig(_Model):
+    """A rain sensor's digital output on a GPIO pin (BCM numbering)."""
+
+    type: Literal["gpio-rain"]
+    pin: int
+    wet_when_high: bool = False
+    pull_up: bool = True
+    bounce_s: float = Field(default=0.5, ge=0)
+
+
+class SimulatedWeatherConfig(_Model):
+    type: Literal["simulated"]
+
+
+WeatherConfig = Annotated[Union[GpioRainConfig, SimulatedWeatherConfig], Field(discriminator="type")]
+
+
+class DirectoryCcdConfig(_Model):
+    """Frames written by the CCD software into ``paths.frames_dir``."""
+
+    type: Literal["directory"]
+    pattern: str = "*.fits"
+    stable_s: float = Field(default=2.0, gt=0)
+
+
+class SimulatedCcdConfig(_Model):
+    type: Literal["simulated"]
+
+
+CcdConfig = Annotated[Union[DirectoryCcdConfig, SimulatedCcdConfig], Field(discriminator="type")]
+
+
+# --------------------------------------------------------------------------- simulation
+
+
+class WeatherEvent(_Model):
+    """A scripted weather change ``after_s`` seconds of simulated time after start."""
+
+    after_s: float = Field(ge=0)
+    condition: Literal["clear", "rain", "wind", "humid"]
+    wind_ms: float = Field(default=0.0, ge=0)
+
+
+class SimConfig(_Model):
+    seed: int = 0
+    speed: float = Field(default=1.0, gt=0, le=1000)
+    start_utc: datetime | None = Field(
+        default=None, description="simulated start; default 13:00 UTC today (22:00 JST: night)"
+    )
+    weather: Literal["scripted", "random"] = "scripted"
+    weather_script: list[WeatherEvent] = Field(default_factory=list)
+    dome_max_speed_deg_s: float = Field(default=3.0, gt=0)
+    dome_spinup_s: float = Field(default=1.5, gt=0)
+    dome_coast_s: float = Field(default=1.0, gt=0)
+    slit_travel_s: float = Field(default=60.0, gt=0)
+    cover_travel_s: float = Field(default=20.0, gt=0)
+
+    @field_validator("start_utc")
+    @classmethod
+    def _aware(cls, v: datetime | None):
+        if v is not None and v.tzinfo is None:
+            v = v.replace(tzinfo=timezone.utc)
+        return v
+
+    def start(self) -> datetime:
+        if self.start_utc is not None:
+            return self.start_utc.astimezone(timezone.utc)
+        today = datetime.now(timezone.utc).date()
+        return datetime(today.year, today.month, today.day, 13, 0, tzinfo=timezone.utc)
+
+
+# --------------------------------------------------------------------------- the whole file
+
+
+class TenmonConfig(_Model):
+    """The whole site file."""
+
+    mode: Literal["site", "simulated"] = "site"
+    site: SiteConfig
+    paths: PathsConfig = Field(default_factory=PathsConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    relays: dict[str, RelayBankConfig]
+    dome: DomeConfig
+    slit: SlitConfig
+    cover: CoverConfig
+    mount: MountConfig
+    encoder: EncoderConfig
+    weather: WeatherConfig
+    ccd: CcdConfig | None = None
+    sim: SimConfig | None = None
+
+
+def wiring_problems(cfg: TenmonConfig) -> list[tuple[str, str]]:
+    """Cross-checks between sections, as ``(key_path, message)`` pairs.
+
+    Relay banks named by devices exist and have the channels; a channel drives one thing only;
+    each motor pair is an interlock; each relay's maximum on-time allows the motion it drives;
+    a simulated site uses simulated devices only (a site never falls back to a simulator).
+    """
+    problems: list[tuple[str, str]] = []
+    uses = [
+        ("dome", cfg.dome.relays, ("cw_channel", cfg.dome.cw_channel),
+         ("ccw_channel", cfg.dome.ccw_channel), cfg.dome.slew_timeout_s),
+        ("slit", cfg.slit.relays, ("open_channel", cfg.slit.open_channel),
+         ("close_channel", cfg.slit.close_channel), cfg.slit.travel_time_s + cfg.slit.margin_s),
+        ("cover", cfg.cover.relays, ("open_channel", cfg.cover.open_channel),
+         ("close_channel", cfg.cover.close_channel),
+         cfg.cover.travel_time_s + cfg.cover.margin_s),
+    ]
+    taken: dict[tuple[str, int], str] = {}
+    for dev, bank_name, (ka, a), (kb, b), needed_s in uses:
+        bank = cfg.relays.get(bank_name)
+        if bank is None:
+            problems.append((f"{dev}.relays", f"names no relay bank {bank_name!r} in [relays]"))
+            continue
+        for key, ch in ((ka, a), (kb, b)):
+            if ch > bank.channels:
+                problems.append((f"{dev}.{key}", f"channel {ch} exceeds relays.{bank_name}.channels "
+                                 f"= {bank.channels}"))
+            if (bank_name, ch) in taken:
+                problems.append((f"{dev}.{key}", f"channel {ch} of relays.{bank_name} is already "
+                                 f"used by {taken[(bank_name, ch)]}"))
+            taken[(bank_name, ch)] = f"{dev}.{key}"
+            if bank.max_on_for(ch) < needed_s:
+                problems.append((f"relays.{bank_name}.max_on_s",
+                                 f"channel {ch} may stay on {bank.max_on_for(ch):g} s, shorter than "
+                                 f"the {needed_s:g} s the {dev} motion may need"))
+        if not any(set(p) == {a, b} for p in bank.interlocks):
+            problems.append((f"relays.{bank_name}.interlocks",
+                             f"must list [{a}, {b}] ({dev}): opposite directions must never be "
+                             "on together"))
+    if cfg.mode == "simulated":
+        if cfg.sim is None:
+            problems.append(("sim", "mode = 'simulated' needs a [sim] section"))
+        kinds = {"mount.type": cfg.mount.type, "encoder.type": cfg.encoder.type,
+                 "weather.type": cfg.weather.type,
+                 **{f"relays.{n}.type": b.type for n, b in cfg.relays.items()}}
+        for key, t in kinds.items():
+            if t != "simulated":
+                problems.append((key, f"mode = 'simulated' needs simulated devices, not {t!r}"))
+    else:
+        kinds = {"mount.type": cfg.mount.type, "encoder.type": cfg.encoder.type,
+                 "weather.type": cfg.weather.type,
+                 **({"ccd.type": cfg.ccd.type} if cfg.ccd else {}),
+                 **{f"relays.{n}.type": b.type for n, b in cfg.relays.items()}}
+        for key, t in kinds.items():
+            if t == "simulated":
+                problems.append((key, "a site (mode = 'site') must not use a simulated device; "
+                                 "use mode = 'simulated' for a simulated observatory"))
+    return problems
