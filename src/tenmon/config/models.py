@@ -51,7 +51,9 @@ class SafetyConfig(_Model):
     """Limits of the safety supervisor. Missing or stale readings are always unsafe."""
 
     weather_stale_s: float = Field(default=120.0, gt=0)
-    encoder_stale_s: float = Field(default=30.0, gt=0)
+    encoder_stale_s: float = Field(
+        default=10.0, gt=0, description="no trusted encoder reading this long: encoder lost"
+    )
     encoder_min_confidence: float = Field(default=0.3, ge=0, le=1)
     max_wind_ms: float = Field(default=15.0, gt=0)
     max_humidity_pct: float = Field(default=90.0, gt=0, le=100)
@@ -156,6 +158,12 @@ class DomeConfig(RelayPair):
     stall_min_deg: float = Field(default=0.5, gt=0)
     coast_initial_s: float = Field(
         default=1.0, ge=0, description="first guess of coast distance / speed; learned after"
+    )
+    speed_initial_deg_s: float = Field(
+        default=3.0, gt=0, le=20, description="first guess of full rotation speed; learned after"
+    )
+    spinup_s: float = Field(
+        default=1.5, gt=0, le=20, description="time constant of the motor's spin-up"
     )
     reverse_delay_s: float = Field(default=1.0, ge=0)
     max_corrections: int = Field(default=3, ge=0)

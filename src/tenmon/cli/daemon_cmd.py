@@ -1,0 +1,76 @@
+"""`tenmon daemon`: run the observatory daemon (a site, or the simulated observatory)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from tenmon.config.loader import DEFAULT_PATH, load_config, simulated_config_path
+from tenmon.errors import ConfigError
+
+
+def cmd_daemon(args) -> int:
+    from tenmon import offline
+
+    offline.configure()
+    env = dict(os.environ)
+    if args.port is not None:
+        env["TENMON_API__PORT"] = str(args.port)
+    if args.data_dir is not None:
+        env["TENMON_PATHS__DATA_DIR"] = str(args.data_dir)
+    if args.simulate:
+        path = Path(args.config) if args.config else simulated_config_path()
+        if args.speed is not None:
+            env["TENMON_SIM__SPEED"] = str(args.speed)
+        if args.seed is not None:
+            env["TENMON_SIM__SEED"] = str(args.seed)
+    else:
+        path = Path(args.config) if args.config else DEFAULT_PATH
+        if args.speed is not None or args.seed is not None:
+            raise ConfigError("--speed and --seed belong to --simulate")
+    cfg = load_config(path, env=env)
+    if args.simulate and cfg.mode != "simulated":
+        raise ConfigError(f"{path}: --simulate needs a simulated config (mode = 'simulated'); "
+                          "this is a site config")
+    if cfg.mode == "simulated" and not args.simulate:
+        print(f"tenmon: {path} describes a simulated observatory; running it simulated",
+              file=sys.stderr)
+    from tenmon.cli.main import configure_logging
+    from tenmon.daemon.runner import run_daemon
+
+    configure_logging(args.debug, args.log_level)
+    if cfg.mode == "simulated":
+        url = f"http://{cfg.api.host}:{cfg.api.port}"
+        tenmon = "tenmon" if not Path(".venv/bin/tenmon").exists() else ".venv/bin/tenmon"
+        port_opt = "" if cfg.api.port == 8470 else f" --url {url}"
+        print(f"""
+tenmon: simulated observatory ({cfg.site.name}), time x{cfg.sim.speed:g}, seed {cfg.sim.seed}
+  API {url}   data {cfg.paths.data_dir}
+  watch it from another terminal:  {tenmon}{port_opt} status --watch
+  try:  {tenmon}{port_opt} slit open --wait
+        {tenmon}{port_opt} dome goto 123 --wait
+        {tenmon}{port_opt} sim weather rain      (then: {tenmon}{port_opt} events)
+  stop: Ctrl-C (the slit closes and the mount parks first; Ctrl-C twice to skip that)
+""", file=sys.stderr, flush=True)
+    return asyncio.run(run_daemon(cfg, fresh=args.fresh))
+
+
+def register(sub) -> None:
+    p = sub.add_parser(
+        "daemon", help="run the observatory daemon (tenmond)",
+        description="Run the daemon: a real site from --config (default "
+                    "/etc/tenmon/tenmon.toml), or the simulated observatory with --simulate. "
+                    "SIGTERM/SIGINT close the slit, close the cover and park the mount before "
+                    "exit; a second signal exits at once (relays still switched off).")
+    p.add_argument("--simulate", action="store_true",
+                   help="run the simulated observatory (packaged simulated.toml unless --config)")
+    p.add_argument("--speed", type=float, help="simulated time per wall second (e.g. 10)")
+    p.add_argument("--seed", type=int, help="seed of the simulated world")
+    p.add_argument("--fresh", action="store_true",
+                   help="simulated: start a new world instead of resuming the saved one")
+    p.add_argument("--port", type=int, help="API port (overrides [api].port)")
+    p.add_argument("--data-dir", help="data directory (overrides [paths].data_dir)")
+    p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+    p.set_defaults(func=cmd_daemon, daemon_logs=True)

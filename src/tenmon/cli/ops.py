@@ -1,0 +1,396 @@
+"""Operator commands: status, dome, slit, cover, mount, stop, resume, events, sim."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any, Callable
+
+from tenmon.cli.client import ApiClient, resolve_url
+from tenmon.errors import ApiError, TenmonError
+
+
+class WaitFailed(TenmonError):
+    """A --wait ended in an error state or ran out of time."""
+
+
+def _client(args) -> ApiClient:
+    return ApiClient(resolve_url(args.url, args.config))
+
+
+def _emit(args, obj: dict[str, Any]) -> None:
+    print(json.dumps(obj), flush=True)
+
+
+# --------------------------------------------------------------------------- status
+
+
+def _deg(v, fmt="{:.1f}°") -> str:
+    return "—" if v is None else fmt.format(v)
+
+
+def format_status(s: dict[str, Any]) -> str:
+    """The status snapshot as a few aligned lines for a person."""
+    d, sl, c, m, sf = s["dome"], s["slit"], s["cover"], s["mount"], s["safety"]
+    lines = []
+    head = f"tenmon  {s['mode']}  {s['time_utc'][:19].replace('T', ' ')} UTC"
+    head += "   " + ("SAFE" if sf["safe"] else "UNSAFE")
+    if s["daemon"].get("shutting_down"):
+        head += "   (shutting down)"
+    lines.append(head)
+    dome = f"az {_deg(d['azimuth_deg'])}  {d['state']}"
+    if d["slewing"] and d["target_deg"] is not None:
+        dome += f" to {_deg(d['target_deg'])}"
+    dome += ("  at home" if d["at_home"] else "") + ("  at park" if d["at_park"] else "")
+    if d["error"]:
+        dome += f"  ERROR: {d['error']}"
+    lines.append(f"dome     {dome}")
+    frac = sl["open_fraction"]
+    slit = sl["state"] + ("" if frac is None else f"  {frac:.0%} open")
+    if not sl["verified"]:
+        slit += "  (not verified: blind close)"
+    if sl["error"]:
+        slit += f"  ERROR: {sl['error']}"
+    lines.append(f"slit     {slit}")
+    lines.append(f"cover    {c['state']}" + ("" if c["verified"] else "  (timed, not verified)")
+                 + (f"  ERROR: {c['error']}" if c["error"] else ""))
+    mount = (f"RA {_deg(m['ra_deg'], '{:.4f}°')}  Dec {_deg(m['dec_deg'], '{:+.4f}°')}  "
+             f"alt {_deg(m['alt_deg'])}  az {_deg(m['az_deg'])}  {m['state']}")
+    if m["error"]:
+        mount += f"  ERROR: {m['error']}"
+    lines.append(f"mount    {mount}")
+    if sf["safe"]:
+        safety = "safe"
+    else:
+        safety = "UNSAFE: " + "; ".join(sf["reasons"])
+    if sf.get("closing"):
+        safety += "  (closing to the safe state)"
+    if sf.get("emergency"):
+        safety += "  EMERGENCY STOP latched (tenmon resume)"
+    lines.append(f"safety   {safety}")
+    w = s.get("weather")
+    if w:
+        wtxt = f"rain {'YES' if w['rain'] else 'no'}"
+        if w.get("wind_ms") is not None:
+            wtxt += f"  wind {w['wind_ms']:.1f} m/s"
+        if w.get("humidity_pct") is not None:
+            wtxt += f"  humidity {w['humidity_pct']:.0f} %"
+        lines.append(f"weather  {wtxt}")
+    else:
+        lines.append("weather  no reading")
+    e = s["encoder"]
+    lines.append(f"encoder  {e['state']}  az {_deg(e['azimuth_deg'])}  conf {e['confidence']:.2f}"
+                 + ("" if e["age_s"] is None else f"  age {e['age_s']:.1f} s"))
+    for name, r in s.get("relays", {}).items():
+        on = ",".join(map(str, r["on"])) or "none"
+        lines.append(f"relays   {name}: " + ("connected" if r["connected"] else "DISCONNECTED")
+                     + f", on: {on}")
+    if s.get("sim") and s["sim"]["faults"]:
+        lines.append("sim      faults: " + ", ".join(s["sim"]["faults"]))
+    return "\n".join(lines)
+
+
+def cmd_status(args) -> int:
+    client = _client(args)
+    if args.watch is None:
+        s = client.get("/status")
+        if args.json:
+            _emit(args, s)
+        else:
+            print(format_status(s))
+        return 0
+    tty = sys.stdout.isatty() and not args.json
+    while True:
+        try:
+            s = client.get("/status")
+            out = json.dumps(s) if args.json else format_status(s)
+        except ApiError as exc:
+            if args.json:
+                raise
+            out = f"tenmon: {exc}"
+        if tty:
+            sys.stdout.write("\x1b[H\x1b[2J")
+        print(out, flush=True)
+        try:
+            time.sleep(args.watch)
+        except KeyboardInterrupt:
+            return 0
+
+
+# --------------------------------------------------------------------------- commands + --wait
+
+
+def _wait(client: ApiClient, args, done: Callable[[dict], str | None],
+          failed: Callable[[dict], str | None], what: str) -> dict:
+    """Poll status until ``done`` returns a text (success) or ``failed`` returns one (error)."""
+    deadline = time.monotonic() + args.timeout
+    while True:
+        s = client.get("/status")
+        bad = failed(s)
+        if bad:
+            raise WaitFailed(f"{what}: {bad}")
+        ok = done(s)
+        if ok:
+            return s
+        if time.monotonic() > deadline:
+            raise WaitFailed(f"{what}: not done after {args.timeout:g} s of waiting")
+        time.sleep(args.poll)
+
+
+def _run(args, path: str, body: dict | None, what: str,
+         done: Callable[[dict], str | None] | None = None,
+         failed: Callable[[dict], str | None] | None = None,
+         result: Callable[[dict], dict] | None = None) -> int:
+    client = _client(args)
+    t0 = time.monotonic()
+    reply = client.post(path, body)
+    s = reply["status"]
+    if not args.json:
+        print(f"{what}: started", flush=True)
+    if getattr(args, "wait", False) and done is not None:
+        s = _wait(client, args, done, failed or (lambda s: None), what)
+    out = result(s) if result else {}
+    if args.json:
+        _emit(args, {"ok": True, "command": what, "elapsed_s": round(time.monotonic() - t0, 1),
+                     **out})
+    elif getattr(args, "wait", False) and done is not None:
+        print(f"{what}: {done(s)}")
+    return 0
+
+
+def _dome_failed(s):
+    d = s["dome"]
+    return f"dome error: {d['error']}" if d["state"] == "error" else None
+
+
+def cmd_dome(args) -> int:
+    target = args.target
+    if target == "abort":
+        return _run(args, "/dome/abort", None, "dome abort")
+    if target in ("home", "park"):
+        key = "at_home" if target == "home" else "at_park"
+        return _run(args, f"/dome/{target}", None, f"dome {target}",
+                    done=lambda s: (f"at {target}, azimuth {s['dome']['azimuth_deg']:.1f}°"
+                                    if not s["dome"]["slewing"] and s["dome"][key] else None),
+                    failed=_dome_failed, result=lambda s: {"dome": s["dome"]})
+    try:
+        az = float(target)
+    except ValueError:
+        raise TenmonError(f"dome: {target!r} is not an azimuth in degrees, home, park or "
+                          "abort") from None
+    return _run(args, "/dome/goto", {"azimuth_deg": az}, f"dome goto {az:g}",
+                done=lambda s: (f"azimuth {s['dome']['azimuth_deg']:.1f}°"
+                                if not s["dome"]["slewing"] and s["dome"]["state"] == "idle"
+                                else None),
+                failed=_dome_failed, result=lambda s: {"dome": s["dome"]})
+
+
+def _shutter(device: str):
+    def cmd(args) -> int:
+        want = "open" if args.action == "open" else "closed"
+
+        def failed(s):
+            x = s[device]
+            if x["state"] == "error":
+                return f"{device} error: {x['error']}"
+            if want == "open" and x["state"] in ("closing", "closed") and not s["safety"]["safe"]:
+                return (f"{device} is being closed by the safety supervisor: "
+                        + "; ".join(s["safety"]["reasons"]))
+            return None
+
+        return _run(args, f"/{device}/{args.action}", None, f"{device} {args.action}",
+                    done=lambda s: (f"{want}" if s[device]["state"] == want else None),
+                    failed=failed, result=lambda s: {device: s[device]})
+    return cmd
+
+
+def cmd_mount(args) -> int:
+    if args.action == "goto":
+        if args.ra is None or args.dec is None:
+            raise TenmonError("mount goto needs RA_DEG and DEC_DEG")
+
+        def done(s):
+            m = s["mount"]
+            return (f"tracking at RA {m['ra_deg']:.4f}° Dec {m['dec_deg']:+.4f}°"
+                    if not m["slewing"] and m["state"] == "tracking" else None)
+        return _run(args, "/mount/goto", {"ra_deg": args.ra, "dec_deg": args.dec},
+                    f"mount goto {args.ra:g} {args.dec:g}", done=done,
+                    failed=lambda s: (f"mount error: {s['mount']['error']}"
+                                      if s["mount"]["state"] == "error" else None),
+                    result=lambda s: {"mount": s["mount"]})
+    if args.action == "park":
+        return _run(args, "/mount/park", None, "mount park",
+                    done=lambda s: "parked" if s["mount"]["parked"] else None,
+                    failed=lambda s: (f"mount error: {s['mount']['error']}"
+                                      if s["mount"]["state"] == "error" else None),
+                    result=lambda s: {"mount": s["mount"]})
+    return _run(args, "/mount/abort", None, "mount abort")
+
+
+def cmd_stop(args) -> int:
+    _run(args, "/stop", {"reason": args.reason}, "EMERGENCY STOP")
+    if not args.json:
+        print("all motion stopped, slit closing; clear with `tenmon resume`")
+    return 0
+
+
+def cmd_resume(args) -> int:
+    return _run(args, "/resume", None, "resume")
+
+
+# --------------------------------------------------------------------------- events
+
+_REL = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
+
+
+def parse_since(text: str, now: datetime | None = None) -> datetime:
+    """An ISO time (UTC if no zone) or a span back from now: ``90s``, ``10m``, ``2h``, ``1d``."""
+    m = _REL.match(text.strip())
+    if m:
+        n, unit = float(m.group(1)), m.group(2)
+        span = timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: n})
+        return (now or datetime.now(timezone.utc)) - span
+    try:
+        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise TenmonError(f"--since {text!r}: give an ISO time (2026-11-21T13:00) or a span "
+                          "(90s, 10m, 2h, 1d)") from None
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+def _print_event(args, e: dict) -> None:
+    if args.json:
+        _emit(args, e)
+    else:
+        print(f"{e['time_utc'][:23].replace('T', ' ')}  {e['level']:<7} {e['kind']:<9} "
+              f"{e['message']}", flush=True)
+
+
+def cmd_events(args) -> int:
+    client = _client(args)
+    since = None
+    if args.since:
+        since = parse_since(args.since)
+    rows = client.get("/events", since=since.isoformat() if since else None,
+                      limit=args.limit)["events"]
+    for e in rows:
+        _print_event(args, e)
+    last = rows[-1]["id"] if rows else 0
+    while args.follow:
+        try:
+            time.sleep(1.0)
+        except KeyboardInterrupt:
+            return 0
+        for e in client.get("/events", after_id=last, limit=1000)["events"]:
+            _print_event(args, e)
+            last = e["id"]
+    return 0
+
+
+# --------------------------------------------------------------------------- sim
+
+
+def cmd_sim(args) -> int:
+    if args.sim_command == "weather":
+        body: dict[str, Any] = {"condition": args.condition}
+        if args.wind_ms is not None:
+            body["wind_ms"] = args.wind_ms
+        return _run(args, "/sim/weather", body, f"sim weather {args.condition}")
+    if args.name == "clear":
+        return _run(args, "/sim/fault", {"name": args.which or "all", "clear": True},
+                    f"sim fault clear {args.which or 'all'}")
+    return _run(args, "/sim/fault", {"name": args.name}, f"sim fault {args.name}")
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+def _common(p: argparse.ArgumentParser, wait: bool = False) -> None:
+    p.add_argument("--json", action="store_true", help="print JSON only")
+    if wait:
+        p.add_argument("--wait", action="store_true",
+                       help="wait until the motion has finished (exit 1 if it fails)")
+        p.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                       help="give up waiting after S seconds of wall time (default 600)")
+        p.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("status", help="show the observatory's state",
+                       description="Show dome, slit, cover, mount, safety, weather and encoder.")
+    _common(p)
+    p.add_argument("--watch", nargs="?", type=float, const=1.0, metavar="SECONDS",
+                   help="refresh every SECONDS (default 1) until Ctrl-C")
+    p.set_defaults(func=cmd_status)
+
+    p = sub.add_parser("dome", help="rotate the dome: goto AZ|home|park, abort",
+                       description="Rotate the dome. AZ in degrees (north 0, east 90); the dome "
+                                   "takes the shortest way round.")
+    dsub = p.add_subparsers(dest="dome_command", metavar="goto|abort", required=True)
+    g = dsub.add_parser("goto", help="go to an azimuth, home or park",
+                        description="Rotate to AZ degrees (north 0, east 90), or to the "
+                                    "configured home or park azimuth.")
+    g.add_argument("target", metavar="AZ|home|park")
+    _common(g, wait=True)
+    g.set_defaults(func=cmd_dome)
+    a = dsub.add_parser("abort", help="stop the dome now (it coasts to a stop)")
+    _common(a)
+    a.set_defaults(func=cmd_dome, target="abort")
+
+    for device in ("slit", "cover"):
+        what = "the slit (shutter)" if device == "slit" else "the mirror cover"
+        p = sub.add_parser(device, help=f"open or close {what}",
+                           description=f"Open or close {what}. Opening is refused while unsafe; "
+                                       "closing is always allowed.")
+        p.add_argument("action", choices=["open", "close"])
+        _common(p, wait=True)
+        p.set_defaults(func=_shutter(device))
+
+    p = sub.add_parser("mount", help="move the mount: goto RA_DEG DEC_DEG | park | abort",
+                       description="Move the mount. goto takes ICRS RA and Dec in degrees and "
+                                   "is refused while unsafe or below the horizon.")
+    p.add_argument("action", choices=["goto", "park", "abort"])
+    p.add_argument("ra", nargs="?", type=float, metavar="RA_DEG")
+    p.add_argument("dec", nargs="?", type=float, metavar="DEC_DEG")
+    _common(p, wait=True)
+    p.set_defaults(func=cmd_mount)
+
+    p = sub.add_parser("stop", help="EMERGENCY: stop all motion and close the slit",
+                       description="Emergency stop: aborts dome and mount motion and closes the "
+                                   "slit; latched until `tenmon resume`.")
+    p.add_argument("--reason", default="operator", help="recorded in the event log")
+    _common(p)
+    p.set_defaults(func=cmd_stop)
+
+    p = sub.add_parser("resume", help="clear a latched emergency stop")
+    _common(p)
+    p.set_defaults(func=cmd_resume)
+
+    p = sub.add_parser("events", help="show the event log",
+                       description="Show the daemon's event log, oldest first.")
+    p.add_argument("--since", metavar="T", help="ISO time (UTC) or a span back: 90s, 10m, 2h, 1d")
+    p.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
+    p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
+    _common(p)
+    p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("sim", help="simulated observatory only: weather and faults",
+                       description="Change the simulated world (refused by a real site).")
+    simsub = p.add_subparsers(dest="sim_command", metavar="weather|fault", required=True)
+    w = simsub.add_parser("weather", help="set the weather: rain | clear | wind MS | humid")
+    w.add_argument("condition", choices=["rain", "clear", "wind", "humid"])
+    w.add_argument("wind_ms", nargs="?", type=float, metavar="MS", help="wind speed (m/s)")
+    _common(w)
+    w.set_defaults(func=cmd_sim)
+    f = simsub.add_parser("fault", help="inject a fault, or `clear [NAME]`",
+                          description="Faults: dome-stall, slit-stall, cover-stall, "
+                                      "encoder-dropout, relay-unplugged, relay-stuck:CHANNEL, "
+                                      "mount-disconnect, weather-stale. `clear` clears one or all.")
+    f.add_argument("name", metavar="NAME|clear")
+    f.add_argument("which", nargs="?", metavar="NAME", help="with clear: the fault to clear")
+    _common(f)
+    f.set_defaults(func=cmd_sim)

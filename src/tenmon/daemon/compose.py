@@ -1,0 +1,138 @@
+"""The composition root: the one place that builds devices from the config and wires them together.
+
+A site gets its real drivers; a simulated observatory gets the simulated world and devices that
+are views of it. There is no fallback from one to the other: a missing device is an error that
+names it.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from tenmon.clock import Clock, FakeClock, RealClock
+from tenmon.config.models import TenmonConfig
+from tenmon.daemon.observatory import Observatory
+from tenmon.daemon.store import Store
+from tenmon.drivers.cover import RelayCover
+from tenmon.drivers.dome import RelayDome
+from tenmon.drivers.slit import RelaySlit
+from tenmon.errors import DeviceNotFound
+
+log = logging.getLogger(__name__)
+
+WORLD_FILE = "sim-world.json"
+
+
+def build_observatory(config: TenmonConfig, *, clock: Clock | None = None, fresh: bool = False
+                      ) -> Observatory:
+    """Build the observatory for ``config`` (devices not yet connected: call ``start()``).
+
+    In simulated mode the clock is a :class:`FakeClock` the daemon advances tick by tick; the
+    world resumes from ``<data_dir>/sim-world.json`` unless ``fresh``.
+    """
+    data_dir = Path(config.paths.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(config.paths.database)
+    if config.mode == "simulated":
+        return _build_simulated(config, store, data_dir, clock, fresh)
+    return _build_site(config, store, clock or RealClock())
+
+
+def _build_simulated(config: TenmonConfig, store: Store, data_dir: Path, clock: Clock | None,
+                     fresh: bool) -> Observatory:
+    from tenmon.drivers.sim.devices import (SimulatedEncoder, SimulatedLimitSwitches,
+                                            SimulatedMount, SimulatedWeather)
+    from tenmon.drivers.sim.relays import SimulatedRelayBank
+    from tenmon.drivers.sim.world import MotorInput, SimWorld
+
+    sim = config.sim
+    world_path = data_dir / WORLD_FILE
+    state = None if fresh else SimWorld.load_state(world_path)
+    start = sim.start()
+    if state is not None:
+        from datetime import datetime
+
+        start = datetime.fromisoformat(state.time_utc)
+        log.info("simulated world resumed from %s at %s", world_path, start.isoformat())
+    clock = clock or FakeClock(start)
+    mcfg = config.mount
+    world = SimWorld(sim, config.site, start=clock.now() if state is None else start,
+                     mount_park_ha_deg=mcfg.park_ha_deg, mount_park_dec_deg=mcfg.park_dec_deg,
+                     mount_slew_rate_deg_s=mcfg.slew_rate_deg_s,
+                     pointing_error_arcmin=mcfg.pointing_error_arcmin, state=state)
+    banks = {name: SimulatedRelayBank(name, bcfg, clock) for name, bcfg in config.relays.items()}
+    world.wire(
+        dome=MotorInput(banks[config.dome.relays], config.dome.cw_channel,
+                        config.dome.ccw_channel),
+        slit=MotorInput(banks[config.slit.relays], config.slit.open_channel,
+                        config.slit.close_channel),
+        cover=MotorInput(banks[config.cover.relays], config.cover.open_channel,
+                         config.cover.close_channel),
+    )
+    # faults survive a restart: re-apply the ones that live in the relay banks
+    for fault in list(world.state.faults):
+        if fault.partition(":")[0] in ("relay-stuck", "relay-unplugged"):
+            world.state.faults.remove(fault)
+            world.inject_fault(fault)
+    encoder = SimulatedEncoder(config.encoder, config.slit, world, clock, seed=sim.seed)
+    weather = SimulatedWeather(world, clock)
+    mount = SimulatedMount(mcfg, world, clock)
+    switches = SimulatedLimitSwitches(world) if config.cover.limit_switches else None
+    return _assemble(config, clock, store, banks, encoder, weather, mount, switches,
+                     world=world, world_path=world_path, mount_inline=True)
+
+
+def _build_site(config: TenmonConfig, store: Store, clock: Clock) -> Observatory:
+    from tenmon.drivers.relays import make_relay_bank
+
+    banks = {name: make_relay_bank(name, bcfg, clock) for name, bcfg in config.relays.items()}
+    encoder = _site_encoder(config, clock)
+    weather = _site_weather(config, clock)
+    mount = _site_mount(config, clock)
+    switches = None
+    if config.cover.limit_switches is not None:
+        from tenmon.drivers.gpio_inputs import LimitSwitches
+
+        switches = LimitSwitches(config.cover.limit_switches)
+    return _assemble(config, clock, store, banks, encoder, weather, mount, switches,
+                     mount_inline=False)
+
+
+def _site_encoder(config: TenmonConfig, clock: Clock):
+    if config.encoder.type == "ir-camera":
+        try:
+            from tenmon.drivers.ir_encoder import IrCameraEncoder
+        except ImportError:
+            raise DeviceNotFound("encoder", "the IR-camera encoder (type = 'ir-camera') is not "
+                                 "available in this build of tenmon") from None
+        return IrCameraEncoder(config.encoder, clock)
+    raise DeviceNotFound("encoder", f"type {config.encoder.type!r} cannot run at a site")
+
+
+def _site_weather(config: TenmonConfig, clock: Clock):
+    if config.weather.type == "gpio-rain":
+        from tenmon.drivers.gpio_inputs import GpioRainSensor
+
+        return GpioRainSensor(config.weather, clock)
+    raise DeviceNotFound("weather", f"type {config.weather.type!r} cannot run at a site")
+
+
+def _site_mount(config: TenmonConfig, clock: Clock):
+    if config.mount.type == "lx200":
+        from tenmon.daemon.mount_thread import ThreadedMount
+        from tenmon.drivers.mount.lx200 import Lx200Mount
+
+        return ThreadedMount(Lx200Mount(config.mount, clock))
+    raise DeviceNotFound("mount", f"type {config.mount.type!r} cannot run at a site")
+
+
+def _assemble(config, clock, store, banks, encoder, weather, mount, switches, *, world=None,
+              world_path=None, mount_inline: bool) -> Observatory:
+    conf = config.safety.encoder_min_confidence
+    dome = RelayDome(config.dome, banks[config.dome.relays], encoder, clock, min_confidence=conf)
+    slit = RelaySlit(config.slit, banks[config.slit.relays], encoder, clock, min_confidence=conf)
+    cover = RelayCover(config.cover, banks[config.cover.relays], clock, switches)
+    return Observatory(config, clock, store, banks=banks, encoder=encoder, weather=weather,
+                       mount=mount, dome=dome, slit=slit, cover=cover, world=world,
+                       world_path=world_path, mount_inline=mount_inline)

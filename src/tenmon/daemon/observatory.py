@@ -1,0 +1,439 @@
+"""The observatory as the daemon owns it: devices, the safety supervisor, the record, one tick.
+
+Everything here runs on the event-loop thread, one ``tick()`` at a time, so no state is shared
+between threads. Commands (from the HTTP API, later the sequencer) are plain methods that check
+safety first and raise :class:`~tenmon.errors.CommandRefused` with a stable code.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from tenmon import __version__
+from tenmon.astro import lst_deg, radec_to_altaz, sun_altitude_deg
+from tenmon.clock import Clock
+from tenmon.config.models import TenmonConfig
+from tenmon.daemon.safety import SafetyInputs, SafetyVerdict, evaluate
+from tenmon.daemon.store import Store, utc_iso
+from tenmon.daemon.supervisor import Devices, SafetySupervisor
+from tenmon.drivers.base import MountState, ShutterState
+from tenmon.drivers.motion import EncoderView
+from tenmon.errors import CommandRefused, DeviceError
+
+log = logging.getLogger(__name__)
+
+SUN_CACHE_S = 30.0
+
+
+class Observatory:
+    """Owns every device and runs the control tick. Built by ``daemon.compose``."""
+
+    def __init__(self, config: TenmonConfig, clock: Clock, store: Store, *, banks: dict,
+                 encoder, weather, mount, dome, slit, cover, world=None,
+                 world_path: Path | None = None, mount_inline: bool = True):
+        self.config = config
+        self.clock = clock
+        self.store = store
+        self.banks = banks
+        self.encoder = encoder
+        self.weather = weather
+        self.mount = mount
+        self.dome = dome
+        self.slit = slit
+        self.cover = cover
+        self.world = world
+        self.world_path = world_path
+        self.mount_inline = mount_inline
+        self.mode = config.mode
+        self.encoder_view = EncoderView(encoder, clock, config.safety.encoder_min_confidence)
+        self.supervisor = SafetySupervisor(
+            config.safety, Devices(slit=slit, cover=cover, mount=mount, dome=dome), clock,
+            self.emit, slit_limit_s=config.slit.travel_time_s + config.slit.margin_s,
+            cover_limit_s=config.cover.travel_time_s + config.cover.margin_s)
+        self.emergency: str | None = None
+        self.verdict = SafetyVerdict(False, ("starting",))
+        self.shutting_down = False
+        self._sun: tuple[float, float] | None = None  # (monotonic, altitude)
+        self._history_key: dict[str, Any] = {}
+        self._history_at: dict[str, float] = {}
+        self._world_saved_at = -1e9
+        self._started_at = clock.monotonic()
+        self._reconcile_at: float | None = None
+        self._unclean = False
+        self._ticks = 0
+        self._bank_ok: dict[str, bool] = {}
+
+    # ------------------------------------------------------------------ events
+
+    def emit(self, level: str, kind: str, message: str, **data) -> None:
+        """Record an event (and log it; journald keeps the log)."""
+        getattr(log, {"info": "info", "warning": "warning"}.get(level, "error"))(
+            "[%s] %s", kind, message)
+        self.store.add_event(self.clock.now(), level, kind, message, data)
+
+    # ------------------------------------------------------------------ life cycle
+
+    def start(self) -> None:
+        """Connect every device (relays all off first), then plan the start-up reconcile."""
+        self._unclean = bool(self.store.get_state("running", False))
+        last = self.store.get_state("last_motion", {})
+        self.store.set_state("running", True)
+        self.emit("info", "daemon", f"tenmon {__version__} starting ({self.mode} mode)")
+        if self._unclean:
+            self.emit("warning", "reconcile", "the previous run ended uncleanly (crash, kill or "
+                      "power loss)" + (f"; motions then: {last}" if last else ""), last_motion=last)
+        for name, bank in self.banks.items():
+            bank.connect()  # switches every relay off; raises DeviceNotFound
+            self.emit("info", "device", f"relays.{name}: connected, all relays off")
+        for dev_name, dev in (("encoder", self.encoder), ("weather", self.weather),
+                              ("mount", self.mount)):
+            try:
+                dev.connect()
+            except DeviceError as exc:
+                self.emit("error", "device", f"{dev_name}: cannot connect: {exc.detail}")
+        self._reconcile_at = self.clock.monotonic() + 3.0  # after the first readings
+        self.store.set_state("last_motion", {})
+
+    def _reconcile(self) -> None:
+        """After start-up readings: find out the slit's state; close if unsafe or after a crash."""
+        self.encoder_view.refresh()
+        state = self.slit.state
+        if state == ShutterState.UNKNOWN:
+            self.emit("warning", "reconcile", "slit state unknown at start-up (no trusted encoder "
+                      "reading): closing blind to be safe")
+        if self._unclean and not self.supervisor.in_safe_state():
+            self.emit("warning", "reconcile", "after an unclean shutdown the observatory is not in "
+                      f"its safe state ({self.supervisor.describe()}): closing and parking")
+            self.supervisor.force("start-up reconcile after an unclean shutdown")
+        elif state == ShutterState.UNKNOWN:
+            self.supervisor.force("start-up reconcile: slit state unknown")
+        else:
+            self.emit("info", "reconcile", f"start-up state: {self.supervisor.describe()}")
+
+    def stop(self, clean: bool = True) -> None:
+        """Release everything: relays off, links closed. Never moves hardware.
+
+        ``clean=False`` (after a crash) leaves the "running" mark, so the next start reconciles
+        as after an unclean shutdown.
+        """
+        for dev in (self.dome, self.slit, self.cover):
+            dev.disconnect()
+        for name, bank in self.banks.items():
+            bank.disconnect()
+        for dev in (self.encoder, self.weather, self.mount):
+            try:
+                dev.disconnect()
+            except Exception as exc:  # noqa: BLE001 - teardown must finish; the error is logged
+                log.error("disconnect failed: %s", exc)
+        if self.world is not None and self.world_path is not None:
+            self.world.save(self.world_path)
+        if clean:
+            self.store.set_state("running", False)
+            self.emit("info", "daemon", "stopped cleanly: relays off")
+        else:
+            self.emit("alarm", "daemon", "stopped after a crash: relays off; the next start "
+                      "will reconcile")
+
+    # ------------------------------------------------------------------ the tick
+
+    def tick(self) -> None:
+        """One control step: world, relays' limits, sensors, devices, safety, record."""
+        self._ticks += 1
+        now_m = self.clock.monotonic()
+        if self.world is not None:
+            self.world.step(self.clock.now())
+        for name, bank in self.banks.items():
+            try:
+                bank.service()
+            except DeviceError as exc:
+                log.debug("relays.%s service: %s", name, exc)
+            was_ok = self._bank_ok.get(name, True)
+            if was_ok and not bank.connected:
+                self._bank_ok[name] = False
+                self.emit("alarm", "device", f"relays.{name}: relay board disconnected "
+                          "(unplugged or USB reset): motors unpowered")
+            elif not was_ok and bank.connected:
+                self._bank_ok[name] = True
+                self.emit("info", "device", f"relays.{name}: relay board reconnected, all off")
+        for dev in (self.encoder, self.weather):
+            dev.update()
+        if self.mount_inline:
+            self.mount.update()
+        self.encoder_view.refresh()
+        for dev in (self.dome, self.slit, self.cover):
+            dev.update()
+        self.verdict = evaluate(self._safety_inputs(), self.config.safety)
+        self.supervisor.emergency = self.emergency is not None
+        self.supervisor.update(self.verdict)
+        if self.emergency:
+            self._hold_emergency()
+        if self._reconcile_at is not None and now_m >= self._reconcile_at:
+            self._reconcile_at = None
+            self._reconcile()
+        for dev in (self.dome, self.slit, self.cover):
+            for n in dev.drain_notices():
+                self.emit(n.level, n.device, n.message, **n.data)
+        if self.world is not None:
+            for text in self.world.incidents:
+                self.emit("alarm", "device", f"simulated world: {text}")
+            self.world.incidents.clear()
+        self._record(now_m)
+
+    def _safety_inputs(self) -> SafetyInputs:
+        now = self.clock.now()
+        t = self.clock.monotonic()
+        if self._sun is None or t - self._sun[0] > SUN_CACHE_S:
+            site = self.config.site
+            self._sun = (t, sun_altitude_deg(now, site.latitude_deg, site.longitude_deg))
+        age = self.encoder_view.age()
+        return SafetyInputs(now=now, weather=self.weather.reading(), sun_alt_deg=self._sun[1],
+                            encoder_age_s=None if age == float("inf") else age,
+                            emergency=self.emergency)
+
+    def _hold_emergency(self) -> None:
+        if self.dome.slewing:
+            self.dome.abort()
+        if self.mount.state in (MountState.SLEWING, MountState.PARKING):
+            try:
+                self.mount.abort()
+            except DeviceError:
+                pass
+
+    def _record(self, now_m: float) -> None:
+        now = self.clock.now()
+        snap = self.status()
+        for device in ("dome", "slit", "cover", "mount", "safety"):
+            key = {k: v for k, v in snap[device].items()
+                   if k not in ("azimuth_deg", "ra_deg", "dec_deg", "alt_deg", "az_deg",
+                                "open_fraction", "sun_alt_deg", "coast_s")}
+            due = now_m - self._history_at.get(device, -1e9) >= self.config.daemon.history_interval_s
+            if key != self._history_key.get(device) or due:
+                self._history_key[device] = key
+                self._history_at[device] = now_m
+                self.store.add_history(now, device, snap[device])
+        if self.world is not None and self.world_path is not None and now_m - self._world_saved_at >= 1.0:
+            self._world_saved_at = now_m
+            self.world.save(self.world_path)
+
+    # ------------------------------------------------------------------ commands
+
+    def _refuse_if_unsafe(self, what: str) -> None:
+        if self.shutting_down:
+            raise CommandRefused("shutting_down", f"{what} refused: the daemon is shutting down")
+        if self.emergency:
+            raise CommandRefused("emergency", f"{what} refused: emergency stop latched "
+                                 f"({self.emergency}); clear it with `tenmon resume`")
+        if not self.verdict.safe:
+            raise CommandRefused("unsafe", f"{what} refused: unsafe ("
+                                 + "; ".join(self.verdict.reasons) + ")")
+
+    def _motion(self, device: str, what: str) -> None:
+        motions = dict(self.store.get_state("last_motion", {}))
+        motions[device] = what
+        self.store.set_state("last_motion", motions)
+        self.emit("info", "command", f"{device}: {what}")
+
+    def _guard(self, device: str, fn, *args) -> None:
+        try:
+            fn(*args)
+        except DeviceError as exc:
+            self.emit("error", device, f"{device}: {exc.detail}")
+            raise CommandRefused("device_error", str(exc)) from None
+
+    def dome_goto(self, azimuth_deg: float) -> None:
+        if self.shutting_down or self.emergency:
+            self._refuse_if_unsafe("dome goto")
+        if not 0.0 <= azimuth_deg <= 360.0:
+            raise CommandRefused("bad_request", f"azimuth {azimuth_deg} is outside 0..360 deg")
+        self._guard("dome", self.dome.slew_to_azimuth, azimuth_deg)
+        self._motion("dome", f"slewing to {azimuth_deg % 360:.1f} deg")
+
+    def dome_home(self) -> None:
+        if self.shutting_down or self.emergency:
+            self._refuse_if_unsafe("dome home")
+        self._guard("dome", self.dome.find_home)
+        self._motion("dome", "homing")
+
+    def dome_park(self) -> None:
+        if self.shutting_down or self.emergency:
+            self._refuse_if_unsafe("dome park")
+        self._guard("dome", self.dome.park)
+        self._motion("dome", "parking")
+
+    def dome_abort(self) -> None:
+        self.dome.abort()
+        self.emit("info", "command", "dome: abort")
+
+    def slit_open(self) -> None:
+        self._refuse_if_unsafe("slit open")
+        self._guard("slit", self.slit.open_slit)
+        self._motion("slit", "opening")
+
+    def slit_close(self) -> None:
+        self._guard("slit", self.slit.close_slit)
+        self._motion("slit", "closing")
+
+    def cover_open(self) -> None:
+        self._refuse_if_unsafe("cover open")
+        self._guard("cover", self.cover.open_cover)
+        self._motion("cover", "opening")
+
+    def cover_close(self) -> None:
+        self._guard("cover", self.cover.close_cover)
+        self._motion("cover", "closing")
+
+    def mount_goto(self, ra_deg: float, dec_deg: float) -> None:
+        self._refuse_if_unsafe("mount goto")
+        if not (0.0 <= ra_deg < 360.0 and -90.0 <= dec_deg <= 90.0):
+            raise CommandRefused("bad_request", f"RA {ra_deg} / Dec {dec_deg} out of range "
+                                 "(RA 0..360 deg, Dec -90..90 deg)")
+        site = self.config.site
+        alt, _ = radec_to_altaz(ra_deg, dec_deg, lst_deg(self.clock.now(), site.longitude_deg),
+                                site.latitude_deg)
+        if alt < 0:
+            raise CommandRefused("below_horizon", f"RA {ra_deg:.4f} Dec {dec_deg:.4f} is below "
+                                 f"the horizon now (altitude {alt:.1f} deg)")
+        if self.mount.state == MountState.PARKED:
+            self._guard("mount", self.mount.unpark)
+        self._guard("mount", self.mount.goto, ra_deg, dec_deg)
+        self._motion("mount", f"slewing to RA {ra_deg:.4f} Dec {dec_deg:.4f}")
+
+    def mount_park(self) -> None:
+        self._guard("mount", self.mount.park)
+        self._motion("mount", "parking")
+
+    def mount_abort(self) -> None:
+        self._guard("mount", self.mount.abort)
+        self.emit("info", "command", "mount: abort")
+
+    def emergency_stop(self, reason: str = "operator") -> None:
+        """Stop every motion now and close the slit; latched until :meth:`resume`."""
+        self.emergency = reason or "operator"
+        self.emit("alarm", "emergency", f"EMERGENCY STOP ({self.emergency}): stopping all motion, "
+                  "closing the slit")
+        self.dome.abort()
+        try:
+            self.mount.abort()
+        except DeviceError as exc:
+            self.emit("error", "mount", f"abort failed: {exc.detail}")
+        try:
+            self.slit.close_slit()
+        except DeviceError as exc:
+            self.emit("alarm", "slit", f"cannot close slit: {exc.detail}")
+
+    def resume(self) -> None:
+        if not self.emergency:
+            raise CommandRefused("not_latched", "no emergency stop is latched")
+        self.emit("info", "emergency", f"emergency stop cleared (was: {self.emergency})")
+        self.emergency = None
+
+    def begin_shutdown(self, why: str) -> None:
+        """Stop taking commands, abort the dome and go to the safe state."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        self.emit("info", "daemon", f"shutting down ({why}): going to the safe state")
+        self.dome.abort()
+        self.supervisor.force(f"shutdown ({why})")
+
+    # ------------------------------------------------------------------ simulation commands
+
+    def sim_weather(self, condition: str, wind_ms: float | None = None) -> None:
+        if self.world is None:
+            raise CommandRefused("not_simulated", "`sim` commands need the simulated observatory")
+        try:
+            self.world.set_weather(condition, wind_ms)
+        except ValueError as exc:
+            raise CommandRefused("bad_request", str(exc)) from None
+        self.emit("info", "sim", f"simulated weather: {condition}"
+                  + (f" {wind_ms:g} m/s" if wind_ms is not None else ""))
+
+    def sim_fault(self, name: str, clear: bool = False) -> None:
+        if self.world is None:
+            raise CommandRefused("not_simulated", "`sim` commands need the simulated observatory")
+        try:
+            if clear:
+                self.world.clear_fault(None if name in ("", "all") else name)
+            else:
+                self.world.inject_fault(name)
+        except ValueError as exc:
+            raise CommandRefused("bad_request", str(exc)) from None
+        self.emit("warning", "sim", f"simulated fault {'cleared' if clear else 'injected'}: "
+                  f"{name or 'all'}")
+
+    # ------------------------------------------------------------------ status
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock.now()
+        site = self.config.site
+        ra, dec = self.mount.ra_deg, self.mount.dec_deg
+        alt = az = None
+        if ra is not None and dec is not None:
+            alt, az = radec_to_altaz(ra, dec, lst_deg(now, site.longitude_deg), site.latitude_deg)
+        r = self.encoder.reading()
+        enc_age = self.encoder_view.age()
+        mstate = self.mount.state
+        out: dict[str, Any] = {
+            "mode": self.mode,
+            "time_utc": utc_iso(now),
+            "daemon": {"version": __version__, "uptime_s": round(self.clock.monotonic()
+                                                                   - self._started_at, 1),
+                       "shutting_down": self.shutting_down},
+            "dome": {
+                "azimuth_deg": _r(self.dome.azimuth_deg, 2),
+                "target_deg": _r(self.dome.target_deg, 2),
+                "state": self.dome.state.value,
+                "slewing": self.dome.slewing,
+                "at_home": self.dome.at_home,
+                "at_park": self.dome.at_park,
+                "coast_s": round(self.dome.coast_s, 3),
+                "error": self.dome.error,
+            },
+            "slit": {
+                "state": self.slit.state.value,
+                "open_fraction": _r(self.slit.open_fraction, 3),
+                "ascom_status": self.slit.state.ascom,
+                "verified": self.slit.verified,
+                "error": self.slit.error,
+            },
+            "cover": {"state": self.cover.state.value, "verified": self.cover.verified,
+                      "error": self.cover.error},
+            "mount": {
+                "ra_deg": _r(ra, 5), "dec_deg": _r(dec, 5), "alt_deg": _r(alt, 3),
+                "az_deg": _r(az, 3), "state": mstate.value,
+                "slewing": mstate in (MountState.SLEWING, MountState.PARKING),
+                "parked": mstate == MountState.PARKED, "tracking": self.mount.tracking,
+                "error": self.mount.error,
+            },
+            "safety": {
+                **self.verdict.to_json(),
+                "closing": self.supervisor.closing,
+                "in_safe_state": self.supervisor.in_safe_state(),
+                "emergency": self.emergency,
+                "sun_alt_deg": _r(self._sun[1] if self._sun else None, 2),
+            },
+            "encoder": {"azimuth_deg": _r(r.azimuth_deg, 2), "open_fraction": _r(r.open_fraction, 3),
+                        "state": r.state, "confidence": round(r.confidence, 3),
+                        "age_s": None if enc_age == float("inf") else round(enc_age, 2)},
+            "weather": _weather_json(self.weather.reading()),
+            "relays": {name: {"connected": b.connected,
+                              "on": [c for c in range(1, b.channels + 1) if b.is_on(c)]}
+                       for name, b in self.banks.items()},
+        }
+        if self.world is not None:
+            out["sim"] = {"faults": list(self.world.state.faults), "seed": self.world.sim.seed}
+        return out
+
+
+def _r(v: float | None, nd: int) -> float | None:
+    return None if v is None else round(float(v), nd)
+
+
+def _weather_json(w) -> dict[str, Any] | None:
+    if w is None:
+        return None
+    return {"time_utc": utc_iso(w.time), "rain": w.rain, "wind_ms": w.wind_ms,
+            "humidity_pct": w.humidity_pct}
+

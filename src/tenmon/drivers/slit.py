@@ -1,0 +1,210 @@
+"""The slit (shutter): open/close relays, position and state from the optical encoder.
+
+Opening needs the encoder: it stops when the encoder reads open, and stops (ERROR) if the encoder
+is lost, because a shutter driven blind can jam at its end stop. Closing is always allowed: with
+the encoder it runs until the encoder reads closed, plus a short overrun to seat the shutter;
+without it, a *blind close* runs the close relay for the full travel time plus margin from the
+start of the close, and says so. Every motion has a timeout of travel time plus margin.
+"""
+
+from __future__ import annotations
+
+from tenmon.clock import Clock
+from tenmon.config.models import SlitConfig
+from tenmon.drivers.base import Encoder, RelayBank, ShutterState
+from tenmon.drivers.motion import EncoderView, NoticeBoard, RelayPair
+from tenmon.errors import DeviceError, EncoderLost
+
+
+class RelaySlit(NoticeBoard):
+    """Slit driver. Non-blocking: ``open_slit()``/``close_slit()`` start, ``update()`` runs."""
+
+    encoder_grace_s = 2.0
+
+    def __init__(self, config: SlitConfig, bank: RelayBank, encoder: Encoder, clock: Clock,
+                 *, min_confidence: float = 0.3):
+        super().__init__("slit")
+        self.config = config
+        self.clock = clock
+        self.motor = RelayPair(bank, config.open_channel, config.close_channel, "slit")
+        self.view = EncoderView(encoder, clock, min_confidence)
+        self.state = ShutterState.UNKNOWN
+        self.error: str | None = None
+        self.verified = True  # False after a blind close, until the encoder sees it again
+        self._phase = "idle"
+        self._t0 = 0.0
+        self._closed_at: float | None = None
+        self._blind = False
+
+    # ------------------------------------------------------------------ readings
+
+    @property
+    def open_fraction(self) -> float | None:
+        if self.view.lost(self.encoder_grace_s) or self.view.good is None:
+            return None
+        return self.view.good.open_fraction
+
+    @property
+    def moving(self) -> bool:
+        return self._phase != "idle"
+
+    @property
+    def blind(self) -> bool:
+        return self._blind
+
+    #: hysteresis on the thresholds, so encoder noise does not flip a closed slit to partial
+    HYSTERESIS = 0.03
+
+    def _static_state(self) -> ShutterState:
+        frac = self.open_fraction
+        if frac is None:
+            return ShutterState.UNKNOWN
+        h = self.HYSTERESIS
+        if self.state == ShutterState.CLOSED and frac <= self.config.closed_threshold + h:
+            return ShutterState.CLOSED
+        if self.state == ShutterState.OPEN and frac >= self.config.open_threshold - h:
+            return ShutterState.OPEN
+        if frac >= self.config.open_threshold:
+            return ShutterState.OPEN
+        if frac <= self.config.closed_threshold:
+            return ShutterState.CLOSED
+        return ShutterState.PARTIAL
+
+    # ------------------------------------------------------------------ verbs
+
+    def open_slit(self) -> None:
+        """Start opening. Raises EncoderLost (never opens blind) or DeviceError (relays)."""
+        self.view.refresh()
+        if self.view.lost(self.encoder_grace_s):
+            raise EncoderLost("slit", "no trusted encoder reading: the slit is never opened blind")
+        if self._static_state() == ShutterState.OPEN:
+            self.state = ShutterState.OPEN
+            return
+        self.motor.drive(+1)
+        self._start("opening")
+
+    def close_slit(self) -> None:
+        """Start closing; always allowed. Without a trusted encoder reading this is a blind close.
+
+        Raises DeviceError only if the relay board cannot be driven at all.
+        """
+        self.view.refresh()
+        if self._phase == "closing":
+            return
+        self.motor.drive(-1)
+        self._start("closing")
+        self._blind = self.view.lost(self.encoder_grace_s)
+        if self._blind:
+            self.notice("warning", "encoder lost: blind close, running the close relay for "
+                        f"{self._limit():g} s (travel time + margin)")
+
+    def stop(self) -> None:
+        """Stop the shutter motor where it is. Never raises."""
+        err = self.motor.stop_quietly()
+        self._phase = "idle"
+        if err:
+            self._set_error(f"stop failed: {err}")
+
+    def disconnect(self) -> None:
+        self.motor.stop_quietly()
+        self._phase = "idle"
+
+    def _start(self, phase: str) -> None:
+        self._phase = phase
+        self._t0 = self.clock.monotonic()
+        self._closed_at = None
+        self.error = None
+        self.state = ShutterState.OPENING if phase == "opening" else ShutterState.CLOSING
+
+    def _limit(self) -> float:
+        return self.config.travel_time_s + self.config.margin_s
+
+    def _set_error(self, message: str) -> None:
+        self.state = ShutterState.ERROR
+        self.error = message
+        self.notice("error", message)
+
+    # ------------------------------------------------------------------ the loop
+
+    def update(self) -> None:
+        self.view.refresh()
+        try:
+            self._step()
+        except DeviceError as exc:
+            err = self.motor.stop_quietly()
+            self._phase = "idle"
+            self._set_error(f"relay board: {exc.detail}" + (f" ({err})" if err else ""))
+
+    def _step(self) -> None:
+        now = self.clock.monotonic()
+        elapsed = now - self._t0
+        lost = self.view.lost(self.encoder_grace_s)
+        if self._phase == "idle":
+            if self.state == ShutterState.ERROR:
+                return
+            static = self._static_state()
+            if static != ShutterState.UNKNOWN:
+                self.state = static
+                if not self.verified and static == ShutterState.CLOSED:
+                    self.verified = True
+            elif not (self.state == ShutterState.CLOSED and not self.verified):
+                # keep "closed (unverified)" after a blind close until the encoder returns
+                self.state = ShutterState.UNKNOWN
+            return
+
+        if self._phase == "opening":
+            if lost:
+                self.motor.stop()
+                self._phase = "idle"
+                self._set_error("encoder lost while opening: stopped (never opened blind)")
+                return
+            if self.open_fraction is not None and self.open_fraction >= self.config.open_threshold:
+                self.motor.stop()
+                self._phase = "idle"
+                self.state = ShutterState.OPEN
+                self.notice("info", f"slit open after {elapsed:.0f} s")
+                return
+            if self.motor.direction() != 1:
+                self._phase = "idle"
+                self._set_error("open relay switched off under the controller (maximum on-time?)")
+                return
+            if elapsed > self._limit():
+                self.motor.stop()
+                self._phase = "idle"
+                self._set_error(f"did not open within {self._limit():g} s "
+                                f"(open fraction {self.open_fraction})")
+            return
+
+        # closing
+        if lost and not self._blind:
+            self._blind = True
+            self.notice("warning", "encoder lost while closing: continuing blind until "
+                        f"{self._limit():g} s after the close began")
+        if not self._blind and self.open_fraction is not None \
+                and self.open_fraction <= self.config.closed_threshold:
+            if self._closed_at is None:
+                self._closed_at = now
+            if now - self._closed_at >= self.config.close_overrun_s:
+                self.motor.stop()
+                self._phase = "idle"
+                self.state = ShutterState.CLOSED
+                self.verified = True
+                self.notice("info", f"slit closed after {elapsed:.0f} s")
+            return
+        cut = self.motor.direction() != -1
+        if elapsed >= self._limit() or cut:
+            self.motor.stop()
+            self._phase = "idle"
+            if self._blind and not cut:
+                self._blind = False
+                self.state = ShutterState.CLOSED
+                self.verified = False
+                self.notice("warning", f"blind close finished after {elapsed:.0f} s: the close "
+                            "relay ran the full travel time; not verified by the encoder")
+            elif cut:
+                self._blind = False
+                self._set_error(f"close relay switched off under the controller after "
+                                f"{elapsed:.0f} s (maximum on-time or board reset?)")
+            else:
+                self._set_error(f"did not close within {self._limit():g} s "
+                                f"(open fraction {self.open_fraction})")
