@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/tenmon run-simulated
+	$(VENV)/bin/tenmon daemon --simulate --speed 10
 
 test: $(STAMP)
 	$(PY) -m pytest -q

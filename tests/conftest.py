@@ -29,3 +29,57 @@ def shared_data() -> Path:
 @pytest.fixture
 def fake_clock() -> FakeClock:
     return FakeClock()
+
+
+class SimRig:
+    """A simulated observatory in-process on a FakeClock: ``run(s)`` ticks ``s`` simulated seconds."""
+
+    def __init__(self, obs):
+        self.obs = obs
+        self.clock = obs.clock
+        self.world = obs.world
+        self.tick_s = obs.config.daemon.tick_s
+
+    def run(self, seconds: float, until=None) -> float:
+        """Tick for up to ``seconds``; stop early when ``until()`` is true. Returns seconds run."""
+        n = int(round(seconds / self.tick_s))
+        for i in range(n):
+            self.clock.advance(self.tick_s)
+            self.obs.tick()
+            if until is not None and until():
+                return (i + 1) * self.tick_s
+        return n * self.tick_s
+
+    def events(self, **kw):
+        return self.obs.store.events(limit=10000, **kw)
+
+    def messages(self) -> list[str]:
+        return [e["message"] for e in self.events()]
+
+
+@pytest.fixture
+def sim_rig(tmp_path):
+    """Factory: ``sim_rig(**env_overrides)`` -> a started :class:`SimRig` (fresh world, own dir)."""
+    from tenmon.config.loader import load_config, simulated_config_path
+    from tenmon.daemon.compose import build_observatory
+
+    made = []
+
+    def make(start=True, **env):
+        env = {"TENMON_PATHS__DATA_DIR": str(tmp_path / f"sim{len(made)}"), **env}
+        cfg = load_config(simulated_config_path(), env=env)
+        obs = build_observatory(cfg, fresh=True)
+        made.append(obs)
+        if start:
+            obs.start()
+        rig = SimRig(obs)
+        if start:
+            rig.run(4.0)  # first readings and the start-up reconcile
+        return rig
+
+    yield make
+    for obs in made:
+        try:
+            obs.stop()
+        except Exception:  # noqa: BLE001 - teardown of an already-stopped rig
+            pass

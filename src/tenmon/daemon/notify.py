@@ -34,8 +34,11 @@ class SystemdNotifier:
             addr = "\0" + addr[1:]  # abstract namespace
         try:
             with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+                sock.setblocking(False)  # the control loop never waits on systemd
                 sock.connect(addr)
-                sock.sendall("\n".join(lines).encode())
+                sock.send("\n".join(lines).encode())
+        except BlockingIOError:
+            log.warning("systemd notify socket %s is full: %s dropped", self.address, lines[0])
         except OSError as exc:
             log.warning("systemd notify to %s failed: %s", self.address, exc)
 

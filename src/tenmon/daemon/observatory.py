@@ -64,6 +64,7 @@ class Observatory:
         self._unclean = False
         self._ticks = 0
         self._bank_ok: dict[str, bool] = {}
+        self._mount_state: MountState | None = None
 
     # ------------------------------------------------------------------ events
 
@@ -175,6 +176,13 @@ class Observatory:
         for dev in (self.dome, self.slit, self.cover):
             for n in dev.drain_notices():
                 self.emit(n.level, n.device, n.message, **n.data)
+        mstate = self.mount.state
+        if mstate != self._mount_state:
+            if self._mount_state is not None:
+                level = "error" if mstate == MountState.ERROR else "info"
+                self.emit(level, "mount", f"mount {mstate.value}"
+                          + (f": {self.mount.error}" if mstate == MountState.ERROR else ""))
+            self._mount_state = mstate
         if self.world is not None:
             for text in self.world.incidents:
                 self.emit("alarm", "device", f"simulated world: {text}")

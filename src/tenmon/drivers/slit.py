@@ -35,6 +35,8 @@ class RelaySlit(NoticeBoard):
         self._t0 = 0.0
         self._closed_at: float | None = None
         self._blind = False
+        self._open_hits = 0
+        self._last_seen = None
 
     # ------------------------------------------------------------------ readings
 
@@ -113,6 +115,7 @@ class RelaySlit(NoticeBoard):
         self._phase = phase
         self._t0 = self.clock.monotonic()
         self._closed_at = None
+        self._open_hits = 0
         self.error = None
         self.state = ShutterState.OPENING if phase == "opening" else ShutterState.CLOSING
 
@@ -158,7 +161,14 @@ class RelaySlit(NoticeBoard):
                 self._phase = "idle"
                 self._set_error("encoder lost while opening: stopped (never opened blind)")
                 return
-            if self.open_fraction is not None and self.open_fraction >= self.config.open_threshold:
+            good = self.view.good
+            if good is not self._last_seen:
+                self._last_seen = good
+                at_top = self.open_fraction is not None and \
+                    self.open_fraction >= self.config.open_threshold
+                self._open_hits = self._open_hits + 1 if at_top else 0
+            # two readings in a row at the top: one noisy reading must not stop it short
+            if self._open_hits >= 2:
                 self.motor.stop()
                 self._phase = "idle"
                 self.state = ShutterState.OPEN

@@ -1,0 +1,129 @@
+"""Config models and loader: the example files validate; every kind of error names key and line."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tenmon.cli.main import main
+from tenmon.config.loader import KeyLines, load_config, parse_config, simulated_config_path
+from tenmon.errors import ConfigError
+
+REPO = Path(__file__).resolve().parents[2]
+SITE = REPO / "config" / "site-example.toml"
+SIM = REPO / "config" / "simulated.toml"
+
+
+def test_example_files_validate():
+    site = load_config(SITE, env={})
+    assert site.mode == "site"
+    assert site.relays["main"].type == "lcus-serial"
+    assert site.relays["main"].port == "/dev/ttyUSB0"
+    assert site.mount.type == "lx200" and site.mount.port == "/dev/ttyUSB1"
+    assert site.weather.type == "gpio-rain"
+    assert site.cover.limit_switches is not None
+    assert site.encoder.type == "ir-camera" and site.encoder.device == "/dev/video0"
+    sim = load_config(SIM, env={})
+    assert sim.mode == "simulated"
+    assert (sim.site.latitude_deg, sim.site.longitude_deg, sim.site.elevation_m) == (
+        35.0253, 134.3356, 449)
+    assert SIM.resolve() == simulated_config_path().resolve()
+
+
+def _problem(text: str) -> tuple[str, int | None, str]:
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={})
+    assert len(info.value.problems) >= 1
+    return info.value.problems[0]
+
+
+def test_misspelt_key_names_key_and_line():
+    text = SITE.read_text().replace("dead_band_deg = 0.5", "dead_bnad_deg = 0.5")
+    line = text.splitlines().index("dead_bnad_deg = 0.5") + 1
+    key, got_line, msg = _problem(text)
+    assert key == "dome.dead_bnad_deg"
+    assert got_line == line
+    assert "unknown key" in msg
+
+
+def test_bad_value_names_key_and_line():
+    text = SITE.read_text().replace('port = "/dev/ttyUSB1"\nbaudrate = 9600',
+                                    'port = "/dev/ttyUSB1"\nbaudrate = "fast"')
+    line = text.splitlines().index('baudrate = "fast"') + 1
+    key, got_line, msg = _problem(text)
+    assert key == "mount.baudrate"
+    assert got_line == line
+    assert "fast" in msg
+
+
+def test_out_of_range_value():
+    text = SITE.read_text().replace("latitude_deg = 35.0253", "latitude_deg = 135.0")
+    key, line, msg = _problem(text)
+    assert key == "site.latitude_deg"
+    assert text.splitlines()[line - 1] == "latitude_deg = 135.0"
+
+
+def test_missing_interlock_is_an_error_with_line():
+    text = SITE.read_text().replace("interlocks = [[1, 2], [3, 4], [5, 6]]",
+                                    "interlocks = [[1, 2], [5, 6]]")
+    key, line, msg = _problem(text)
+    assert key == "relays.main.interlocks"
+    assert text.splitlines()[line - 1].startswith("interlocks")
+    assert "[3, 4]" in msg
+
+
+def test_relay_limit_shorter_than_motion_is_an_error():
+    text = SITE.read_text().replace("max_on_s = 90 ", "max_on_s = 30 ")
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={})
+    keys = {k for k, _, _ in info.value.problems}
+    assert keys == {"relays.main.max_on_s"}
+    assert any("slit" in m for _, _, m in info.value.problems)
+
+
+def test_site_must_not_use_simulated_devices():
+    text = SITE.read_text().replace('type = "gpio-rain"          # rain sensor\'s digital output\npin = 17\nwet_when_high = false\npull_up = true', 'type = "simulated"')
+    key, line, msg = _problem(text)
+    assert key == "weather.type" and "simulated" in msg
+
+
+def test_toml_syntax_error_has_line():
+    key, line, msg = _problem("mode = 'site'\n[site\nname = 1\n")
+    assert line == 2 and "syntax" in msg
+
+
+def test_env_overrides(tmp_path):
+    cfg = load_config(SITE, env={"TENMON_API__PORT": "8471", "TENMON_DOME__DEAD_BAND_DEG": "0.8",
+                                 "TENMON_URL": "http://x", "HOME": "/root"})
+    assert cfg.api.port == 8471 and cfg.dome.dead_band_deg == 0.8
+    with pytest.raises(ConfigError) as info:
+        load_config(SITE, env={"TENMON_API__PORT": "many"})
+    key, line, msg = info.value.problems[0]
+    assert key == "api.port" and line is None  # it came from the environment
+
+
+def test_keylines_handles_tables_and_dotted_keys():
+    text = "a = 1\n[b]\nc = 2\nd.e = 3\n[[f]]\ng = 4\n[[f]]\ng = 5\n[h.'i.j']\nk = 6\n"
+    kl = KeyLines(text)
+    assert kl.find("a") == 1 and kl.find("b.c") == 3 and kl.find("b.d.e") == 4
+    assert kl.find("f[1].g") == 8 and kl.find("h.i.j.k") == 10
+    assert kl.find("b.nothing") == 2  # falls back to the enclosing table
+
+
+def test_cli_validate_exit_codes(tmp_path, capsys):
+    assert main(["config", "validate", str(SITE)]) == 0
+    assert "valid" in capsys.readouterr().out
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SITE.read_text().replace("slew_timeout_s = 240", "slew_timeout_s = -5")
+                   .replace("dead_band_deg = 0.5", "deadband = 0.5"))
+    assert main(["config", "validate", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert f"{bad}:" in out and "dome.slew_timeout_s" in out and "dome.deadband" in out
+    assert main(["config", "validate", str(bad), "--json"]) == 1
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert {r["key"] for r in rows} == {"dome.slew_timeout_s", "dome.deadband"}
+    assert all(isinstance(r["line"], int) for r in rows)
+    assert main(["config", "validate", str(tmp_path / "missing.toml")]) == 1
+    assert "no such config file" in capsys.readouterr().out

@@ -1,0 +1,118 @@
+"""Slit and mirror cover drivers over the simulated world."""
+
+from __future__ import annotations
+
+import pytest
+
+from tenmon.drivers.base import ShutterState
+from tenmon.errors import EncoderLost
+
+
+def test_slit_opens_and_closes(sim_rig):
+    rig = sim_rig()
+    slit = rig.obs.slit
+    assert slit.state == ShutterState.CLOSED
+    rig.obs.slit_open()
+    assert slit.state == ShutterState.OPENING
+    took = rig.run(120, until=lambda: slit.state == ShutterState.OPEN)
+    assert 55 <= took <= 62  # the simulated shutter travels in 58 s
+    assert not rig.obs.banks["main"].is_on(3)
+    assert rig.world.state.slit_fraction >= 0.97
+    rig.obs.slit_close()
+    took = rig.run(120, until=lambda: slit.state == ShutterState.CLOSED)
+    assert took <= 58 + rig.obs.config.slit.close_overrun_s + 1
+    assert rig.world.state.slit_fraction == 0.0 and slit.verified
+
+
+def test_slit_never_opens_blind(sim_rig):
+    rig = sim_rig()
+    rig.world.inject_fault("encoder-dropout")
+    rig.run(3.0)
+    with pytest.raises(EncoderLost):
+        rig.obs.slit.open_slit()
+
+
+def test_encoder_lost_while_opening_stops(sim_rig):
+    rig = sim_rig(TENMON_SAFETY__ENCODER_STALE_S="1000")  # keep the supervisor out of it
+    rig.obs.slit_open()
+    rig.run(20)
+    rig.world.inject_fault("encoder-dropout")
+    rig.run(3)
+    assert rig.obs.slit.state == ShutterState.ERROR
+    assert not rig.obs.banks["main"].is_on(3)
+
+
+def test_blind_close_runs_full_travel_and_says_so(sim_rig):
+    rig = sim_rig(TENMON_SAFETY__ENCODER_STALE_S="1000")
+    slit = rig.obs.slit
+    rig.obs.slit_open()
+    rig.run(120, until=lambda: slit.state == ShutterState.OPEN)
+    rig.world.inject_fault("encoder-dropout")
+    rig.run(3)
+    rig.obs.slit_close()
+    assert slit.blind
+    took = rig.run(200, until=lambda: not slit.moving)
+    limit = rig.obs.config.slit.travel_time_s + rig.obs.config.slit.margin_s
+    assert abs(took - limit) <= 0.2
+    assert slit.state == ShutterState.CLOSED and not slit.verified
+    assert rig.world.state.slit_fraction == 0.0
+    msgs = " | ".join(rig.messages())
+    assert "blind close" in msgs and "not verified" in msgs
+    rig.world.clear_fault("encoder-dropout")
+    rig.run(3)
+    assert slit.state == ShutterState.CLOSED and slit.verified
+
+
+def test_slit_stall_times_out(sim_rig):
+    rig = sim_rig()
+    rig.world.inject_fault("slit-stall")
+    rig.obs.slit_open()
+    rig.run(100, until=lambda: rig.obs.slit.state == ShutterState.ERROR)
+    assert "did not open" in rig.obs.slit.error
+    assert not rig.obs.banks["main"].is_on(3)
+
+
+def test_cover_with_switches(sim_rig):
+    rig = sim_rig()
+    cover = rig.obs.cover
+    assert cover.state == ShutterState.CLOSED and cover.verified
+    rig.obs.cover_open()
+    took = rig.run(60, until=lambda: cover.state == ShutterState.OPEN)
+    assert 18 <= took <= 21
+    rig.obs.cover_close()
+    rig.run(60, until=lambda: cover.state == ShutterState.CLOSED)
+    assert rig.world.state.cover_fraction == 0.0
+
+
+def test_cover_stall_with_switches_errors(sim_rig):
+    rig = sim_rig()
+    rig.world.inject_fault("cover-stall")
+    rig.obs.cover_open()
+    rig.run(60, until=lambda: rig.obs.cover.state == ShutterState.ERROR)
+    assert "did not reach open" in rig.obs.cover.error
+    assert not rig.obs.banks["main"].is_on(5)
+
+
+def test_timed_cover(tmp_path):
+    from tenmon.clock import FakeClock
+    from tenmon.config.models import CoverConfig, SimulatedRelayConfig
+    from tenmon.drivers.cover import RelayCover
+    from tenmon.drivers.sim.relays import SimulatedRelayBank
+
+    clock = FakeClock()
+    bank = SimulatedRelayBank("b", SimulatedRelayConfig(type="simulated", channels=2,
+                                                        interlocks=[(1, 2)]), clock)
+    bank.connect()
+    cover = RelayCover(CoverConfig(relays="b", open_channel=1, close_channel=2,
+                                   travel_time_s=20, margin_s=4), bank, clock)
+    assert cover.state == ShutterState.UNKNOWN
+    cover.close_cover()
+    t = 0.0
+    while cover.moving:
+        clock.advance(0.1)
+        t += 0.1
+        cover.update()
+        assert bank.is_on(2) or not cover.moving
+    assert abs(t - 24.0) < 0.15
+    assert cover.state == ShutterState.CLOSED and not cover.verified
+    assert not bank.is_on(2)
