@@ -221,6 +221,9 @@ class Lx200MountConfig(_Model):
     type: Literal["lx200"]
     port: str
     baudrate: int = 9600
+    dialect: Literal["auto", "meade", "onstep"] = Field(
+        default="auto", description="tracking/park commands: auto asks :GVP# at connect"
+    )
     timeout_s: float = Field(default=2.0, gt=0, description="serial reply timeout")
     slew_timeout_s: float = Field(default=300.0, gt=0)
     park_alt_deg: float = Field(default=0.0, ge=-90, le=90)

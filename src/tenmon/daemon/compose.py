@@ -41,8 +41,9 @@ def build_observatory(config: TenmonConfig, *, clock: Clock | None = None, fresh
 
 def _build_simulated(config: TenmonConfig, store: Store, data_dir: Path, clock: Clock | None,
                      fresh: bool) -> Observatory:
+    from tenmon.drivers.mount import make_mount
     from tenmon.drivers.sim.devices import (SimulatedEncoder, SimulatedLimitSwitches,
-                                            SimulatedMount, SimulatedWeather)
+                                            SimulatedWeather)
     from tenmon.drivers.sim.relays import SimulatedRelayBank
     from tenmon.drivers.sim.world import MotorInput, SimWorld
 
@@ -77,7 +78,7 @@ def _build_simulated(config: TenmonConfig, store: Store, data_dir: Path, clock: 
             world.inject_fault(fault)
     encoder = SimulatedEncoder(config.encoder, config.slit, world, clock, seed=sim.seed)
     weather = SimulatedWeather(world, clock)
-    mount = SimulatedMount(mcfg, world, clock)
+    mount = make_mount(mcfg, clock, world=world)
     switches = SimulatedLimitSwitches(world) if config.cover.limit_switches else None
     return _assemble(config, clock, store, banks, encoder, weather, mount, switches,
                      world=world, world_path=world_path, mount_inline=True)
@@ -121,9 +122,9 @@ def _site_weather(config: TenmonConfig, clock: Clock):
 def _site_mount(config: TenmonConfig, clock: Clock):
     if config.mount.type == "lx200":
         from tenmon.daemon.mount_thread import ThreadedMount
-        from tenmon.drivers.mount.lx200 import Lx200Mount
+        from tenmon.drivers.mount import make_mount
 
-        return ThreadedMount(Lx200Mount(config.mount, clock))
+        return ThreadedMount(make_mount(config.mount, clock))
     raise DeviceNotFound("mount", f"type {config.mount.type!r} cannot run at a site")
 
 

@@ -27,6 +27,29 @@ log = logging.getLogger(__name__)
 SUN_CACHE_S = 30.0
 
 
+class LoopStats:
+    """Rolling record of how late control ticks start (seconds), for status and benchmarks."""
+
+    def __init__(self, size: int = 6000):
+        self.size = size
+        self.values: list[float] = []
+        self.count = 0
+
+    def add(self, late_s: float) -> None:
+        self.values.append(late_s)
+        self.count += 1
+        if len(self.values) > self.size:
+            del self.values[: len(self.values) - self.size]
+
+    def to_json(self) -> dict[str, float | int | None]:
+        if not self.values:
+            return {"ticks": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+        v = sorted(self.values)
+        pick = lambda q: round(1000 * v[min(len(v) - 1, int(q * len(v)))], 2)  # noqa: E731
+        return {"ticks": self.count, "p50_ms": pick(0.5), "p99_ms": pick(0.99),
+                "max_ms": round(1000 * v[-1], 2)}
+
+
 class Observatory:
     """Owns every device and runs the control tick. Built by ``daemon.compose``."""
 
@@ -65,6 +88,7 @@ class Observatory:
         self._ticks = 0
         self._bank_ok: dict[str, bool] = {}
         self._mount_state: MountState | None = None
+        self.loop_stats = LoopStats()
 
     # ------------------------------------------------------------------ events
 
@@ -388,7 +412,8 @@ class Observatory:
             "time_utc": utc_iso(now),
             "daemon": {"version": __version__, "uptime_s": round(self.clock.monotonic()
                                                                    - self._started_at, 1),
-                       "shutting_down": self.shutting_down},
+                       "shutting_down": self.shutting_down,
+                       "tick_latency": self.loop_stats.to_json()},
             "dome": {
                 "azimuth_deg": _r(self.dome.azimuth_deg, 2),
                 "target_deg": _r(self.dome.target_deg, 2),

@@ -99,6 +99,8 @@ async def _loop(obs: Observatory, config: TenmonConfig, speed: float,
     next_wall = time.monotonic()
     shutdown_started: float | None = None
     while True:
+        # latency: how late this tick starts against its schedule (wall clock)
+        obs.loop_stats.add(max(0.0, time.monotonic() - next_wall))
         if simulated:
             obs.clock.advance(tick_s)
         obs.tick()
