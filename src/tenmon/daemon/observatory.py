@@ -89,6 +89,14 @@ class Observatory:
         self._bank_ok: dict[str, bool] = {}
         self._mount_state: MountState | None = None
         self.loop_stats = LoopStats()
+        #: Extensions (frame service, sequencer) called at the end of every tick, after safety.
+        #: A hook that raises is logged as an error event and the tick carries on: safety and
+        #: device control never depend on an extension.
+        self.tick_hooks: list = []
+        #: Called by stop(), before devices are released.
+        self.stop_hooks: list = []
+        #: Extra sections merged into status() by extensions: name -> callable returning a dict.
+        self.status_hooks: dict = {}
 
     # ------------------------------------------------------------------ events
 
@@ -143,6 +151,11 @@ class Observatory:
         ``clean=False`` (after a crash) leaves the "running" mark, so the next start reconciles
         as after an unclean shutdown.
         """
+        for hook in list(self.stop_hooks):
+            try:
+                hook()
+            except Exception:  # noqa: BLE001 - teardown must finish
+                log.exception("stop hook %r failed", hook)
         for dev in (self.dome, self.slit, self.cover):
             dev.disconnect()
         for name, bank in self.banks.items():
@@ -197,6 +210,13 @@ class Observatory:
         if self._reconcile_at is not None and now_m >= self._reconcile_at:
             self._reconcile_at = None
             self._reconcile()
+        for hook in list(self.tick_hooks):
+            try:
+                hook()
+            except Exception as exc:  # noqa: BLE001 - an extension bug must not stop safety
+                log.exception("tick hook %r failed", hook)
+                self.emit("error", "daemon", f"extension {getattr(hook, '__qualname__', hook)} "
+                          f"failed: {exc}")
         for dev in (self.dome, self.slit, self.cover):
             for n in dev.drain_notices():
                 self.emit(n.level, n.device, n.message, **n.data)
@@ -455,6 +475,11 @@ class Observatory:
                               "on": [c for c in range(1, b.channels + 1) if b.is_on(c)]}
                        for name, b in self.banks.items()},
         }
+        for name, fn in self.status_hooks.items():
+            try:
+                out[name] = fn()
+            except Exception as exc:  # noqa: BLE001 - status must always answer
+                out[name] = {"error": str(exc)}
         if self.world is not None:
             out["sim"] = {"faults": list(self.world.state.faults), "seed": self.world.sim.seed}
         return out
