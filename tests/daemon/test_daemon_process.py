@@ -184,7 +184,9 @@ def test_sigterm_during_slew_reaches_safe_state(daemon, tmp_path):
     d = daemon(env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "2000000"})
     d.cli("slit", "open", "--wait")
     d.cli("dome", "goto", "250")
-    time.sleep(1.0)
+    deadline = time.monotonic() + 10
+    while not d.status()["dome"]["slewing"] and time.monotonic() < deadline:
+        time.sleep(0.1)
     assert d.status()["dome"]["slewing"]
     t0 = time.monotonic()
     assert d.stop(signal.SIGTERM, timeout=60) == 0

@@ -86,7 +86,7 @@ class Observatory:
         self._reconcile_at: float | None = None
         self._unclean = False
         self._ticks = 0
-        self._bank_ok: dict[str, bool] = {}
+        self._bank_seq: dict[str, int] = {}
         self._mount_state: MountState | None = None
         self.loop_stats = LoopStats()
         #: Extensions (frame service, sequencer) called at the end of every tick, after safety.
@@ -187,14 +187,14 @@ class Observatory:
                 bank.service()
             except DeviceError as exc:
                 log.debug("relays.%s service: %s", name, exc)
-            was_ok = self._bank_ok.get(name, True)
-            if was_ok and not bank.connected:
-                self._bank_ok[name] = False
-                self.emit("alarm", "device", f"relays.{name}: relay board disconnected "
-                          "(unplugged or USB reset): motors unpowered")
-            elif not was_ok and bank.connected:
-                self._bank_ok[name] = True
-                self.emit("info", "device", f"relays.{name}: relay board reconnected, all off")
+            # the bank's own record: board lost / reconnected, relays cut at their max on-time
+            seen = self._bank_seq.get(name, 0)
+            for ev in getattr(bank, "events", lambda since=0: [])(seen):
+                self._bank_seq[name] = max(seen, ev.seq)
+                if ev.kind in ("connected", "disconnected", "exit"):
+                    continue
+                level = {"board-lost": "alarm", "max-on-time": "alarm"}.get(ev.kind, "info")
+                self.emit(level, "relays", f"relays.{name}: {ev.message}", event=ev.kind)
         for dev in (self.encoder, self.weather):
             dev.update()
         if self.mount_inline:

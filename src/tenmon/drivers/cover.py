@@ -40,13 +40,18 @@ class RelayCover(NoticeBoard):
         self._t0 = 0.0
         if switches is not None:
             self.state = self._switch_state()
+            if self.state == ShutterState.ERROR:
+                self.error = "limit switches disagree (both made) or cannot be read"
 
     @property
     def moving(self) -> bool:
         return self._phase != "idle"
 
     def _switch_state(self) -> ShutterState:
-        is_open, is_closed = self.switches.is_open(), self.switches.is_closed()
+        try:
+            is_open, is_closed = self.switches.is_open(), self.switches.is_closed()
+        except DeviceError:  # both switches made at once (LimitSwitchConflict) or unreadable
+            return ShutterState.ERROR
         if is_open and is_closed:
             return ShutterState.ERROR
         if is_open:
