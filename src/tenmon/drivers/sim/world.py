@@ -115,6 +115,8 @@ class SimWorld:
         self.relay_banks: list = []
         self.incidents: list[str] = []  # things a real observatory would hear (motor blocked)
         self._last: datetime | None = None
+        self._model = None
+        self._model_terms: dict[str, float] | None = None
 
     # ------------------------------------------------------------------ wiring and faults
 
@@ -280,33 +282,49 @@ class SimWorld:
 
     def mount_sync(self, ra_deg: float, dec_deg: float) -> None:
         """Sync: the mount now believes it points at (ra, dec); its true pointing is unchanged,
-        so the error model's offset is absorbed into an index correction."""
+        so the change is absorbed into the index terms IH/ID (found numerically: two passes of a
+        finite-difference step, the model being near-linear in them)."""
         st = self.state
         true_ra, true_dec = self.true_pointing()
-        new_ha = (self.lst() - ra_deg) % 360.0
-        st.mount_ha_deg, st.mount_dec_deg = new_ha, dec_deg
-        # keep the true pointing where it was: fold the difference into IH/ID
-        now_ra, now_dec = self.true_pointing()
-        # raising IH by x arcmin moves the true RA by +x/60 deg; raising ID lowers the true Dec
-        st.pointing_terms_arcmin["IH"] += wrap180(true_ra - now_ra) * 60.0
-        st.pointing_terms_arcmin["ID"] += (now_dec - true_dec) * 60.0
+        st.mount_ha_deg, st.mount_dec_deg = (self.lst() - ra_deg) % 360.0, dec_deg
+        for _ in range(3):
+            now_ra, now_dec = self.true_pointing()
+            err_ra, err_dec = wrap180(now_ra - true_ra) * 3600.0, (now_dec - true_dec) * 3600.0
+            if abs(err_ra) < 1e-3 and abs(err_dec) < 1e-3:
+                break
+            for term, err, coord in (("IH", err_ra, 0), ("ID", err_dec, 1)):
+                base = self.true_pointing()[coord]
+                st.pointing_terms_arcmin[term] += 1.0 / 60.0  # +1 arcsec
+                moved = self.true_pointing()[coord] - base
+                moved = (wrap180(moved) if coord == 0 else moved) * 3600.0
+                st.pointing_terms_arcmin[term] -= 1.0 / 60.0
+                if abs(moved) > 1e-6:
+                    st.pointing_terms_arcmin[term] -= err / moved / 60.0
+
+    def pointing_model(self):
+        """The simulated mount's pointing error as a TPOINT model (``tenmon.vision.pointing``),
+        so a model fitted on simulated solves means what a model fitted at a site means."""
+        from tenmon.vision.pointing import PointingModel
+
+        terms = self.state.pointing_terms_arcmin
+        if self._model is None or self._model_terms != terms:
+            self._model_terms = dict(terms)
+            self._model = PointingModel(
+                terms=tuple(terms), coefficients_arcsec={k: v * 60.0 for k, v in terms.items()},
+                sigmas_arcsec={k: 0.0 for k in terms}, latitude_deg=self.site.latitude_deg)
+        return self._model
 
     def true_pointing(self) -> tuple[float, float]:
-        """Where the telescope really points (ra, dec), from the mount's idea and the error model.
-
-        Signs follow TPOINT: the model gives the mount-minus-sky offset for each term.
-        """
-        t = self.state.pointing_terms_arcmin
-        ha = math.radians(self.state.mount_ha_deg)
-        dec_deg = max(-89.0, min(89.0, self.state.mount_dec_deg))
-        dec = math.radians(dec_deg)
-        dh = (t["IH"] + t["CH"] / math.cos(dec) + t["NP"] * math.tan(dec)
-              - t["MA"] * math.cos(ha) * math.tan(dec)
-              + t["ME"] * math.sin(ha) * math.tan(dec)) / 60.0
-        dd = (t["ID"] + t["MA"] * math.sin(ha) + t["ME"] * math.cos(ha)) / 60.0
-        true_ha = self.state.mount_ha_deg - dh
-        true_dec = self.state.mount_dec_deg - dd
-        return (self.lst() - true_ha) % 360.0, true_dec
+        """Where the telescope really points (ra, dec): the mount reads true + model offsets
+        (TPOINT convention, mount on the east side of the pier), inverted by iteration."""
+        model = self.pointing_model()
+        mount_ha, mount_dec = self.state.mount_ha_deg, self.state.mount_dec_deg
+        ha, dec = mount_ha, mount_dec
+        for _ in range(4):
+            dh, dd = model.offsets_arcsec(wrap180(ha), max(-89.9, min(89.9, dec)), "east")
+            ha = mount_ha - float(dh[0]) / 3600.0
+            dec = mount_dec - float(dd[0]) / 3600.0
+        return (self.lst() - ha) % 360.0, dec
 
     # ------------------------------------------------------------------ weather
 
