@@ -66,7 +66,9 @@ def sim_rig(tmp_path):
     made = []
 
     def make(start=True, **env):
-        env = {"TENMON_PATHS__DATA_DIR": str(tmp_path / f"sim{len(made)}"), **env}
+        env = {"TENMON_PATHS__DATA_DIR": str(tmp_path / f"sim{len(made)}"),
+               # a fixed night, so no test depends on today's date
+               "TENMON_SIM__START_UTC": '"2026-11-21T13:00:00Z"', **env}
         cfg = load_config(simulated_config_path(), env=env)
         obs = build_observatory(cfg, fresh=True)
         made.append(obs)

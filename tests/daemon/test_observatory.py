@@ -176,3 +176,17 @@ def test_restart_after_unclean_shutdown_reconciles(sim_rig, tmp_path):
     assert "after an unclean shutdown" in msgs
     obs2.stop()
     assert obs2.store.integrity_ok()
+
+
+def test_device_history_is_pruned(sim_rig):
+    from datetime import timedelta
+
+    rig = sim_rig(TENMON_DAEMON__HISTORY_KEEP_DAYS="0.5")
+    store = rig.obs.store
+    old = rig.clock.now() - timedelta(days=2)
+    store.add_history(old, "dome", {"state": "idle"})
+    assert any(h["time_utc"].startswith(old.date().isoformat()) for h in store.history("dome"))
+    rig.clock.advance(86400)
+    rig.run(1)
+    assert all(h["time_utc"] > old.isoformat() for h in store.history("dome"))
+    assert store.history("dome")  # recent rows stay

@@ -67,6 +67,9 @@ class DaemonConfig(_Model):
     shutdown_timeout_s: float = Field(default=150.0, gt=0)
     watchdog: bool = True
     history_interval_s: float = Field(default=10.0, gt=0)
+    history_keep_days: float = Field(
+        default=90.0, gt=0, description="device state history older than this is pruned daily"
+    )
 
 
 # --------------------------------------------------------------------------- relay banks

@@ -8,6 +8,7 @@ safety first and raise :class:`~tenmon.errors.CommandRefused` with a stable code
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,7 @@ class Observatory:
         self._history_key: dict[str, Any] = {}
         self._history_at: dict[str, float] = {}
         self._world_saved_at = -1e9
+        self._pruned_at = -1e9
         self._started_at = clock.monotonic()
         self._reconcile_at: float | None = None
         self._unclean = False
@@ -265,6 +267,12 @@ class Observatory:
                 self._history_key[device] = key
                 self._history_at[device] = now_m
                 self.store.add_history(now, device, snap[device])
+        if now_m - self._pruned_at >= 86400.0:
+            self._pruned_at = now_m
+            keep = timedelta(days=self.config.daemon.history_keep_days)
+            n = self.store.prune_history(now - keep)
+            if n:
+                log.info("pruned %d device-history rows older than %s", n, keep)
         if self.world is not None and self.world_path is not None and now_m - self._world_saved_at >= 1.0:
             self._world_saved_at = now_m
             self.world.save(self.world_path)

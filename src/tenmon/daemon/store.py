@@ -118,5 +118,10 @@ class Store:
                         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                         (key, json.dumps(value, default=str)))
 
+    def prune_history(self, before: datetime) -> int:
+        """Delete device-history rows older than ``before`` (events are kept); returns the count."""
+        cur = self.db.execute("DELETE FROM device_history WHERE time_utc < ?", (utc_iso(before),))
+        return cur.rowcount
+
     def integrity_ok(self) -> bool:
         return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
