@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from datetime import datetime
 from pathlib import Path
 
@@ -58,7 +59,9 @@ class Daemon:
         return r
 
     def status(self) -> dict:
-        return json.loads(self.cli("status", "--json").stdout)
+        """Straight from the API (a CLI process per poll is too slow to catch short motions)."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/status", timeout=10) as resp:
+            return json.loads(resp.read())
 
     def events(self) -> list[dict]:
         out = self.cli("events", "--json", "--limit", "10000").stdout
@@ -183,7 +186,7 @@ def test_sigterm_during_slew_reaches_safe_state(daemon, tmp_path):
     reader.start()
     d = daemon(env={"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "2000000"})
     d.cli("slit", "open", "--wait")
-    d.cli("dome", "goto", "250")
+    d.cli("dome", "goto", "180")  # 60 simulated seconds away
     deadline = time.monotonic() + 10
     while not d.status()["dome"]["slewing"] and time.monotonic() < deadline:
         time.sleep(0.1)

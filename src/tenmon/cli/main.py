@@ -11,42 +11,80 @@ import sys
 from tenmon import __version__
 from tenmon.errors import TenmonError
 
-#: Modules that add sub-commands, in --help order. Each has register(subparsers).
-COMMAND_MODULES = [
-    "tenmon.cli.ops",        # status, dome, slit, cover, mount, stop, resume, events, sim
-    "tenmon.cli.daemon_cmd",  # daemon
-    "tenmon.cli.config_cmd", # config validate
-    "tenmon.cli.encoder",    # encoder estimate|calibrate|watch|train
-    "tenmon.cli.frame",      # frame process
-    "tenmon.cli.clusters",   # clusters
-    "tenmon.cli.solve",      # solve
-    "tenmon.cli.pointing",   # pointing fit|evaluate
-    "tenmon.cli.plan",       # plan, targets
-]
+#: Each command, the module whose ``register(subparsers)`` adds it, and its one-line help.
+#: Only the module of the command being run is imported, so `tenmon status` at 3 a.m. does
+#: not wait for astropy and scipy to load (they take seconds on a Pi).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "status": ("tenmon.cli.ops", "show the observatory's state"),
+    "dome": ("tenmon.cli.ops", "rotate the dome: goto AZ|home|park, abort"),
+    "slit": ("tenmon.cli.ops", "open or close the slit (shutter)"),
+    "cover": ("tenmon.cli.ops", "open or close the mirror cover"),
+    "mount": ("tenmon.cli.ops", "move the mount: goto RA_DEG DEC_DEG | park | abort"),
+    "stop": ("tenmon.cli.ops", "EMERGENCY: stop all motion and close the slit"),
+    "resume": ("tenmon.cli.ops", "clear a latched emergency stop"),
+    "events": ("tenmon.cli.ops", "show the event log"),
+    "sim": ("tenmon.cli.ops", "simulated observatory only: weather and faults"),
+    "daemon": ("tenmon.cli.daemon_cmd", "run the observatory daemon (tenmond)"),
+    "config": ("tenmon.cli.config_cmd", "check a site configuration file"),
+    "encoder": ("tenmon.cli.encoder", "the optical slit encoder: estimate, calibrate, watch, train"),
+    "frame": ("tenmon.cli.frame", "clean, measure and search CCD frames"),
+    "clusters": ("tenmon.cli.clusters", "find star-cluster candidates in a catalogue table"),
+    "solve": ("tenmon.cli.solve", "plate-solve a FITS frame"),
+    "pointing": ("tenmon.cli.pointing", "fit and evaluate the mount's pointing model"),
+    "plan": ("tenmon.cli.plan", "plan a night's observations"),
+    "targets": ("tenmon.cli.plan", "the target queue: add, list, remove, import"),
+    "simulate": ("tenmon.cli.simulate", "run a whole simulated night and report it"),
+    "nayuta": ("tenmon.cli.nayuta", "follow the 2 m Nayuta's target"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _module_present(name: str) -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec(name) is not None
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; ``command`` names the one sub-command to build fully (others are listed)."""
     parser = argparse.ArgumentParser(
         prog="tenmon",
         description="tenmon: observatory automation. Operator commands talk to the running "
                     "daemon (tenmond) over its local HTTP API; `tenmon daemon` runs it.",
-        epilog="Every reporting command takes --json (JSON only on stdout). "
-               "The daemon's address: --url, $TENMON_URL, or [api] of --config "
+        epilog="`tenmon COMMAND --help` tells more. Every reporting command takes --json (JSON "
+               "only on stdout). The daemon's address: --url, $TENMON_URL, or [api] of --config "
                "(default /etc/tenmon/tenmon.toml, else http://127.0.0.1:8470).")
     parser.add_argument("--version", action="version", version=f"tenmon {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("--url", help="the daemon's API URL (default: see below)")
     parser.add_argument("--config", help="site config file (default /etc/tenmon/tenmon.toml)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name in COMMAND_MODULES:
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as exc:
-            if exc.name == name:  # a command module not present in this build
-                continue
-            raise
-        module.register(sub)
+    registered: set[str] = set()
+    for name, (module_name, help_text) in COMMANDS.items():
+        if name in registered:
+            continue
+        if command is not None and COMMANDS.get(command, ("",))[0] == module_name:
+            importlib.import_module(module_name).register(sub)
+            registered.update(n for n, (m, _) in COMMANDS.items() if m == module_name)
+        elif _module_present(module_name):
+            sub.add_parser(name, help=help_text, add_help=False)
     return parser
+
+
+def _command_of(argv: list[str]) -> str | None:
+    """The sub-command named in ``argv`` (skipping global options and their values)."""
+    takes_value = {"--url", "--config"}
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+            continue
+        if arg in takes_value:
+            skip = True
+            continue
+        if arg.startswith("-"):
+            continue
+        return arg if arg in COMMANDS else None
+    return None
 
 
 def configure_logging(debug: bool = False, level: str | None = None) -> None:
@@ -58,7 +96,8 @@ def configure_logging(debug: bool = False, level: str | None = None) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()

@@ -311,6 +311,9 @@ def cmd_sim(args) -> int:
 
 def _common(p: argparse.ArgumentParser, wait: bool = False) -> None:
     p.add_argument("--json", action="store_true", help="print JSON only")
+    # also accepted after the command (tenmon status --url ...); default: the global option
+    p.add_argument("--url", default=argparse.SUPPRESS, help="the daemon's API URL")
+    p.add_argument("--config", default=argparse.SUPPRESS, help="site config (for the API address)")
     if wait:
         p.add_argument("--wait", action="store_true",
                        help="wait until the motion has finished (exit 1 if it fails)")
