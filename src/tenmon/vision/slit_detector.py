@@ -1,0 +1,271 @@
+"""The slit detector at run time: YOLO (ONNX, onnxruntime, one thread) on the unwrapped strip.
+
+Per frame: grey -> polar strip (320 x 96, :data:`~tenmon.vision.slit_features.MODEL_GEOMETRY`)
+-> the model's best box (centre: azimuth; top: open fraction; class: open/closed/partial) ->
+the azimuth refined on a finer strip by the edge-pair fit of :mod:`slit_classical` -> a
+:class:`SlitReading` with a confidence. When the model is absent the classical estimator answers
+alone; when the model is unsure, the classical estimator is consulted and the reading is kept
+only if the two agree. When the model sees no slit the answer is ``unknown``.
+
+Needs no torch: onnxruntime only, telemetry off, one intra-op thread (two threads jitter on a
+loaded Pi; see DESIGN.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import time as _time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from tenmon.errors import VisionError
+from tenmon.vision.polar import StripGeometry, StripMapper, to_gray
+from tenmon.vision.slit_classical import (CLASSICAL_GEOMETRY, ClassicalEstimator, fit_azimuth,
+                                          frame_quality)
+from tenmon.vision.slit_features import CLASSES, MODEL_GEOMETRY, model_input
+from tenmon.vision.slit_types import Calibration, SlitReading, angle_diff
+
+log = logging.getLogger(__name__)
+
+#: The model shipped with tenmon (absent until trained: then the classical estimator answers).
+DEFAULT_MODEL_PATH = Path(__file__).resolve().parent / "models" / "slit.onnx"
+
+
+class DetectorSettings(BaseModel):
+    """Slit-reading thresholds and the model file (mounted under the encoder's settings)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model_path: Path | None = Field(default=None, description="ONNX model; the packaged one when None")
+    use_model: bool = Field(default=True, description="false: classical estimator only")
+    slit_length_deg: float = Field(default=100.0, gt=45, le=180,
+                                   description="arc of the slit from the horizon over the zenith")
+    # Tuned on rendered frames with seeds 3000000..3000199 (neither training nor benchmark seeds).
+    accept_score: float = Field(default=0.4, ge=0, le=1,
+                                description="model score from which a reading stands on its own")
+    reject_score: float = Field(default=0.1, ge=0, le=1,
+                                description="below this the model saw no slit: unknown")
+    agree_deg: float = Field(default=3.0, gt=0, description="model and classical must agree this well")
+    classical_min_confidence: float = Field(default=0.6, ge=0, le=1,
+                                            description="classical readings below this are unknown")
+    refine_window_deg: float = Field(default=3.0, gt=0, le=20,
+                                     description="search half-width of the azimuth refinement")
+    threads: int = Field(default=1, ge=1, le=8, description="onnxruntime intra-op threads")
+
+
+@dataclass
+class Detection:
+    """The model's best box, decoded (strip pixels), with its class probabilities."""
+
+    azimuth_deg: float
+    top_t_deg: float
+    cls: int
+    score: float
+    probs: np.ndarray
+    box: tuple[float, float, float, float]
+    rival_score: float = 0.0
+
+
+@dataclass
+class _Maps:
+    model: StripMapper
+    fine: StripMapper
+
+
+class SlitDetector:
+    """Reads the slit from IR frames; one instance per camera, reused for every frame.
+
+    Args:
+        settings: thresholds and model path (:class:`DetectorSettings`).
+
+    Raises:
+        VisionError: a model path was given explicitly but the file is missing or unreadable.
+    """
+
+    def __init__(self, settings: DetectorSettings | None = None):
+        self.settings = settings or DetectorSettings()
+        s = self.settings
+        self.classical = ClassicalEstimator(slit_length_deg=s.slit_length_deg,
+                                            min_confidence=s.classical_min_confidence)
+        self.geometry: StripGeometry = MODEL_GEOMETRY
+        self.session = None
+        self.model_path: Path | None = None
+        if s.use_model:
+            path = s.model_path or DEFAULT_MODEL_PATH
+            if path.exists():
+                self.session = _load_session(path, s.threads)
+                self.model_path = path
+                shape = self.session.get_inputs()[0].shape
+                if list(shape[2:]) != [self.geometry.height, self.geometry.width]:
+                    raise VisionError(f"{path}: model input {shape} does not match the strip "
+                                      f"{self.geometry.height}x{self.geometry.width}")
+            elif s.model_path is not None:
+                raise VisionError(f"slit model not found: {path}")
+            else:
+                log.warning("no slit model at %s: using the classical estimator", path)
+        self._maps: dict[tuple, _Maps] = {}
+
+    @property
+    def has_model(self) -> bool:
+        """True when an ONNX model is loaded."""
+        return self.session is not None
+
+    def maps(self, calibration: Calibration, shape: tuple[int, ...]) -> _Maps:
+        """Strip maps for a calibration and frame size (built once, a few kept)."""
+        key = (calibration, tuple(shape[:2]))
+        m = self._maps.get(key)
+        if m is None:
+            if len(self._maps) >= 4:
+                self._maps.pop(next(iter(self._maps)))
+            m = _Maps(StripMapper(calibration, shape, self.geometry),
+                      StripMapper(calibration, shape, CLASSICAL_GEOMETRY))
+            self._maps[key] = m
+        return m
+
+    # -- the model -------------------------------------------------------------------------------
+
+    def detect(self, strip: np.ndarray, valid: np.ndarray) -> Detection | None:
+        """Run the model on a grey model-geometry strip; the best slit box or None."""
+        if self.session is None:
+            return None
+        img = model_input(strip, valid)
+        x = np.ascontiguousarray(img[:, :, ::-1].transpose(2, 0, 1)[None], dtype=np.float32) / 255.0
+        out = self.session.run(None, {self.session.get_inputs()[0].name: x})[0][0]  # (4+nc, N)
+        return decode(out, self.geometry)
+
+    # -- one frame --------------------------------------------------------------------------------
+
+    def estimate(self, frame: np.ndarray, calibration: Calibration, *,
+                 time: datetime | None = None) -> SlitReading:
+        """Read the slit from one frame.
+
+        Args:
+            frame: BGR or grey uint8 image from the IR camera.
+            calibration: the camera's calibration.
+            time: the frame's UTC timestamp (now when None).
+
+        Returns:
+            A :class:`SlitReading`; ``unknown`` with a low confidence when the slit cannot be
+            read. ``details["elapsed_ms"]`` is the processing time.
+
+        Raises:
+            VisionError: empty frame, or a frame size that does not fit the calibration.
+        """
+        t0 = _time.perf_counter()
+        now = time or datetime.now(timezone.utc)
+        gray = to_gray(frame)
+        maps = self.maps(calibration, gray.shape)
+        reading = self._estimate(gray, maps, now)
+        reading.details["elapsed_ms"] = (_time.perf_counter() - t0) * 1000.0
+        return reading
+
+    def _estimate(self, gray: np.ndarray, maps: _Maps, now: datetime) -> SlitReading:
+        s = self.settings
+        strip_m = maps.model.unwrap(gray)
+        q = frame_quality(strip_m, maps.model.valid)
+        if not q.readable:
+            return SlitReading.unknown(now, source="model" if self.has_model else "classical",
+                                       reason="frame unreadable (dark, covered or blinded)",
+                                       dark=q.dark_fraction, saturated=q.saturated_fraction)
+        strip_f = maps.fine.unwrap(gray)
+        if self.session is None:
+            return self.classical.estimate_strip(strip_f, maps.fine.valid, now)
+        det = self.detect(strip_m, maps.model.valid)
+        if det is None or det.score < s.reject_score:
+            return SlitReading.unknown(now, source="model", confidence=0.0 if det is None else det.score,
+                                       reason="no slit seen")
+        # refine the azimuth on the fine strip around the model's answer
+        az = det.azimuth_deg
+        fit = fit_azimuth(strip_f, maps.fine.valid, CLASSICAL_GEOMETRY, around_deg=az,
+                          window_deg=s.refine_window_deg)
+        refined = False
+        if fit is not None and fit.support >= 0.25 and abs(angle_diff(fit.azimuth_deg, az)) < s.refine_window_deg - 0.1:
+            az = fit.azimuth_deg
+            refined = True
+        state = CLASSES[det.cls]
+        frac = {"open": 1.0, "closed": 0.0}.get(state)
+        if frac is None:
+            frac = float(np.clip(det.top_t_deg / s.slit_length_deg, 0.03, 0.97))
+        probs = np.sort(det.probs)[::-1]
+        margin = float(probs[0] - probs[1]) if probs.size > 1 else float(probs[0])
+        conf = det.score * min(1.0, 0.5 + margin) * (1.0 - 0.5 * min(1.0, det.rival_score / max(det.score, 1e-6)))
+        conf = float(np.clip(conf, 0.0, 1.0))
+        details = {"model_score": det.score, "model_azimuth_deg": det.azimuth_deg, "refined": refined,
+                   "probs": [round(float(p), 3) for p in det.probs], "rival_score": det.rival_score}
+        if det.score >= s.accept_score and conf >= s.reject_score:
+            return SlitReading(time=now, azimuth_deg=round(az % 360.0, 3), open_fraction=round(frac, 3),
+                               state=state, confidence=round(conf, 3), source="model", details=details)
+        # Unsure: keep the reading only if the model-free estimator finds the slit at the same
+        # azimuth. The state stays the model's: the classical opening is the weaker of the two.
+        cl = self.classical.estimate_strip(strip_f, maps.fine.valid, now)
+        if cl.known and abs(angle_diff(cl.azimuth_deg, det.azimuth_deg)) <= s.agree_deg:
+            conf2 = float(np.clip(0.5 * (conf + cl.confidence), 0, 1))
+            return SlitReading(time=now, azimuth_deg=round(az % 360.0, 3), open_fraction=round(frac, 3),
+                               state=state, confidence=round(conf2, 3), source="model+classical",
+                               details={**details, "classical": cl.to_json_dict()})
+        return SlitReading.unknown(now, source="model", confidence=min(conf, 0.3),
+                                   reason="model unsure and classical disagrees", **details)
+
+
+def decode(out: np.ndarray, geometry: StripGeometry, min_score: float = 0.01) -> Detection | None:
+    """Decode a YOLO output (4 + classes, anchors) into the best slit box of the strip.
+
+    Copies of the slit in the circular padding collapse into one (the better-placed one wins).
+    ``rival_score`` is the best score of a box more than 15 degrees away from the winner.
+    """
+    boxes = out[:4]
+    cls_scores = out[4:]
+    scores = cls_scores.max(axis=0)
+    keep = np.flatnonzero(scores >= min_score)
+    if keep.size == 0:
+        return None
+    cx, cy, w, h = boxes[:, keep]
+    sc = scores[keep]
+    az = geometry.col_to_az(cx - 0.5) % 360.0
+    # Down-weight boxes clipped by the strip's edge: their centre is biased.
+    x0, x1 = cx - w / 2, cx + w / 2
+    edge = (x0 <= 1.0) | (x1 >= geometry.width - 1.0)
+    rank = sc - 0.05 * edge
+    i = int(np.argmax(rank))
+    best_az = float(az[i])
+    d = np.abs((az - best_az + 180.0) % 360.0 - 180.0)
+    far = d > 15.0
+    rival = float(sc[far].max()) if far.any() else 0.0
+    top_row = float(cy[i] - h[i] / 2)
+    top_t = float(geometry.row_to_t(top_row - 0.5))
+    probs = cls_scores[:, keep[i]].astype(np.float64)
+    return Detection(azimuth_deg=best_az, top_t_deg=top_t, cls=int(np.argmax(probs)),
+                     score=float(sc[i]), probs=probs,
+                     box=(float(x0[i]), float(cy[i] - h[i] / 2), float(x1[i]), float(cy[i] + h[i] / 2)),
+                     rival_score=rival)
+
+
+def _load_session(path: Path, threads: int):
+    """An onnxruntime session with telemetry off and a fixed, small thread count."""
+    import onnxruntime as ort
+
+    try:
+        ort.disable_telemetry_events()
+    except AttributeError:  # very old onnxruntime
+        pass
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    try:
+        return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise VisionError(f"cannot load slit model {path}: {exc}") from exc
+
+
+def estimate(frame: np.ndarray, calibration: Calibration, *, time: datetime | None = None,
+             settings: DetectorSettings | None = None) -> SlitReading:
+    """One-off reading of one frame with the packaged model (see :class:`SlitDetector`)."""
+    return SlitDetector(settings).estimate(frame, calibration, time=time)
+
