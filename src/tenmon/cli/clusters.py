@@ -1,0 +1,154 @@
+"""`tenmon clusters TABLE`: DBSCAN cluster candidates in a catalogue table (Gaia extracts and the like)."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+from pathlib import Path
+
+from tenmon.errors import TenmonError
+
+_FORMATS = {
+    ".ecsv": "ascii.ecsv",
+    ".csv": "ascii.csv",
+    ".fits": "fits",
+    ".fit": "fits",
+    ".fts": "fits",
+    ".vot": "votable",
+    ".votable": "votable",
+    ".xml": "votable",
+}
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``tenmon clusters`` to a sub-parsers object."""
+    p = subparsers.add_parser(
+        "clusters",
+        help="find star clusters in a catalogue table (DBSCAN)",
+        description=(
+            "Find clusters in a catalogue table (ECSV, FITS, VOTable, CSV) with DBSCAN on "
+            "standardised features. By default the features are the astrometric columns found "
+            "(ra, dec, parallax, pmra, pmdec; Gaia and VizieR names are recognised), positions "
+            "projected on the tangent plane; eps and min_samples are chosen from the data (the "
+            "k-distance a random field of the same density reaches) and reported, and each "
+            "candidate's significance is tested against such random fields. --out writes every "
+            "input row plus cluster_id (-1 for the field). Input tables are never modified."
+        ),
+    )
+    p.add_argument("table", type=Path, metavar="TABLE", help="catalogue table (.ecsv, .fits, .vot/.xml, .csv)")
+    p.add_argument("--features", metavar="COLS", help="comma-separated columns (default: astrometric columns)")
+    p.add_argument("--eps", type=float, metavar="E", help="DBSCAN eps in standardised units (default: from the data)")
+    p.add_argument("--min-samples", type=int, metavar="N", help="DBSCAN min_samples (default: max(2*dims, ln N))")
+    p.add_argument("--min-significance", type=float, metavar="SIGMA",
+                   help="keep candidates at least this significant (default 4.5)")
+    p.add_argument("--format", metavar="FMT", help="astropy table format of TABLE when its suffix does not tell")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random comparison fields (default 0)")
+    p.add_argument("--out", type=Path, metavar="OUT", help="write the table with cluster_id (format from the suffix; .ecsv default)")
+    p.add_argument("--json", action="store_true", help="print one JSON object only")
+    p.set_defaults(func=_clusters)
+
+
+def read_table(path: Path, fmt: str | None = None):
+    """Read a catalogue table, the format from ``fmt`` or the suffix.
+
+    Raises:
+        TenmonError: for a missing or unreadable file.
+    """
+    from astropy.table import Table
+
+    if not path.is_file():
+        raise TenmonError(f"{path}: no such file")
+    fmt = fmt or _FORMATS.get(path.suffix.lower())
+    try:
+        if fmt == "fits":
+            return Table.read(path, format="fits", hdu=_first_table_hdu(path))
+        return Table.read(path, format=fmt) if fmt else Table.read(path)
+    except Exception as exc:  # astropy raises many types for unreadable tables
+        raise TenmonError(f"cannot read table {path}: {exc}") from exc
+
+
+def _first_table_hdu(path: Path) -> int:
+    from astropy.io import fits
+
+    with fits.open(path) as hdul:
+        for i, h in enumerate(hdul):
+            if isinstance(h, (fits.BinTableHDU, fits.TableHDU)):
+                return i
+    raise TenmonError(f"{path}: no table extension in this FITS file")
+
+
+def write_table(table, path: Path) -> None:
+    """Write ``table`` atomically, the format from the suffix (ECSV when unknown)."""
+    from tenmon.vision.products import atomic_write
+
+    fmt = _FORMATS.get(path.suffix.lower(), "ascii.ecsv")
+    if fmt == "ascii.ecsv" or fmt == "ascii.csv":
+        buf = io.StringIO()
+        table.write(buf, format=fmt)
+        data = buf.getvalue().encode("utf-8")
+
+        def w(tmp: str) -> None:
+            Path(tmp).write_bytes(data)
+    else:
+        def w(tmp: str) -> None:
+            table.write(tmp, format=fmt, overwrite=True)
+
+    atomic_write(path, w)
+
+
+def _clusters(args: argparse.Namespace) -> int:
+    from tenmon.vision.clusters import ClusterSettings, cluster_table
+
+    table = read_table(args.table, args.format)
+    features = [c.strip() for c in args.features.split(",") if c.strip()] if args.features else None
+    if args.eps is not None and not args.eps > 0:
+        raise TenmonError(f"--eps {args.eps}: must be positive")
+    if args.min_samples is not None and args.min_samples < 2:
+        raise TenmonError(f"--min-samples {args.min_samples}: must be at least 2")
+    s = ClusterSettings(seed=args.seed)
+    if args.min_significance is not None:
+        s.min_significance = args.min_significance
+    res = cluster_table(table, features=features, eps=args.eps, min_samples=args.min_samples, settings=s)
+    if args.out:
+        out = table.copy(copy_data=True)
+        if "cluster_id" in out.colnames:
+            out.remove_column("cluster_id")
+        out["cluster_id"] = res.cluster_id
+        # Short scalar keys: they survive ECSV, FITS headers and VOTable alike.
+        out.meta["CLFEATS"] = ",".join(res.features)
+        out.meta["CLEPS"] = float(res.eps)
+        out.meta["CLMINSMP"] = int(res.min_samples)
+        write_table(out, args.out)
+    summary = {
+        "table": str(args.table),
+        "n_rows": len(table),
+        "n_used": res.n_used,
+        "features": res.features,
+        "eps": round(res.eps, 5),
+        "eps_chosen": args.eps is None,
+        "min_samples": res.min_samples,
+        "min_samples_chosen": args.min_samples is None,
+        "n_candidates": len(res.candidates),
+        "n_rejected": res.n_rejected,
+        "n_field": int((res.cluster_id < 0).sum()),
+        "candidates": res.candidates,
+        "out": str(args.out) if args.out else None,
+    }
+    if args.json:
+        print(json.dumps(summary, allow_nan=False))
+        return 0
+    print(f"{args.table}: {len(table)} rows, {res.n_used} with finite {', '.join(res.features)}")
+    print(f"DBSCAN eps {res.eps:.4g} (standardised; {'chosen from the data' if args.eps is None else 'given'}), "
+          f"min_samples {res.min_samples} ({'chosen' if args.min_samples is None else 'given'})")
+    if not res.candidates:
+        print(f"no cluster above {s.min_significance:g} sigma ({res.n_rejected} weaker groups returned to the field)")
+    for c in res.candidates:
+        centre = ", ".join(f"{k} {v:.4g}" for k, v in c["centre"].items())
+        print(f"  cluster {c['cluster_id']}: {c['n_members']} members, {c['significance']:.1f} sigma; centre {centre}")
+    if args.out:
+        print(f"wrote {args.out} (every row, cluster_id -1 for the field)")
+    return 0
+
+
+__all__ = ["register", "read_table", "write_table"]
