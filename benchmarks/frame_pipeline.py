@@ -14,8 +14,10 @@ Figures (see docs/bench/frame_pipeline.md for definitions):
 cosmic-ray pixel recall (truth: deposited charge > 3 and > 5 sigma of the pixel noise), fraction
 of star pixels flagged (star light > 1 sigma and no cosmic-ray charge above 1 sigma), completeness
 of unsaturated stars above truth SNR 10 (CCD equation, aperture radius 1 FWHM), position rms
-(all matched; isolated and unflagged), cluster recovery (centre within 10 arcsec) and false
-candidates, and time end to end / astroscrappy alone.
+(radial and per axis; all matched; isolated and unflagged) with the Cramer-Rao bound of the
+same stars (the photon-noise limit of any unbiased estimator), cluster recovery (centre within 10 arcsec) and false
+candidates, and time end to end / astroscrappy alone. With --compare-photutils N, photutils'
+DAOStarFinder, segmentation and PSFPhotometry (from tenmon's sources) on the first N frames.
 
 Run:  .venv/bin/python benchmarks/frame_pipeline.py [--frames 20] [--size 2048] [--json out.json]
       [--compare-photutils N] [--skip-speed] [--astroscrappy-every K] [--threads N]
@@ -93,6 +95,32 @@ def isolated(frame, tr) -> np.ndarray:
     return out
 
 
+def crlb_per_axis(frame, stars, h: int = 12) -> np.ndarray:
+    """Cramer-Rao bound [px] of one coordinate of each star: 1/sqrt(sum (dmu/dx)^2 / var), with
+    mu the star's pixel-integrated PSF as the renderer draws it and var the true pixel variance
+    (sky, dark, read noise, all stars' photon noise). Position is nearly orthogonal to flux and
+    sky for a symmetric PSF, so the x bound stands for both axes."""
+    noise = frame.noise_adu
+    ny, nx = noise.shape
+    beta = frame.extra["moffat_beta"]
+    psf = frame.extra["psf"]
+    out = np.full(len(stars), np.nan)
+    for k, (x, y, f) in enumerate(zip(stars["x"], stars["y"], stars["flux_adu"])):
+        cx, cy = int(round(x)), int(round(y))
+        if cx - h < 0 or cy - h < 0 or cx + h + 1 > nx or cy + h + 1 > ny:
+            continue
+        st = []
+        for ddx in (-0.01, 0.01):
+            img = np.zeros((2 * h + 1, 2 * h + 1))
+            skyrender._add_stars(img, np.array([x - cx + h + ddx]), np.array([y - cy + h]), np.array([f]),
+                                 frame.fwhm_px, psf, beta)
+            st.append(img)
+        der = (st[1] - st[0]) / 0.02
+        var = noise[cy - h : cy + h + 1, cx - h : cx + h + 1].astype(np.float64) ** 2
+        out[k] = 1.0 / math.sqrt(np.sum(der**2 / var))
+    return out
+
+
 def evaluate(frame, truth, result, clean_mask, size):
     m = {}
     cm3, cm5 = frame.cosmic_mask, frame.cosmic_adu > 5 * frame.noise_adu
@@ -121,6 +149,12 @@ def evaluate(frame, truth, result, clean_mask, size):
     clean = all_m & iso & (flags == 0)
     m["pos_sq_all"] = [float(np.sum(dx[all_m] ** 2)), float(np.sum(dy[all_m] ** 2)), int(all_m.sum())]
     m["pos_sq_iso"] = [float(np.sum(dx[clean] ** 2)), float(np.sum(dy[clean] ** 2)), int(clean.sum())]
+    # Cramer-Rao bound: the smallest per-axis variance any unbiased estimator can reach for each
+    # star, from the true pixel-integrated PSF and the true per-pixel noise.
+    crlb = np.full(len(tr), np.nan)
+    crlb[all_m] = crlb_per_axis(frame, tr[all_m])
+    m["crlb_sq_all"] = float(np.nansum(crlb[all_m] ** 2))
+    m["crlb_sq_iso"] = float(np.nansum(crlb[clean] ** 2))
     # Clusters: the injected one, and anything else.
     cx, cy = frame.wcs.all_world2pix([[truth.ra, truth.dec]], 0)[0]
     members_in = truth.n_members
@@ -137,6 +171,39 @@ def evaluate(frame, truth, result, clean_mask, size):
     m["cluster_significance"] = None if found is None else round(found[2], 2)
     m["false_candidates"] = false
     return m
+
+
+def psf_photometry_compare(clean_img, bad, frame, res, m):
+    """photutils PSFPhotometry started from tenmon's sources, on the same background-subtracted
+    image, with the frame's TRUE PSF shape (CircularGaussianPRF, or MoffatPSF with the true
+    beta) and tenmon's measured FWHM: the library alternative to tenmon's own PSF fit."""
+    from astropy.table import Table
+    from photutils.psf import CircularGaussianPRF, MoffatPSF, PSFPhotometry
+
+    src = res.sources
+    bkg = sources.measure_background(clean_img, mask=bad)
+    sub = clean_img - bkg.level
+    fw = float(src.meta["fwhm_px"])
+    if frame.extra["psf"] == "gaussian":
+        model = CircularGaussianPRF(fwhm=fw)
+    else:
+        beta = frame.extra["moffat_beta"]
+        model = MoffatPSF(alpha=fw / (2 * math.sqrt(2 ** (1 / beta) - 1)), beta=beta)
+    fs = 2 * int(math.ceil(fw)) + 1
+    phot = PSFPhotometry(model, (fs, fs), aperture_radius=fw)
+    t = time.perf_counter()
+    out = phot(sub, error=bkg.rms, mask=bad, init_params=Table({"x": src["x"], "y": src["y"], "flux": src["flux"]}))
+    dt = time.perf_counter() - t
+    x, y = np.asarray(out["x_fit"], float), np.asarray(out["y_fit"], float)
+    tr = frame.stars[frame.stars["in_frame"]]
+    sel = (np.asarray(tr["snr"]) >= 10) & ~np.asarray(tr["saturated"])
+    d, i = cKDTree(np.column_stack([src["x"], src["y"]])).query(np.column_stack([tr["x"], tr["y"]]))
+    ok = sel & (d < 1.5) & np.isfinite(x[i])
+    iso = ok & isolated(frame, tr) & (np.asarray(src["flags"])[i] == 0)
+    r2 = (x[i] - tr["x"]) ** 2 + (y[i] - tr["y"]) ** 2
+    return {"seconds": round(dt, 3), "completeness_snr10": round(m["n_snr10_found"] / max(m["n_snr10"], 1), 4),
+            "pos_rms_radial_px": round(float(np.sqrt(np.mean(r2[ok]))), 4),
+            "pos_rms_radial_isolated_px": round(float(np.sqrt(np.mean(r2[iso]))), 4)}
 
 
 def photutils_compare(clean_img, bad, frame, gain):
@@ -284,6 +351,9 @@ def main() -> int:
         print(f"{path.name} {psf:8s} fwhm {frame.fwhm_px:.2f}/{(res.fwhm_px or 0):.2f} src {res.n_sources:5d} "
               f"CR recall {m['cr_recall_3sigma']:.3f}/{m['cr_recall_5sigma']:.3f} starflag "
               f"{m['star_pixels_flagged']}/{m['star_pixels']} complete {m['n_snr10_found']}/{m['n_snr10']} "
+              f"pos radial rms all/iso {math.sqrt(sum(m['pos_sq_all'][:2]) / max(m['pos_sq_all'][2], 1)):.3f}/"
+              f"{math.sqrt(sum(m['pos_sq_iso'][:2]) / max(m['pos_sq_iso'][2], 1)):.3f} px (bound "
+              f"{math.sqrt(2 * m['crlb_sq_iso'] / max(m['pos_sq_iso'][2], 1)):.3f}) "
               f"cluster {m['cluster_found']} ({m['cluster_offset_arcsec']}\", {m['cluster_significance']} sig, "
               f"{truth.n_members} mem) false {m['false_candidates']} | full {t_full:.2f}s astroscrappy {t_alone:.2f}s "
               f"fast {t_fast:.2f}s (identical {same}) ratio {t_full / t_alone:.2f}"
@@ -291,9 +361,11 @@ def main() -> int:
         if i < args.compare_photutils:
             clean_img = fits.getdata(res.products["clean"]).astype(np.float32)
             pc = photutils_compare(clean_img, cal.bad, frame, 1.5)
-            pc["sep (tenmon)"] = {"seconds": round((res.timings_ms["background"] + res.timings_ms["sources"]) / 1000, 3),
+            pc["tenmon (sep + PSF fit)"] = {"seconds": round((res.timings_ms["background"] + res.timings_ms["sources"]) / 1000, 3),
                                   "completeness_snr10": round(m["n_snr10_found"] / max(m["n_snr10"], 1), 4),
-                                  "pos_rms_radial_px": round(math.sqrt(sum(m["pos_sq_all"][:2]) / max(m["pos_sq_all"][2], 1)), 4)}
+                                  "pos_rms_radial_px": round(math.sqrt(sum(m["pos_sq_all"][:2]) / max(m["pos_sq_all"][2], 1)), 4),
+                                  "pos_rms_radial_isolated_px": round(math.sqrt(sum(m["pos_sq_iso"][:2]) / max(m["pos_sq_iso"][2], 1)), 4)}
+            pc["PSFPhotometry (photutils, from tenmon's sources)"] = psf_photometry_compare(clean_img, cal.bad, frame, res, m)
             photo.append(pc)
             print("   photutils comparison:", json.dumps(pc), flush=True)
 
@@ -322,8 +394,15 @@ def main() -> int:
         "pos_rms_all_radial_px": round(math.sqrt((a[0] + a[1]) / a[2]), 4),
         "pos_rms_isolated_per_axis_px": [round(math.sqrt(b[0] / b[2]), 4), round(math.sqrt(b[1] / b[2]), 4)],
         "pos_rms_isolated_radial_px": round(math.sqrt((b[0] + b[1]) / b[2]), 4),
+        "crlb_all_radial_px": round(math.sqrt(2 * sum(r["crlb_sq_all"] for r in rows) / a[2]), 4),
+        "crlb_isolated_radial_px": round(math.sqrt(2 * sum(r["crlb_sq_iso"] for r in rows) / b[2]), 4),
         "n_pos_all": int(a[2]),
         "n_pos_isolated": int(b[2]),
+        "pos_rms_over_crlb_all": round(math.sqrt((a[0] + a[1]) / (2 * sum(r["crlb_sq_all"] for r in rows))), 3),
+        "pos_rms_over_crlb_isolated": round(math.sqrt((b[0] + b[1]) / (2 * sum(r["crlb_sq_iso"] for r in rows))), 3),
+        "pos_rms_radial_per_frame_all_iso": [
+            (round(math.sqrt(sum(r["pos_sq_all"][:2]) / r["pos_sq_all"][2]), 4),
+             round(math.sqrt(sum(r["pos_sq_iso"][:2]) / r["pos_sq_iso"][2]), 4)) for r in rows],
         "clusters_found": f"{found}/{n}",
         "false_candidates": false,
         "false_per_10_frames": round(10 * false / n, 2),

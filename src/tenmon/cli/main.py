@@ -34,6 +34,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "plan": ("tenmon.cli.plan", "plan a night's observations"),
     "targets": ("tenmon.cli.plan", "the target queue: add, list, remove, import"),
     "simulate": ("tenmon.cli.simulate", "run a whole simulated night and report it"),
+    "center": ("tenmon.cli.center", "centre the 60 cm on RA/Dec by plate solving"),
     "nayuta": ("tenmon.cli.nayuta", "follow the 2 m Nayuta's target"),
 }
 

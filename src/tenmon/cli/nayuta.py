@@ -20,6 +20,10 @@ LOCATE_FIELDS = ("target_ra_deg", "target_dec_deg", "method", "slit_angle_deg", 
                  "mag_slit_viewer", "mag_60cm", "elapsed_ms")
 
 SYNC_PATH = "/nayuta/sync"
+STOP_PATH = "/nayuta/stop"
+STATE_PATH = "/nayuta"
+#: How long the daemon holds a --once answer by default (``NayutaDaemonSettings.answer_wait_s``).
+DAEMON_ANSWER_WAIT_S = 100.0
 
 
 class NayutaSyncUnavailable(ApiError):
@@ -80,19 +84,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="ask the daemon to point the 60 cm at Nayuta's target and centre it",
         description=(
             "Ask the running daemon (POST /api/v1/nayuta/sync) to read Nayuta's newest "
-            "slit-viewer frame, find its target, slew the 60 cm there and centre it. --once "
-            "(the default) does it once and reports; --follow makes the daemon keep following "
-            "Nayuta, re-syncing when its target changes. Prints the daemon's answer."
+            "slit-viewer frame, find its target, slew the 60 cm there and centre it, then "
+            "measure the target's brightness in both telescopes. --once (the default) does it "
+            "once and waits for the result (up to --timeout); --follow makes the daemon keep "
+            "following Nayuta, re-syncing when its target moves, and returns at once; --stop "
+            "ends following. The slit and cover must be open. Exit status 0 synced, 2 not "
+            "synced (target not located, not centred), 1 error."
         ),
     )
     mode = syn.add_mutually_exclusive_group()
-    mode.add_argument("--once", dest="follow", action="store_false", help="sync once (default)")
-    mode.add_argument("--follow", dest="follow", action="store_true", help="keep following Nayuta")
+    mode.add_argument("--once", dest="mode", action="store_const", const="once", help="sync once (default)")
+    mode.add_argument("--follow", dest="mode", action="store_const", const="follow", help="keep following Nayuta")
+    mode.add_argument("--stop", dest="mode", action="store_const", const="stop",
+                      help="stop following Nayuta (and a sync in progress)")
     syn.add_argument("--url", default=argparse.SUPPRESS, help="the daemon's API URL (else as `tenmon --url`)")
-    syn.add_argument("--timeout", type=float, default=120.0, metavar="S",
-                     help="how long to wait for the daemon's answer (default 120 s: a sync slews and centres)")
+    syn.add_argument("--timeout", type=float, default=600.0, metavar="S",
+                     help="how long to wait for the result of --once (default 600 s: a sync slews, takes "
+                          "frames and centres); the sync goes on in the daemon after that")
     syn.add_argument("--json", action="store_true", help="print the daemon's answer as JSON only")
-    syn.set_defaults(func=_sync, follow=False)
+    syn.set_defaults(func=_sync, mode="once")
 
 
 # --------------------------------------------------------------------------- locate
@@ -227,11 +237,26 @@ def _print_locate(r: dict[str, Any]) -> None:
 
 
 def _sync(args: argparse.Namespace) -> int:
+    import time
+
     url = resolve_url(getattr(args, "url", None), getattr(args, "config", None))
-    client = ApiClient(url, timeout_s=args.timeout)
-    body = {"once": not args.follow}
+    mode = getattr(args, "mode", None) or ("follow" if getattr(args, "follow", False) else "once")
+    if not args.timeout > 0:
+        raise TenmonError(f"--timeout {args.timeout}: must be positive")
+    # The daemon holds the answer of a --once sync until it is done or for up to its
+    # [nayuta] answer_wait_s (default 100 s), then answers 202 with the sync in progress, which
+    # is then polled (GET /nayuta) until --timeout. The HTTP timeout covers that hold.
+    client = ApiClient(url, timeout_s=max(args.timeout, DAEMON_ANSWER_WAIT_S) + 30.0)
     try:
-        answer = client.post(SYNC_PATH, body)
+        if mode == "stop":
+            answer = client.post(STOP_PATH, {})
+        else:
+            answer = client.post(SYNC_PATH, {"once": mode == "once"})
+            deadline = time.monotonic() + args.timeout
+            while (mode == "once" and isinstance(answer, dict) and answer.get("state") == "running"
+                   and time.monotonic() < deadline):
+                time.sleep(1.0)  # the daemon answered 202: the sync goes on; poll for its result
+                answer = client.get(STATE_PATH)
     except ApiError as exc:
         if exc.status == 404 and exc.code in ("not_found", "http_error"):
             raise NayutaSyncUnavailable(
@@ -244,18 +269,33 @@ def _sync(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(answer))
     else:
-        _print_sync(answer, follow=args.follow)
+        _print_sync(answer, mode=mode)
+    if mode == "once" and isinstance(answer, dict) and answer.get("state") == "running":
+        raise TenmonError(f"Nayuta sync {answer.get('id')}: still {answer.get('phase')} after "
+                          f"{args.timeout:g} s of waiting (it goes on in the daemon; `tenmon nayuta "
+                          "sync --stop` ends it)")
     ok = answer.get("ok", answer.get("located", True)) if isinstance(answer, dict) else True
     return 0 if ok is not False else EXIT_NOT_LOCATED
 
 
-def _print_sync(answer: Any, *, follow: bool) -> None:
+#: The fields ``tenmon nayuta sync`` prints first, in this order (the rest follows).
+SYNC_FIELDS = ("ok", "state", "reason", "target_ra_deg", "target_dec_deg", "route", "tries",
+               "final_separation_arcsec", "mag_slit_viewer", "mag_60cm", "mag_slit_viewer_calibrated",
+               "mag_60cm_calibrated", "elapsed_s")
+
+
+def _print_sync(answer: Any, *, mode: str) -> None:
     out = sys.stdout
-    print("Nayuta sync: " + ("following" if follow else "once"), file=out)
+    print("Nayuta sync: " + {"follow": "following", "stop": "stop"}.get(mode, "once"), file=out)
     if not isinstance(answer, dict):
         print(f"  {answer}", file=out)
         return
-    for k, v in answer.items():
+    if isinstance(answer.get("tries"), list):
+        answer = dict(answer)
+        answer["tries"] = [t.get("separation_arcsec") if isinstance(t, dict) else t for t in answer["tries"]]
+    keys = [k for k in SYNC_FIELDS if k in answer] + [k for k in answer if k not in SYNC_FIELDS]
+    for k in keys:
+        v = answer[k]
         if isinstance(v, float):
             v = f"{v:.6g}"
         elif isinstance(v, (dict, list)):

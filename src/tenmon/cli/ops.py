@@ -89,6 +89,27 @@ def format_status(s: dict[str, Any]) -> str:
         on = ",".join(map(str, r["on"])) or "none"
         lines.append(f"relays   {name}: " + ("connected" if r["connected"] else "DISCONNECTED")
                      + f", on: {on}")
+    n = s.get("night")
+    if n:
+        txt = f"{n.get('phase', '?')}"
+        if n.get("active"):
+            txt += f"  night of {n.get('night')}"
+        if n.get("hold_reason"):
+            txt += f"  (held: {n['hold_reason']})"
+        txt += f"  queue {n.get('queue_pending', 0)} pending"
+        lines.append(f"night    {txt}")
+        f = n.get("frames") or {}
+        if f:
+            lines.append(f"frames   {f.get('done', 0)}/{f.get('received', 0)} processed, "
+                         f"{f.get('solved', 0)} solved, {f.get('failed', 0)} failed, "
+                         f"{f.get('queued', 0)} queued" + (f", {f['dropped']} dropped"
+                                                            if f.get("dropped") else ""))
+    c = s.get("centring")
+    if c and c.get("id"):
+        last = (c.get("tries") or [{}])[-1]
+        sep = last.get("separation_arcsec")
+        lines.append(f"centring {c.get('state')}  {len(c.get('tries') or [])} tries"
+                     + (f", last {sep:.1f}\"" if isinstance(sep, (int, float)) else ""))
     if s.get("sim") and s["sim"]["faults"]:
         lines.append("sim      faults: " + ", ".join(s["sim"]["faults"]))
     return "\n".join(lines)

@@ -121,7 +121,7 @@ def _key_path(loc: tuple) -> str:
     return "".join(parts)
 
 
-_UNION_TAGS = {"lcus-serial", "gpio", "usb-hid", "simulated", "lx200", "ir-camera", "gpio-rain",
+_UNION_TAGS = {"lcus-serial", "gpio", "usb-hid", "simulated", "simulated-ir", "lx200", "ir-camera", "gpio-rain",
                "directory", "relay"}
 
 

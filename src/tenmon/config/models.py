@@ -8,6 +8,17 @@ from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+# The sections below are defined by the modules that use them (none of them imports this one).
+from tenmon.daemon.centring import CentringServiceSettings
+from tenmon.daemon.dome_geometry import DomeGeometry
+from tenmon.daemon.frame_worker import FrameWorkerSettings
+from tenmon.daemon.night import NightSettings
+from tenmon.daemon.nayuta_service import NayutaDaemonSettings
+from tenmon.drivers.camera import CameraSettings
+from tenmon.scheduler.settings import SchedulerSettings
+from tenmon.vision.pipeline import PipelineSettings
+from tenmon.vision.solve.chain import SolverSettings
+
 
 class _Model(BaseModel):
     """Base: unknown keys are errors, assignments are validated."""
@@ -186,7 +197,13 @@ class SlitConfig(RelayPair):
     close_channel: int = Field(ge=1)
     travel_time_s: float = Field(default=60.0, gt=0, description="full travel, closed to open")
     margin_s: float = Field(default=15.0, ge=0, description="added to travel time for timeouts")
-    close_overrun_s: float = Field(default=2.0, ge=0, description="keep closing after 'closed'")
+    # After the readings say "closed" (three in a row) or "open" (two) the motor keeps running to
+    # the end stop: a reading is noisy (the simulated encoder's sd is 0.01 of the travel), and a
+    # slit stopped right at the threshold can be left a few % open. Closed must mean closed.
+    close_overrun_s: float = Field(default=2.5, ge=0, description="keep closing after 'closed'")
+    open_overrun_s: float = Field(
+        default=3.0, ge=0, description="keep opening after 'open', to the end stop, so that "
+        "encoder noise near the open threshold does not read as partly open")
     open_threshold: float = Field(default=0.98, gt=0.5, le=1.0)
     closed_threshold: float = Field(default=0.02, ge=0, lt=0.5)
 
@@ -257,17 +274,60 @@ class SimulatedEncoderConfig(_Model):
 
 
 class IrCameraEncoderConfig(_Model):
-    """The optical encoder: IR camera + slit detector (issue 3 fills in its detail)."""
+    """The optical encoder at a site: IR camera + slit detector + tracker (docs/encoder.md)."""
 
     type: Literal["ir-camera"]
-    device: str = "/dev/video0"
-    calibration: Path | None = None
-    model: Path | None = None
-    rate_hz: float = Field(default=5.0, gt=0)
+    device: str = Field(default="/dev/video0", description="V4L2 device, index, stream URL or "
+                        "a directory of frames to replay")
+    calibration: Path | None = Field(default=None, description="calibration JSON "
+                                     "(`tenmon encoder calibrate`)")
+    model: Path | None = Field(default=None, description="ONNX slit model; the packaged one when None")
+    use_model: bool = True
+    rate_hz: float = Field(default=5.0, gt=0, le=60)
+    stale_s: float = Field(default=2.0, gt=0, description="an older reading is unknown")
+    threads: int = Field(default=1, ge=1, le=8, description="onnxruntime intra-op threads")
+    width_px: int | None = Field(default=None, gt=0)
+    height_px: int | None = Field(default=None, gt=0)
+    first_reading_timeout_s: float = Field(default=10.0, gt=0)
+    reconnect_s: float = Field(default=2.0, gt=0)
+
+
+class SimulatedIrEncoderConfig(_Model):
+    """The optical encoder in simulated mode: the simulated IR camera + the real detector and tracker.
+
+    Times are in the simulated clock's seconds (the daemon's ``--speed`` does not change them).
+    """
+
+    type: Literal["simulated-ir"]
+    rate_hz: float = Field(default=2.0, gt=0, le=30,
+                           description="frames per simulated second (fewer when rendering cannot keep up)")
+    stale_s: float = Field(default=3.0, gt=0,
+                           description="a reading older than this (simulated s) is unknown")
+    render_seed: int = Field(default=35, ge=0,
+                             description="seeds the fixed simulated camera (lens, mounting, textures)")
+    width_px: int = Field(default=320, ge=64, le=1920,
+                          description="rendered frame width (320x240 renders in ~35 ms here)")
+    height_px: int = Field(default=240, ge=64, le=1920, description="rendered frame height")
+    model: Path | None = Field(default=None, description="ONNX slit model; the packaged one when None")
+    use_model: bool = Field(default=True, description="false: the classical estimator only")
+    threads: int = Field(default=1, ge=1, le=8, description="onnxruntime intra-op threads")
+    tube: Literal["mount", "parked", "none"] = Field(
+        default="mount", description="draw the telescope where the world's mount points, parked "
+                                     "at the zenith, or not at all")
+    dropout_occlusion: Literal["lights_off", "lens_covered", "blinded"] = Field(
+        default="lights_off", description="what the world's encoder-dropout fault does to the view")
+    max_lag_s: float = Field(
+        default=1.0, ge=0,
+        description="hold the simulation (update() waits, at most hold_limit_s wall s) while the "
+                    "newest frame is older than this many simulated s; 0: never hold")
+    hold_limit_s: float = Field(default=5.0, gt=0, description="longest hold per tick, wall s")
+    first_reading_timeout_s: float = Field(
+        default=10.0, gt=0, description="connect() waits this long (wall seconds) for a first reading")
 
 
 EncoderConfig = Annotated[
-    Union[SimulatedEncoderConfig, IrCameraEncoderConfig], Field(discriminator="type")
+    Union[SimulatedEncoderConfig, IrCameraEncoderConfig, SimulatedIrEncoderConfig],
+    Field(discriminator="type")
 ]
 
 
@@ -363,6 +423,17 @@ class TenmonConfig(_Model):
     weather: WeatherConfig
     ccd: CcdConfig | None = None
     sim: SimConfig | None = None
+    # Night operations and the frame pipeline. Each section's model lives with the code that uses
+    # it; absent sections take that model's defaults (see config/site-example.toml).
+    night: NightSettings | None = None
+    scheduler: SchedulerSettings | None = None
+    dome_geometry: DomeGeometry | None = None
+    camera: CameraSettings | None = None
+    frames: FrameWorkerSettings | None = None
+    pipeline: PipelineSettings | None = None
+    solver: SolverSettings | None = None
+    centring: CentringServiceSettings | None = None
+    nayuta: NayutaDaemonSettings | None = None
 
 
 def wiring_problems(cfg: TenmonConfig) -> list[tuple[str, str]]:
@@ -411,7 +482,7 @@ def wiring_problems(cfg: TenmonConfig) -> list[tuple[str, str]]:
                  "weather.type": cfg.weather.type,
                  **{f"relays.{n}.type": b.type for n, b in cfg.relays.items()}}
         for key, t in kinds.items():
-            if t != "simulated":
+            if t not in ("simulated", "simulated-ir"):
                 problems.append((key, f"mode = 'simulated' needs simulated devices, not {t!r}"))
     else:
         kinds = {"mount.type": cfg.mount.type, "encoder.type": cfg.encoder.type,
@@ -419,7 +490,7 @@ def wiring_problems(cfg: TenmonConfig) -> list[tuple[str, str]]:
                  **({"ccd.type": cfg.ccd.type} if cfg.ccd else {}),
                  **{f"relays.{n}.type": b.type for n, b in cfg.relays.items()}}
         for key, t in kinds.items():
-            if t == "simulated":
+            if t in ("simulated", "simulated-ir"):
                 problems.append((key, "a site (mode = 'site') must not use a simulated device; "
                                  "use mode = 'simulated' for a simulated observatory"))
     return problems

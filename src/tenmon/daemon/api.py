@@ -86,6 +86,8 @@ def build_app(obs: Observatory) -> web.Application:
         return web.json_response({"history": obs.store.history(request.match_info["device"])})
 
     app.add_routes(routes)
+    for method, path, handler in getattr(obs, "api_routes", []):
+        app.router.add_route(method, PREFIX + path, handler)
     command("/dome/goto", lambda b: obs.dome_goto(_number(b, "azimuth_deg")))
     command("/dome/home", lambda b: obs.dome_home())
     command("/dome/park", lambda b: obs.dome_park())

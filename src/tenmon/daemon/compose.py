@@ -76,7 +76,13 @@ def _build_simulated(config: TenmonConfig, store: Store, data_dir: Path, clock: 
         if fault.partition(":")[0] in ("relay-stuck", "relay-unplugged"):
             world.state.faults.remove(fault)
             world.inject_fault(fault)
-    encoder = SimulatedEncoder(config.encoder, config.slit, world, clock, seed=sim.seed)
+    if config.encoder.type == "simulated-ir":
+        # the optical encoder in the loop: the world rendered as the IR camera sees it -> model
+        from tenmon.drivers.sim.ir_camera import simulated_ir_encoder
+
+        encoder = simulated_ir_encoder(config.encoder, world, clock)
+    else:
+        encoder = SimulatedEncoder(config.encoder, config.slit, world, clock, seed=sim.seed)
     weather = SimulatedWeather(world, clock)
     mount = make_mount(mcfg, clock, world=world)
     switches = SimulatedLimitSwitches(world) if config.cover.limit_switches else None

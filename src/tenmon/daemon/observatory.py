@@ -99,6 +99,9 @@ class Observatory:
         self.stop_hooks: list = []
         #: Extra sections merged into status() by extensions: name -> callable returning a dict.
         self.status_hooks: dict = {}
+        #: extra HTTP routes ``(method, path under /api/v1, async handler(request))`` that
+        #: services installed on this observatory serve (centring, Nayuta sync)
+        self.api_routes: list = []
 
     # ------------------------------------------------------------------ events
 

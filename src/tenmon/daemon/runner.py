@@ -41,6 +41,18 @@ async def run_daemon(config: TenmonConfig, *, fresh: bool = False,
     except DeviceError as exc:
         obs.stop()
         raise DaemonStartError(f"cannot start: {exc}") from None
+    # The camera, the frame service (process pool), the night's jobs and sequencer (when
+    # [night] enabled), centring and Nayuta following: all driven by the control tick.
+    from tenmon.daemon.centring import install_centring
+    from tenmon.daemon.night import install_night_operations
+
+    try:
+        night = install_night_operations(obs, config)
+        install_centring(obs, night)
+    except TenmonError as exc:
+        obs.stop()
+        raise DaemonStartError(f"cannot start night operations: {exc}") from None
+    await night.start()
     runner = web.AppRunner(build_app(obs), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.api.host, config.api.port)

@@ -36,7 +36,13 @@ class RelaySlit(NoticeBoard):
         self._closed_at: float | None = None
         self._blind = False
         self._open_hits = 0
+        self._open_at: float | None = None
+        self._close_hits = 0
         self._last_seen = None
+        self._min_close_s = 0.0
+        self._min_open_s = 0.0
+        self._hits_since = 0.0
+        self._seen_closed: float | None = None
 
     # ------------------------------------------------------------------ readings
 
@@ -82,8 +88,11 @@ class RelaySlit(NoticeBoard):
         if self._static_state() == ShutterState.OPEN:
             self.state = ShutterState.OPEN
             return
+        start_fraction = self.open_fraction or 0.0
         self.motor.drive(+1)
         self._start("opening")
+        # as for closing: an encoder that reads "open" early must not leave the slit part-open
+        self._min_open_s = max(0.0, 0.95 - start_fraction) * self.config.travel_time_s
 
     def close_slit(self) -> None:
         """Start closing; always allowed. Without a trusted encoder reading this is a blind close.
@@ -93,9 +102,15 @@ class RelaySlit(NoticeBoard):
         self.view.refresh()
         if self._phase == "closing":
             return
+        start_fraction = self.open_fraction
         self.motor.drive(-1)
         self._start("closing")
         self._blind = self.view.lost(self.encoder_grace_s)
+        # Never stop a close before the time the travel from where it started takes: an encoder
+        # that reads "closed" too early (the optical one can, near the bottom) must not leave
+        # the slit open a crack. Unknown start: the full travel.
+        f0 = 1.0 if start_fraction is None or self._blind else min(1.0, start_fraction + 0.05)
+        self._min_close_s = f0 * self.config.travel_time_s
         if self._blind:
             self.notice("warning", "encoder lost: blind close, running the close relay for "
                         f"{self._limit():g} s (travel time + margin)")
@@ -116,6 +131,10 @@ class RelaySlit(NoticeBoard):
         self._t0 = self.clock.monotonic()
         self._closed_at = None
         self._open_hits = 0
+        self._open_at = None
+        self._close_hits = 0
+        self._last_seen = None
+        self._seen_closed = None
         self.error = None
         self.state = ShutterState.OPENING if phase == "opening" else ShutterState.CLOSING
 
@@ -167,8 +186,12 @@ class RelaySlit(NoticeBoard):
                 at_top = self.open_fraction is not None and \
                     self.open_fraction >= self.config.open_threshold
                 self._open_hits = self._open_hits + 1 if at_top else 0
-            # two readings in a row at the top: one noisy reading must not stop it short
-            if self._open_hits >= 2:
+            # two readings in a row at the top (one noisy reading must not stop it short), then
+            # on to the end stop for open_overrun_s (stopping right at the threshold would leave
+            # the slit where noise reads it as partly open)
+            if self._open_hits >= 2 and self._open_at is None and elapsed >= self._min_open_s:
+                self._open_at = now
+            if self._open_at is not None and now - self._open_at >= self.config.open_overrun_s:
                 self.motor.stop()
                 self._phase = "idle"
                 self.state = ShutterState.OPEN
@@ -190,8 +213,21 @@ class RelaySlit(NoticeBoard):
             self._blind = True
             self.notice("warning", "encoder lost while closing: continuing blind until "
                         f"{self._limit():g} s after the close began")
-        if not self._blind and self.open_fraction is not None \
-                and self.open_fraction <= self.config.closed_threshold:
+        if not self._blind:
+            good = self.view.good
+            if good is not self._last_seen:
+                self._last_seen = good
+                at_bottom = self.open_fraction is not None and \
+                    self.open_fraction <= self.config.closed_threshold
+                self._close_hits = self._close_hits + 1 if at_bottom else 0
+                if self._close_hits == 1:
+                    self._hits_since = now - self._t0
+                if self._close_hits == 3 and self._seen_closed is None:
+                    self._seen_closed = self._hits_since  # first of three readings "closed"
+        # three readings in a row at the bottom (a noisy reading can read "closed" with the slit
+        # still a few % open) and at least the travel time from where the close began, then on
+        # to the end stop for close_overrun_s
+        if not self._blind and self._close_hits >= 3 and elapsed >= self._min_close_s:
             if self._closed_at is None:
                 self._closed_at = now
             if now - self._closed_at >= self.config.close_overrun_s:
@@ -199,7 +235,10 @@ class RelaySlit(NoticeBoard):
                 self._phase = "idle"
                 self.state = ShutterState.CLOSED
                 self.verified = True
-                self.notice("info", f"slit closed after {elapsed:.0f} s")
+                seen = min(self._seen_closed if self._seen_closed is not None else elapsed,
+                           elapsed)
+                self.notice("info", f"slit closed after {seen:.1f} s (seen closed; close relay "
+                            f"off after {elapsed:.1f} s, at the end stop)")
             return
         cut = self.motor.direction() != -1
         if elapsed >= self._limit() or cut:

@@ -1,0 +1,934 @@
+"""Night operations in the daemon: the night's jobs, planning, the sequencer and the frame service.
+
+``install_night_operations(obs, config)`` wires everything into an :class:`Observatory` through
+its extension points (a tick hook, a stop hook, a ``night`` status section) and returns the
+:class:`NightOps`.
+
+When things happen is decided by the night's jobs of ``tenmon.scheduler.jobs`` (open if safe at
+dusk, run the plan at the observing twilight, close at dawn, health and weather checks), with
+their twilight triggers, misfire grace, coalescing and ``max_instances=1``:
+
+* at a site, by apscheduler itself: a ``BackgroundScheduler`` with its persistent SQLite job store
+  (``<data_dir>/jobs.sqlite``); the job functions below only hand the action to the control loop
+  (a thread-safe queue drained by the tick), so a job never touches a device from another thread;
+* in simulated mode the clock is a ``FakeClock`` apscheduler cannot follow, so :class:`TickJobs`
+  runs the *same* job specs (``night_job_specs``: the same ``TwilightTrigger`` objects and grace
+  times) from the tick with apscheduler's own rules: the run times due since the stored next run
+  time are coalesced into the last one, a run later than its grace is dropped as missed, and
+  the next run time comes from the trigger; next run times are stored in SQLite after every
+  decision, so a restart after dawn finds the evening's open (and plan) beyond their grace and
+  does not replay them, while the dawn close (no grace limit) still runs once.
+
+Planning (``plan_night``/``replan``: a second or two of astropy) and the triggers' sun
+computations run on a worker thread; the tick only picks up their results, so the control loop
+never waits for them. A restart in the middle of the night resumes it: the night's state is
+stored, the rest of the night is planned again from the target queue (observed targets are
+marked there), the start-up reconcile closes what was open, and the sequencer reopens when safe.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import re
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import date, datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tenmon.daemon.dome_geometry import DomeGeometry, dome_azimuth_radec, slit_transmission
+from tenmon.daemon.frame_worker import FrameWorkerSettings
+from tenmon.daemon.frames import (FrameJob, FrameService, FrameServiceSettings,
+                                  default_worker_settings)
+from tenmon.daemon.sequencer import Phase, Sequencer, SequencerSettings
+from tenmon.daemon.store import utc_iso
+from tenmon.drivers.camera import CameraSettings
+from tenmon.errors import ConfigError, TenmonError
+from tenmon.scheduler.jobs import night_job_specs
+from tenmon.scheduler.night import local_night_date, twilight_altitude
+from tenmon.scheduler.queue import TargetQueue
+from tenmon.scheduler.settings import SchedulerSettings
+from tenmon.vision.pipeline import PipelineSettings
+from tenmon.vision.solve.chain import CatalogSettings, SolverSettings
+
+log = logging.getLogger(__name__)
+
+#: The sequencer's record of the night: one row per milestone (opened, block_done, ...).
+NIGHT_LOG_SCHEMA = """
+CREATE TABLE IF NOT EXISTS night_log (
+    id       INTEGER PRIMARY KEY AUTOINCREMENT,
+    time_utc TEXT NOT NULL,
+    night    TEXT,
+    kind     TEXT NOT NULL,
+    target   TEXT,
+    detail   TEXT NOT NULL DEFAULT '{}'
+);
+CREATE INDEX IF NOT EXISTS night_log_time ON night_log (time_utc);
+CREATE TABLE IF NOT EXISTS night_jobs (
+    id           TEXT PRIMARY KEY,
+    definition   TEXT NOT NULL,
+    next_run_utc TEXT,
+    last_run_utc TEXT
+);
+"""
+
+JOBSTORE_FILE = "jobs.sqlite"
+
+
+class NightError(TenmonError):
+    """Night operations cannot be set up (names the setting and the problem)."""
+
+
+class NightSettings(BaseModel):
+    """Night operations (``[night]``): the sequencer, the frame intake, the targets."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = Field(default=True, description="run the night's jobs and the sequencer "
+                          "by themselves; when false the camera and the frame service still run "
+                          "(for `tenmon center`, Nayuta sync and frames written by hand)")
+    targets_file: Path | None = Field(
+        default=None, description="TOML/CSV targets queued (replacing same names) at start")
+    sequencer: SequencerSettings = Field(default_factory=SequencerSettings)
+    intake: FrameServiceSettings = Field(default_factory=FrameServiceSettings)
+
+
+# ---------------------------------------------------------------------------- job functions
+
+_ACTIVE: list[NightOps] = []
+
+
+def _hand_over(action: str) -> None:
+    if not _ACTIVE:
+        log.warning("night job %s fired but no night operations are installed", action)
+        return
+    _ACTIVE[-1].request(action)
+
+
+def job_open_if_safe() -> None:
+    """apscheduler job ``night.open``: dusk; the loop opens when safe and dark."""
+    _hand_over("open_if_safe")
+
+
+def job_run_plan() -> None:
+    """apscheduler job ``night.plan``: plan the night and start it."""
+    _hand_over("run_plan")
+
+
+def job_close() -> None:
+    """apscheduler job ``night.close``: dawn; close and park."""
+    _hand_over("close")
+
+
+def job_check_health() -> None:
+    """apscheduler job ``check.health``."""
+    _hand_over("check_health")
+
+
+def job_check_weather() -> None:
+    """apscheduler job ``check.weather``."""
+    _hand_over("check_weather")
+
+
+def night_actions():
+    """The job functions as ``NightActions`` (import paths the job store keeps)."""
+    from tenmon.scheduler.jobs import NightActions
+
+    return NightActions(open_if_safe=job_open_if_safe, run_plan=job_run_plan, close=job_close,
+                        check_health=job_check_health, check_weather=job_check_weather)
+
+
+_ACTION_OF_JOB = {"night.open": "open_if_safe", "night.plan": "run_plan", "night.close": "close",
+                  "check.health": "check_health", "check.weather": "check_weather"}
+
+
+# ---------------------------------------------------------------------------- jobs from the tick
+
+@dataclass
+class _TickJob:
+    id: str
+    trigger: Any
+    grace_s: float | None
+    definition: str
+    next_run: datetime | None = None
+    last_run: datetime | None = None
+    scheduled: bool = False          # has a next run time been computed (or stored)?
+    pending: Future | None = None    # a trigger computation on the worker thread
+    pending_now: datetime | None = None
+
+
+class TickJobs:
+    """apscheduler's job rules driven by the daemon's (fake) clock; see the module docstring.
+
+    Args:
+        store: the daemon's store (table ``night_jobs``).
+        specs: ``tenmon.scheduler.jobs.night_job_specs(...)``.
+        run: ``run(job_id)`` executes a due job on the loop thread.
+        emit: the observatory's event recorder.
+        executor: where trigger computations run (a thread).
+    """
+
+    def __init__(self, store, specs, run: Callable[[str], None], emit: Callable[..., None],
+                 executor: ThreadPoolExecutor, now: datetime):
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        self.store = store
+        self.run = run
+        self.emit = emit
+        self.executor = executor
+        self._status: dict[str, Any] | None = None
+        self.jobs: dict[str, _TickJob] = {}
+        for spec in specs:
+            definition = json.dumps({"func": spec.func, "trigger": _trigger_state(spec.trigger),
+                                     "grace": spec.misfire_grace_time}, sort_keys=True)
+            trigger = spec.trigger
+            if isinstance(trigger, IntervalTrigger):
+                # an interval trigger is anchored at its creation (first run one interval later)
+                # on the wall clock; here the scheduler's clock is the simulated one
+                trigger = IntervalTrigger(seconds=trigger.interval.total_seconds(),
+                                          start_date=now + trigger.interval, timezone=timezone.utc)
+            job = _TickJob(spec.id, trigger, spec.misfire_grace_time, definition)
+            row = store.db.execute("SELECT definition, next_run_utc, last_run_utc FROM night_jobs "
+                                   "WHERE id = ?", (spec.id,)).fetchone()
+            if row is not None and row["definition"] == definition:
+                # kept with its stored next run time: the misfire rules judge what it missed
+                job.next_run = _parse(row["next_run_utc"])
+                job.last_run = _parse(row["last_run_utc"])
+                job.scheduled = True
+            else:
+                if row is not None:
+                    log.info("job %s changed: scheduled afresh from now", spec.id)
+                self._save(job)
+            self.jobs[spec.id] = job
+
+    def next_run(self, job_id: str) -> datetime | None:
+        """The stored next run time of a job (``None`` before it is known)."""
+        return self.jobs[job_id].next_run
+
+    @property
+    def computing(self) -> bool:
+        """A trigger computation is running."""
+        return any(j.pending is not None for j in self.jobs.values())
+
+    def tick(self, now: datetime) -> None:
+        """Start trigger computations that are due; apply those that finished."""
+        for job in self.jobs.values():
+            if job.pending is not None:
+                if not job.pending.done():
+                    continue
+                fut, job.pending = job.pending, None
+                try:
+                    run_times, nxt = fut.result()
+                except Exception as exc:  # noqa: BLE001 - a trigger bug is recorded, then retried
+                    self.emit("error", "jobs", f"job {job.id}: cannot compute its run times: {exc}")
+                    continue
+                job.scheduled = True
+                self._decide(job, run_times, nxt, job.pending_now or now)
+            elif not job.scheduled:
+                job.pending_now = now
+                job.pending = self._submit(_first_run, job.trigger, now)
+            elif job.next_run is not None and job.next_run <= now:
+                job.pending_now = now
+                job.pending = self._submit(_run_times, job.trigger, job.next_run, now)
+
+    def _submit(self, fn, trigger, *args) -> Future:
+        """Twilight triggers compute the sun with astropy (tenths of a second): on the worker
+        thread. Interval triggers are arithmetic: at once, as a finished future."""
+        from apscheduler.triggers.interval import IntervalTrigger
+
+        if isinstance(trigger, IntervalTrigger):
+            fut: Future = Future()
+            try:
+                fut.set_result(fn(trigger, *args))
+            except Exception as exc:  # noqa: BLE001 - reported through the future
+                fut.set_exception(exc)
+            return fut
+        return self.executor.submit(fn, trigger, *args)
+
+    def _decide(self, job: _TickJob, run_times: list[datetime], nxt: datetime | None,
+                now: datetime) -> None:
+        if run_times:
+            # apscheduler (BaseScheduler._process_jobs): coalesce to the last run time, then
+            # judge it against the misfire grace
+            run_time = run_times[-1]
+            late = (now - run_time).total_seconds()
+            if job.grace_s is not None and late > job.grace_s:
+                self.emit("warning", "jobs", f"job {job.id} missed its run at "
+                          f"{utc_iso(run_time)} by {late:.0f} s (grace {job.grace_s} s): "
+                          "not run", job=job.id)
+            else:
+                if len(run_times) > 1:
+                    log.info("job %s: %d missed runs coalesced into one", job.id, len(run_times))
+                job.last_run = run_time
+                job.next_run = nxt
+                self._save(job)  # before running: a crash inside never replays it
+                try:
+                    self.run(job.id)
+                except Exception as exc:  # noqa: BLE001 - like apscheduler: log, keep scheduling
+                    log.exception("job %s failed", job.id)
+                    self.emit("error", "jobs", f"job {job.id} failed: {exc}")
+        job.next_run = nxt
+        self._save(job)
+
+    def _save(self, job: _TickJob) -> None:
+        self._status = None
+        self.store.db.execute(
+            "INSERT INTO night_jobs (id, definition, next_run_utc, last_run_utc) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET definition = excluded.definition, "
+            "next_run_utc = excluded.next_run_utc, last_run_utc = excluded.last_run_utc",
+            (job.id, job.definition, utc_iso(job.next_run) if job.next_run else None,
+             utc_iso(job.last_run) if job.last_run else None))
+
+    def status(self) -> dict[str, Any]:
+        if self._status is None:
+            self._status = {j.id: {"next_run_utc": utc_iso(j.next_run) if j.next_run else None,
+                                   "last_run_utc": utc_iso(j.last_run) if j.last_run else None}
+                            for j in self.jobs.values()}
+        return self._status
+
+
+def _first_run(trigger, now: datetime) -> tuple[list[datetime], datetime | None]:
+    return [], trigger.get_next_fire_time(None, now)
+
+
+def _run_times(trigger, next_run: datetime, now: datetime
+               ) -> tuple[list[datetime], datetime | None]:
+    """apscheduler's ``Job._get_run_times`` and the next run time after them."""
+    run_times: list[datetime] = []
+    t: datetime | None = next_run
+    while t is not None and t <= now and len(run_times) < 10000:
+        run_times.append(t)
+        t = trigger.get_next_fire_time(t, now)
+    return run_times, t
+
+
+def _trigger_state(trigger) -> Any:
+    from apscheduler.triggers.interval import IntervalTrigger
+
+    if isinstance(trigger, IntervalTrigger):
+        return {"interval_s": trigger.interval.total_seconds()}
+    return trigger.__getstate__()
+
+
+def _parse(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+# ---------------------------------------------------------------------------- apscheduler (site)
+
+class _NoJobs:
+    """``[night] enabled = false``: no night jobs at all."""
+
+    def next_run(self, job_id: str) -> datetime | None:  # noqa: ARG002
+        return None
+
+    def tick(self, now: datetime) -> None:
+        pass
+
+    def status(self) -> dict[str, Any]:
+        return {}
+
+
+class SiteJobs:
+    """The night's jobs in apscheduler's ``BackgroundScheduler`` with its SQLite job store."""
+
+    def __init__(self, path: Path, settings: SchedulerSettings, site_location):
+        from tenmon.scheduler.jobs import build_scheduler, register_night_jobs
+
+        self.scheduler = build_scheduler(path, settings, kind="background")
+        self.scheduler.start(paused=True)
+        self.jobs = register_night_jobs(self.scheduler, night_actions(), site_location, settings)
+        self.scheduler.resume()
+
+    def next_run(self, job_id: str) -> datetime | None:
+        job = self.scheduler.get_job(job_id)
+        return job.next_run_time if job is not None else None
+
+    def tick(self, now: datetime) -> None:
+        pass  # apscheduler's thread fires the jobs; they reach the loop through request()
+
+    def stop(self) -> None:
+        from tenmon.scheduler.jobs import shutdown_scheduler
+
+        shutdown_scheduler(self.scheduler, wait=False)
+
+    def status(self) -> dict[str, Any]:
+        out = {}
+        for job in self.scheduler.get_jobs():
+            out[job.id] = {"next_run_utc": utc_iso(job.next_run_time) if job.next_run_time
+                           else None}
+        return out
+
+
+# ---------------------------------------------------------------------------- NightOps
+
+class NightOps:
+    """Everything of the night, driven by the observatory's tick. Built by
+    :func:`install_night_operations`."""
+
+    def __init__(self, obs, *, settings: NightSettings, scheduler: SchedulerSettings,
+                 geometry: DomeGeometry, camera_settings: CameraSettings, job: FrameJob,
+                 worker_settings: FrameWorkerSettings, executor=None):
+        from tenmon import offline
+
+        offline.configure()
+        import astropy.units as u
+        from astropy.coordinates import EarthLocation
+
+        self.obs = obs
+        self.settings = settings
+        self.scheduler_settings = scheduler
+        self.geometry = geometry
+        self.camera_settings = camera_settings
+        site = obs.config.site
+        self.location = EarthLocation.from_geodetic(site.longitude_deg * u.deg,
+                                                    site.latitude_deg * u.deg,
+                                                    site.elevation_m * u.m)
+        obs.store.add_schema(NIGHT_LOG_SCHEMA)
+        self.queue = TargetQueue(obs.store.db)
+        if settings.targets_file is not None:
+            n = self.queue.import_file(settings.targets_file, replace=True,
+                                       now=obs.clock.now())
+            obs.emit("info", "night", f"queued {n} target(s) from {settings.targets_file}")
+        data_dir = Path(obs.config.paths.data_dir)
+        frames_dir = Path(obs.config.paths.frames_dir or data_dir / "frames")
+        self.calc = ThreadPoolExecutor(max_workers=1, thread_name_prefix="night-calc")
+        self.frames = FrameService(obs, frames_dir=frames_dir,
+                                   products_dir=obs.config.paths.products, job=job,
+                                   settings=settings.intake,
+                                   worker_settings=worker_settings, executor=executor)
+        self.camera = self._make_camera(frames_dir)
+        self.sequencer = Sequencer(
+            obs, camera=self.camera, geometry=geometry, settings=settings.sequencer,
+            centering=job.solver.centering,
+            log_event=self.log_event, on_block_done=self._block_done,
+            on_block_failed=self._block_failed, on_weather_close=self._weather_close)
+        self.sequencer.open_twilight_alt_deg = twilight_altitude(scheduler.open_twilight)
+        self.sequencer.frame_service = self.frames
+        self.frames.context_for = self.sequencer.context_for
+        self.frames.pier_side_for = self.sequencer.pier_side
+        self.frames.listeners.append(self.sequencer.on_frame)
+        self._actions: collections.deque[str] = collections.deque()
+        self._last_action: dict[str, datetime] = {}
+        self._night_state: dict[str, Any] = dict(obs.store.get_state("night", {}) or {})
+        self._pending_count: tuple[float, int] | None = None  # (clock, pending targets)
+        self._plan_future: Future | None = None
+        self._plan_kind = ""
+        self._health_key: tuple = ()
+        self._last_verdict: bool | None = None
+        if not settings.enabled:
+            self.jobs: TickJobs | SiteJobs | _NoJobs = _NoJobs()
+        elif obs.world is not None or obs.mode == "simulated":
+            specs = night_job_specs(night_actions(), self.location, scheduler)
+            self.jobs = TickJobs(obs.store, specs, self._run_job, obs.emit,
+                                                      self.calc, obs.clock.now())
+        else:
+            self.jobs = SiteJobs(data_dir / JOBSTORE_FILE, scheduler, self.location)
+        _ACTIVE.append(self)
+        if settings.enabled:
+            self._resume_if_mid_night()
+
+    # ------------------------------------------------------------------ construction helpers
+
+    def _make_camera(self, frames_dir: Path):
+        cfg = self.obs.config
+        ccd_type = cfg.ccd.type if cfg.ccd is not None else None
+        if ccd_type == "simulated" or (ccd_type is None and self.obs.world is not None):
+            if self.obs.world is None:
+                raise NightError("ccd.type = 'simulated' needs the simulated observatory")
+            from tenmon.drivers.sim.ccd import SimulatedCcd
+            from tenmon.vision.solve.catalogs import SimulatedSky
+
+            cat = self.frames.job.solver.catalog
+            sky = SimulatedSky(seed=cat.sim_seed, density_per_deg2=cat.sim_density_per_deg2,
+                               mag_faint=cat.sim_mag_faint)
+            cam = SimulatedCcd(self.camera_settings, self.obs.world, self.obs.clock, frames_dir,
+                               sky, light_path=self._light_path,
+                               seed=cfg.sim.seed if cfg.sim else 0)
+            cam.connect()
+            return cam
+        return None  # a site's CCD program writes frames; the sequencer awaits them
+
+    def _light_path(self) -> float:
+        """Simulated: the fraction of light reaching the CCD now: cover and slit open, and the
+        point where the optical axis leaves the dome inside the slit (a band ``slit_width_m``
+        wide from the horizon over the zenith, centred on the dome's azimuth)."""
+        w = self.obs.world
+        st = w.state
+        if st.cover_fraction < 0.99 or st.slit_fraction < 0.95:
+            return 0.0
+        ra, dec = w.true_pointing()
+        tgt = dome_azimuth_radec(ra, dec, w.lst(), self.obs.config.site.latitude_deg,
+                                 self.geometry)
+        return slit_transmission(tgt.azimuth_deg, tgt.elevation_deg, st.dome_az_deg,
+                                 self.geometry)
+
+    # ------------------------------------------------------------------ the tick
+
+    def request(self, action: str) -> None:
+        """Queue an action for the loop thread (thread-safe; apscheduler's jobs call this)."""
+        self._actions.append(action)
+
+    def _run_job(self, job_id: str) -> None:
+        self._do(_ACTION_OF_JOB[job_id])
+
+    def tick(self) -> None:
+        """The tick hook: camera, jobs, actions, planning results, frames, sequencer."""
+        now = self.obs.clock.now()
+        if self.camera is not None:
+            self.camera.update()
+        self.jobs.tick(now)
+        while self._actions:
+            self._do(self._actions.popleft())
+        self._collect_plan()
+        self.sequencer.dark_until = self.jobs.next_run("night.close")
+        self.frames.tick()
+        self.sequencer.tick()
+
+    def _do(self, action: str) -> None:
+        # The dusk/dawn triggers find a crossing to about a second; just after firing, the
+        # "next" crossing can come out as the same one a few seconds later, so apscheduler (and
+        # TickJobs, which follows its rules) may fire a twilight job twice. The twilight actions
+        # are therefore idempotent within an hour.
+        if action in ("open_if_safe", "run_plan", "close"):
+            now = self.obs.clock.now()
+            last = self._last_action.get(action)
+            if last is not None and (now - last).total_seconds() < 3600.0:
+                log.info("%s repeated %.0f s after the last one: ignored", action,
+                         (now - last).total_seconds())
+                return
+            self._last_action[action] = now
+        getattr(self, f"action_{action}")()
+
+    # ------------------------------------------------------------------ actions
+
+    def action_open_if_safe(self) -> None:
+        """Dusk: the night begins; the sequencer opens as soon as it is safe (and dark)."""
+        self._arm("dusk")
+
+    def _arm(self, why: str) -> None:
+        night = self._night_date()
+        self._set_night({"date": night.isoformat(), "active": True,
+                         "armed_utc": utc_iso(self.obs.clock.now())})
+        v = self.obs.verdict
+        self.obs.emit("info", "night", f"night of {night}: {why}; "
+                      + ("opening" if v.safe else "will open when safe (now unsafe: "
+                         + "; ".join(v.reasons) + ")"))
+        self.log_event("dusk", why=why, safe=v.safe, reasons=list(v.reasons))
+        self.sequencer.arm(why)
+
+    def action_run_plan(self) -> None:
+        """Observing twilight: plan the rest of the night from the queue and run it (arming the
+        night if its open was missed, e.g. a restart between the two twilights)."""
+        if self.sequencer.phase == Phase.IDLE:
+            self._arm("observing twilight")
+        self._start_planning("plan")
+
+    def action_close(self) -> None:
+        """Dawn: stop observing, close and park."""
+        self.obs.emit("info", "night", "dawn: closing and parking")
+        self.log_event("dawn")
+        state = dict(self._night_state)
+        state["active"] = False
+        self._set_night(state)
+        self.sequencer.end_night("dawn")
+
+    def action_check_health(self) -> None:
+        """Devices, camera and frame backlog; an event when the set of problems changes."""
+        obs = self.obs
+        problems = []
+        if obs.mount.state.value == "error":
+            problems.append(f"mount: {obs.mount.error}")
+        if obs.dome.state.value == "error":
+            problems.append(f"dome: {obs.dome.error}")
+        if obs.slit.state.value == "error":
+            problems.append(f"slit: {obs.slit.error}")
+        if self.camera is not None and self.camera.state.value == "error":
+            problems.append(f"camera: {self.camera.error}")
+        st = self.frames.worker.stats
+        if st.queued > self.frames.worker.settings.queue_size // 2:
+            problems.append(f"frames: {st.queued} waiting (queue of "
+                            f"{self.frames.worker.settings.queue_size})")
+        key = tuple(problems)
+        if key != self._health_key:
+            self._health_key = key
+            if problems:
+                obs.emit("warning", "health", "health check: " + "; ".join(problems))
+            else:
+                obs.emit("info", "health", "health check: all well")
+
+    def action_check_weather(self) -> None:
+        """Belt and braces: an open slit under an unsafe verdict that the supervisor is not
+        already closing is closed now."""
+        obs = self.obs
+        v = obs.verdict
+        if not v.safe and not obs.supervisor.closing and not obs.supervisor.in_safe_state() \
+                and obs.slit.state.value not in ("closed",):
+            obs.emit("alarm", "weather", "weather check: unsafe with the slit not closed: "
+                     + "; ".join(v.reasons))
+            obs.supervisor.force("weather check: " + "; ".join(v.reasons))
+        if v.safe != self._last_verdict:
+            self._last_verdict = v.safe
+            self.log_event("weather", safe=v.safe, reasons=list(v.reasons))
+
+    # ------------------------------------------------------------------ planning
+
+    def _start_planning(self, kind: str, event=None, t_event: datetime | None = None) -> bool:
+        if self._plan_future is not None and not self._plan_future.done():
+            self.obs.emit("warning", "night", f"{kind}: planning already running (max_instances "
+                          "= 1): not started again")
+            return False
+        now = self.obs.clock.now()
+        plan = self.sequencer.plan
+        if event is not None and plan is not None:
+            self._plan_future = self.calc.submit(_replan_job, plan, t_event or now, event)
+        else:
+            targets = self.queue.pending(now)
+            self._plan_future = self.calc.submit(_plan_job, targets, self._night_date(),
+                                                 self.location, self.scheduler_settings, now)
+        self._plan_kind = kind
+        return True
+
+    def _collect_plan(self) -> None:
+        fut = self._plan_future
+        if fut is None or not fut.done():
+            return
+        self._plan_future = None
+        try:
+            plan = fut.result()
+        except Exception as exc:  # noqa: BLE001 - no night (polar), bad targets: recorded
+            self.obs.emit("error", "night", f"planning failed ({self._plan_kind}): {exc}")
+            self.log_event("plan_failed", why=self._plan_kind, error=str(exc))
+            if self.sequencer.plan is None:
+                self.sequencer.no_plan(f"planning failed: {exc}")
+            return
+        self.log_event("planned", why=self._plan_kind, blocks=len(plan.scheduled),
+                       unscheduled=len(plan.unscheduled),
+                       events=list(plan.events[-1:]))
+        self.sequencer.set_plan(plan)
+
+    def _block_done(self, block, frames: list[str], outcome: str) -> None:
+        if outcome == "interrupted":
+            return  # frames kept; the target stays pending and is planned again
+        now = self.obs.clock.now()
+        try:
+            self.queue.mark_observed(block.name, now, f"{outcome}: {len(frames)}/{block.count} "
+                                                      "frames")
+        except TenmonError as exc:
+            self.obs.emit("warning", "night", f"{block.name}: cannot mark observed: {exc}")
+
+    def _block_failed(self, block, reason: str) -> None:
+        from tenmon.scheduler.planner import TargetFailed
+
+        now = self.obs.clock.now()
+        try:
+            self.queue.mark_failed(block.name, now, reason)
+        except TenmonError as exc:
+            log.warning("cannot mark %s failed: %s", block.name, exc)
+        if self.sequencer.plan is not None and any(t.name == block.name
+                                                   for t in self.sequencer.plan.targets):
+            self._start_planning("target failed", TargetFailed(block.name, reason), now)
+
+    def _weather_close(self, t_close: datetime, t_reopen: datetime, reason: str) -> None:
+        from tenmon.scheduler.planner import WeatherClose
+
+        if self.sequencer.plan is None:
+            self._start_planning("reopen")
+            return
+        self._start_planning("weather close", WeatherClose(until=t_reopen, reason=reason[:80]),
+                             t_close)
+
+    # ------------------------------------------------------------------ state
+
+    def _night_date(self) -> date:
+        return local_night_date(self.obs.clock.now(), self.location)
+
+    def _set_night(self, state: dict[str, Any]) -> None:
+        self._night_state = dict(state)
+        self.obs.store.set_state("night", state)
+
+    def _resume_if_mid_night(self) -> None:
+        state = dict(self._night_state)
+        if not state.get("active"):
+            return
+        if state.get("date") != self._night_date().isoformat():
+            state["active"] = False
+            self._set_night(state)
+            return
+        self.obs.emit("info", "night", f"resuming the night of {state['date']} after a restart: "
+                      "planning the rest of it from the queue")
+        opened = self.obs.store.db.execute(
+            "SELECT 1 FROM night_log WHERE night = ? AND kind = 'opened' LIMIT 1",
+            (state["date"],)).fetchone()
+        self.sequencer.opened_once = opened is not None
+        self.log_event("resume")
+        self.sequencer.arm("resuming the night after a restart")
+        self._start_planning("resume")
+
+    def log_event(self, kind: str, target: str | None = None, **detail: Any) -> None:
+        """One row of ``night_log``."""
+        self.obs.store.db.execute(
+            "INSERT INTO night_log (time_utc, night, kind, target, detail) VALUES (?, ?, ?, ?, ?)",
+            (utc_iso(self.obs.clock.now()), self._night_date().isoformat(), kind, target,
+             json.dumps(detail, default=str)))
+
+    # ------------------------------------------------------------------ life cycle
+
+    async def start(self) -> None:
+        """Start the frame pool inside the running event loop (the tick does it lazily too)."""
+        await self.frames.start()
+
+    async def aclose(self, *, drain: bool = False) -> None:
+        """Stop the frame pool (``drain``: process every delivered frame first)."""
+        await self.frames.stop(drain=drain)
+
+    def stop_now(self) -> None:
+        """The stop hook: stop the jobs, the camera and the pool (synchronously)."""
+        if isinstance(self.jobs, SiteJobs):
+            self.jobs.stop()
+        if self.camera is not None:
+            self.camera.disconnect()
+        self.frames.stop_now()
+        self.calc.shutdown(wait=False, cancel_futures=True)
+        if self in _ACTIVE:
+            _ACTIVE.remove(self)
+
+    def status(self) -> dict[str, Any]:
+        """The ``night`` section of the daemon's status (cheap: the observatory records its
+        status every tick)."""
+        state = self._night_state
+        t = self.obs.clock.monotonic()
+        if self._pending_count is None or t - self._pending_count[0] > 60.0:
+            n = self.obs.store.db.execute("SELECT COUNT(*) FROM scheduler_targets WHERE "
+                                          "status = 'pending'").fetchone()[0]
+            self._pending_count = (t, int(n))
+        return {"night": state.get("date"), "active": bool(state.get("active")),
+                **self.sequencer.status(), "jobs": self.jobs.status(),
+                "frames": self.frames.status(),
+                "camera": None if self.camera is None else {
+                    "state": self.camera.state.value, "error": self.camera.error},
+                "queue_pending": self._pending_count[1]}
+
+
+def _plan_job(targets, night_date: date, location, settings: SchedulerSettings, now: datetime):
+    from tenmon.scheduler.night import night_for_date
+    from tenmon.scheduler.planner import plan_night
+
+    night = night_for_date(night_date, location, settings.observe_twilight)
+    return plan_night(targets, night, location, settings, start=now)
+
+
+def _replan_job(plan, t_event: datetime, event):
+    from tenmon.scheduler.planner import replan
+
+    return replan(plan, t_event, event)
+
+
+# ---------------------------------------------------------------------------- install
+
+def _section(config, name: str, model, sections: dict[str, Any] | None = None):
+    value = (sections or {}).get(name)
+    if value is None:
+        value = getattr(config, name, None)
+    if value is None:
+        return model()
+    if isinstance(value, model):
+        return value
+    return model.model_validate(value)
+
+
+def frame_job_for(config, camera: CameraSettings, sections: dict[str, Any] | None = None
+                  ) -> FrameJob:
+    """The worker's settings: ``[pipeline]`` and ``[solver]`` from the config (defaults until
+    they are mounted); the pixel scale is the camera's when not configured; in simulated mode
+    the solver's catalogue is the simulated sky of the simulation's seed and, with no
+    ``[solver]`` at all, the hinted solver takes 300 catalogue stars (see below)."""
+    pipeline = _section(config, "pipeline", PipelineSettings, sections)
+    solver = _section(config, "solver", SolverSettings, sections)
+    configured = (sections or {}).get("solver") is not None or getattr(config, "solver",
+                                                                        None) is not None
+    updates: dict[str, Any] = {}
+    if solver.pixel_scale_arcsec is None:
+        updates["pixel_scale_arcsec"] = camera.binned_scale_arcsec
+    if config.mode == "simulated":
+        if solver.catalog.provider == "none":
+            seed = config.sim.seed if config.sim else 0
+            updates["catalog"] = CatalogSettings(provider="simulated", sim_seed=seed)
+        if not configured:
+            # Measured on the simulated night (docs/bench/night.md): with 300 s exposures the
+            # stars a 160-star catalogue cone offers first are saturated on the frame, and 2 of
+            # 86 frames went unsolved; 300 catalogue stars solved both (0.1-0.3 s more).
+            updates["hinted"] = solver.hinted.model_copy(update={"max_catalog_stars": 300})
+    if updates:
+        solver = solver.model_copy(update=updates)
+    return FrameJob(pipeline=pipeline, solver=solver, longitude_deg=config.site.longitude_deg)
+
+
+def install_night_operations(obs, config, *, sections: dict[str, Any] | None = None,
+                             executor=None) -> NightOps | None:
+    """Wire night operations into ``obs`` (tick hook, stop hook, ``night`` status section).
+
+    Settings come from the config's ``[night]``, ``[scheduler]``, ``[dome_geometry]``,
+    ``[camera]``, ``[frames]``, ``[pipeline]`` and ``[solver]`` sections when it has them, else
+    from the models' defaults. Idempotent: a second call returns the installed ``NightOps``.
+
+    Args:
+        obs: the observatory (built, started or not).
+        config: its ``TenmonConfig``.
+        sections: settings models (or dicts) by section name, used instead of the config's
+            (``tenmon simulate`` and tests: e.g. ``{"camera": CameraSettings(...)}``).
+        executor: for tests: run frames in this executor instead of a process pool.
+
+    Returns:
+        The ``NightOps`` (with ``[night] enabled = false`` its jobs and sequencer stay idle).
+
+    Raises:
+        NightError: the CCD cannot be set up in this mode.
+        ConfigError: a section does not validate.
+    """
+    existing = getattr(obs, "night_ops", None)
+    if existing is not None:
+        return existing
+    try:
+        settings = _section(config, "night", NightSettings, sections)
+        if not settings.enabled:
+            obs.emit("info", "night", "automatic nights off ([night] enabled = false): no dusk "
+                     "or dawn jobs, no sequencer; frames are still taken on request and processed")
+        scheduler = _section(config, "scheduler", SchedulerSettings, sections)
+        geometry = _section(config, "dome_geometry", DomeGeometry, sections)
+        camera = _section(config, "camera", CameraSettings, sections)
+        ccd = config.ccd
+        if ccd is not None and ccd.type == "directory" and "night" not in (sections or {}) \
+                and getattr(config, "night", None) is None:
+            # the site's [ccd] says how its CCD program names and writes frames
+            settings = settings.model_copy(update={"intake": settings.intake.model_copy(
+                update={"pattern": ccd.pattern, "stable_s": ccd.stable_s})})
+        worker = ((sections or {}).get("frames") or getattr(config, "frames", None)
+                  or default_worker_settings())
+        if isinstance(worker, dict):
+            worker = FrameWorkerSettings.model_validate(worker)
+        job = frame_job_for(config, camera, sections)
+    except ValueError as exc:  # pydantic's ValidationError is a ValueError
+        raise ConfigError(f"night operations: {exc}") from None
+    ops = NightOps(obs, settings=settings, scheduler=scheduler, geometry=geometry,
+                   camera_settings=camera, job=job, worker_settings=worker, executor=executor)
+    obs.night_ops = ops
+    obs.tick_hooks.append(ops.tick)
+    obs.stop_hooks.append(ops.stop_now)
+    obs.status_hooks["night"] = ops.status
+    return ops
+
+
+def uninstall_night_operations(obs) -> None:
+    """Undo :func:`install_night_operations` (stop the pools and jobs, remove the hooks), so a
+    caller can install again with other settings (``tenmon simulate`` does)."""
+    ops = getattr(obs, "night_ops", None)
+    if ops is None:
+        return
+    ops.stop_now()
+    for hooks in (obs.tick_hooks, obs.stop_hooks):
+        for fn in (ops.tick, ops.stop_now):
+            if fn in hooks:
+                hooks.remove(fn)
+    obs.status_hooks.pop("night", None)
+    obs.night_ops = None
+
+
+# ---------------------------------------------------------------------------- the report
+
+def night_report(store, *, start: datetime, end: datetime) -> dict[str, Any]:
+    """What happened between ``start`` and ``end`` (UTC), from the database alone (so it is the
+    same after a restart): ``opened_utc``, ``closed_utc``, ``targets_observed``, ``frames``,
+    ``frames_solved``, ``safety_closes``, ``weather_lost_s``, ``errors`` and per-target detail
+    (``centre_arcsec``: the offsets the centring acted on; ``offsets_arcsec``: every solved
+    frame's distance from its target, in the order the solves arrived).
+    """
+    db = store.db
+    s, e = utc_iso(start), utc_iso(end)
+    rows = db.execute("SELECT time_utc, kind, target, detail FROM night_log WHERE time_utc >= ? "
+                      "AND time_utc <= ? ORDER BY id", (s, e)).fetchall()
+    log_rows = [(r["time_utc"], r["kind"], r["target"], json.loads(r["detail"])) for r in rows]
+    opened = [t for t, k, _, _ in log_rows if k == "opened"]
+    closed = [(t, d) for t, k, _, d in log_rows if k == "closed"]
+    final = [t for t, d in closed if d.get("final")]
+    safety = [(t, d) for t, k, _, d in log_rows if k == "safety_close"]
+    reopen = [t for t, k, _, _ in log_rows if k == "reopen"]
+    end_dark = final[-1] if final else (closed[-1][0] if closed else e)
+    lost = 0.0
+    for t, _ in safety:
+        nxt = [r for r in reopen if r > t]
+        until = min(nxt[0], end_dark) if nxt else end_dark
+        lost += max(0.0, (_dt(until) - _dt(t)).total_seconds())
+    per: dict[str, dict[str, Any]] = {}
+    for t, k, target, d in log_rows:
+        if target is None:
+            continue
+        p = per.setdefault(target, {"target": target, "blocks": 0, "observed": False,
+                                    "frames_taken": 0, "outcomes": [], "centre_arcsec": [],
+                                    "offsets_arcsec": []})
+        if k == "block_start":
+            p["blocks"] += 1
+        elif k == "block_done":
+            p["outcomes"].append(d.get("outcome"))
+            p["frames_taken"] += int(d.get("frames") or 0)
+            p["observed"] = p["observed"] or d.get("outcome") == "observed"
+        elif k in ("block_failed", "block_interrupted", "block_skipped"):
+            p["outcomes"].append(k.removeprefix("block_"))
+            p["frames_taken"] += int(d.get("frames") or 0)
+        elif k == "centre" and d.get("separation_arcsec") is not None:
+            p["centre_arcsec"].append(d["separation_arcsec"])
+        elif k == "offset":
+            p["offsets_arcsec"].append(d["separation_arcsec"])
+    frames = db.execute("SELECT target, status, solved, rms_arcsec FROM frames WHERE "
+                        "received_utc >= ? AND received_utc <= ?", (s, e)).fetchall()
+    for f in frames:
+        if f["target"] in per:
+            p = per[f["target"]]
+            p["frames"] = p.get("frames", 0) + 1
+            p["frames_solved"] = p.get("frames_solved", 0) + int(f["solved"] == 1)
+    errors = [{"time_utc": r["time_utc"], "level": r["level"], "kind": r["kind"],
+               "message": r["message"]} for r in db.execute(
+        "SELECT time_utc, level, kind, message FROM events WHERE level IN ('error', 'alarm') AND "
+        "time_utc >= ? AND time_utc <= ? ORDER BY id", (s, e)).fetchall()]
+    close_s = []
+    for t, _ in safety:
+        ev = db.execute("SELECT time_utc, message FROM events WHERE time_utc >= ? AND kind = "
+                        "'slit' AND message LIKE 'slit closed%' ORDER BY id LIMIT 1",
+                        (t,)).fetchone()
+        if ev is not None:
+            # "slit closed after S s (seen closed; close relay off after R s, ...)": the slit
+            # was closed R - S seconds before the event (the relay ran on to the end stop)
+            m = re.search(r"after ([\d.]+) s \(seen closed; close relay off after ([\d.]+) s",
+                          ev["message"])
+            early = float(m.group(2)) - float(m.group(1)) if m else 0.0
+            close_s.append(round((_dt(ev["time_utc"]) - _dt(t)).total_seconds() - early, 1))
+    return {
+        "opened_utc": opened[0] if opened else None,
+        "closed_utc": end_dark if (final or closed) else None,
+        "targets_observed": sum(1 for p in per.values() if p["observed"]),
+        "frames": len(frames),
+        "frames_processed": sum(1 for f in frames if f["status"] == "done"),
+        "frames_solved": sum(1 for f in frames if f["solved"] == 1),
+        "frames_unprocessed": sum(1 for f in frames if f["status"] in ("queued", "dropped")),
+        "safety_closes": len(safety),
+        "safety_close_reasons": [d.get("reason") for _, d in safety],
+        "slit_closed_after_s": close_s,
+        "reopens": len(reopen),
+        "weather_lost_s": round(lost, 1),
+        "errors": errors,
+        "targets": sorted(per.values(), key=lambda p: p["target"]),
+    }
+
+
+def _dt(text: str) -> datetime:
+    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+
+
+__all__ = ["NightOps", "NightSettings", "NightError", "TickJobs", "SiteJobs",
+           "install_night_operations", "uninstall_night_operations", "night_report", "frame_job_for", "NIGHT_LOG_SCHEMA",
+           "JOBSTORE_FILE"]
