@@ -4,8 +4,13 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# The encoder's training extra lives in its own environment: torch and ultralytics stay out of
+# .venv (which keeps headless OpenCV and runs the model with onnxruntime alone, as the Pi does).
+TRAIN_VENV  ?= .venv-train
+TRAIN_PY    := $(TRAIN_VENV)/bin/python
+TRAIN_STAMP := $(TRAIN_VENV)/.installed
 
-.PHONY: run test test-deps install clean
+.PHONY: run test test-deps train-venv install clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +34,23 @@ test-deps:
 	    astrometry.net astrometry-data-tycho2-07 >/dev/null) || echo "apt install failed: solve-field tests will skip"; \
 	fi
 
-test: $(STAMP) test-deps
+# torch 2.13.0 is the CPU build (a local wheel); torchvision 0.28.0 is pinned by the train extra.
+# ultralytics may pull GUI OpenCV: it is replaced by the headless build. The smoke training test
+# (tests/vision/test_slit_train.py) runs in this environment, offline.
+$(TRAIN_STAMP): pyproject.toml
+	$(PYTHON) -m venv $(TRAIN_VENV)
+	$(TRAIN_PY) -m pip install --quiet --upgrade pip
+	$(TRAIN_PY) -m pip install --quiet torch==2.13.0
+	$(TRAIN_PY) -m pip install --quiet -e '.[train]' torch==2.13.0
+	$(TRAIN_PY) -m pip uninstall --quiet -y opencv-python >/dev/null 2>&1 || true
+	$(TRAIN_PY) -m pip install --quiet --force-reinstall --no-deps opencv-python-headless
+	$(TRAIN_PY) -c "import torch, ultralytics, onnx; assert torch.__version__.startswith('2.13.0'), torch.__version__"
+	touch $(TRAIN_STAMP)
+
+train-venv: $(TRAIN_STAMP)
+
+test: $(STAMP) test-deps train-venv
 	$(PY) -m pytest -q
 
 clean:
-	rm -rf $(VENV) build src/*.egg-info
+	rm -rf $(VENV) $(TRAIN_VENV) build src/*.egg-info

@@ -156,3 +156,24 @@ def test_bad_params_are_refused():
     with pytest.raises(ValueError):
         RenderParams(projection="fisheye")
     assert ir_render.VISIBLE_THRESHOLD == 0.5
+
+
+def test_visibility_counts_a_dim_but_plain_slit_and_keeps_the_strict_figure():
+    # tuning seed 8000379: night, the illuminator's beam off the slit; the slit is a plain dark
+    # band under the tube, but no pixel of it stands 4 sigma + 0.02 out of the noise
+    tr = render_random(8_000_379).truth
+    assert tr.visibility >= ir_render.VISIBLE_THRESHOLD and tr.slit_visible
+    assert tr.visibility_strict < 0.2
+    assert tr.to_dict()["visibility_strict"] == tr.visibility_strict
+
+
+def test_slit_line_and_state_region_visibility():
+    p = _small()
+    t = np.linspace(1.0, 99.0, 50)
+    assert np.all(ir_render.slit_line_visibility(p, 70.0, t) == 1.0)  # telescope parked away
+    assert ir_render.state_region_visibility(p, 70.0, 0.4) == 1.0
+    # the tube right in front of the slit's edge at 40 degrees of arc hides it
+    q = replace(p, tube_alt_deg=40.0, tube_az_deg=70.0, tube_pivot=(0.0, 0.0, 0.0), tube_radius=0.14,
+                camera_offset=(0.0, 0.0, -0.05))
+    assert ir_render.state_region_visibility(q, 70.0, 0.4) < 0.5
+    assert render(70.0, 0.4, q, seed=1).truth.state_visibility < 0.5

@@ -55,8 +55,10 @@ class SequencerSettings(BaseModel):
     settle_s: float = Field(default=10.0, ge=0, description="after every slew, before exposing")
     centre: bool = Field(default=True, description="centre each target on its first frame's solve")
     centre_wait_s: float = Field(
-        default=60.0, ge=0, description="wait this long for the first frame's solve before the "
-        "second exposure; a solve that comes later is applied between exposures")
+        default=300.0, ge=0, description="wait up to this long for the first frame's solve "
+        "before the second exposure (a solve takes seconds at a site; 300 s also covers a "
+        "simulated night at 60x, where 3 s of processing are 3 simulated minutes); a solve "
+        "that comes later is applied between exposures")
     late_grace_s: float = Field(
         default=300.0, ge=0, description="a block may run this long past its planned end")
     slew_timeout_s: float = Field(default=300.0, gt=0, description="mount and dome to arrive")

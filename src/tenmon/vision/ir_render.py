@@ -175,6 +175,13 @@ class RenderTruth:
     occlusion: str
     slit_width_frac: float
     slit_length_deg: float
+    #: The first renderer's visibility (a lit sample needed 4 sigma of read noise + 0.02 per pixel,
+    #: which called plainly visible slits "hidden"); kept so old figures can be reproduced.
+    visibility_strict: float | None = None
+    #: Share of the part of the slit that decides its state in view (lens, sensor, telescope):
+    #: the first 5 degrees of arc of a closed slit, the last 5 of an open one, +-4 around the
+    #: edge of a partly open one. Below 0.5 no image can tell the state apart.
+    state_visibility: float | None = None
 
     def to_dict(self) -> dict:
         """Plain JSON values."""
@@ -182,7 +189,9 @@ class RenderTruth:
                 "open_fraction": self.open_fraction, "state": self.state,
                 "visibility": self.visibility, "slit_visible": self.slit_visible,
                 "scene": self.scene, "occlusion": self.occlusion,
-                "slit_width_frac": self.slit_width_frac, "slit_length_deg": self.slit_length_deg}
+                "slit_width_frac": self.slit_width_frac, "slit_length_deg": self.slit_length_deg,
+                "visibility_strict": self.visibility_strict,
+                "state_visibility": self.state_visibility}
 
 
 @dataclass
@@ -658,18 +667,21 @@ def render(azimuth_deg: float, open_fraction: float, params: RenderParams, *, se
         ok, buf = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, int(p.jpeg_quality)])
         image = cv2.imdecode(buf, cv2.IMREAD_COLOR)
 
-    visibility = _visibility(p, cam, c, az_slit, frac, exposure, glare, cover)
+    visibility, strict = _visibility(p, cam, c, az_slit, frac, exposure, glare, cover)
     truth = RenderTruth(calibration=cam.calibration(), azimuth_deg=az_slit, open_fraction=frac,
                         state=state_for_fraction(frac), visibility=round(visibility, 4),
                         slit_visible=visibility >= VISIBLE_THRESHOLD, scene=p.scene,
                         occlusion=p.occlusion, slit_width_frac=p.slit_width_frac,
-                        slit_length_deg=p.slit_length_deg)
+                        slit_length_deg=p.slit_length_deg, visibility_strict=round(strict, 4),
+                        state_visibility=round(state_region_visibility(p, az_slit, frac), 4))
     return RenderResult(image=image, truth=truth, extras={"exposure": exposure})
 
 
 def _visibility(p: RenderParams, cam: _Camera, c: np.ndarray, az_slit: float, frac: float,
-                exposure: float, glare: np.ndarray, cover: np.ndarray) -> float:
+                exposure: float, glare: np.ndarray, cover: np.ndarray) -> tuple[float, float]:
     """Fraction of the slit's lower part (arc 0..75 deg, full width) an observer could make out.
+
+    Returns the visibility and the first renderer's stricter figure (see below).
 
     A sample of the slit and its rails counts when it is inside the lens and on the sensor, not
     behind the tube, not under a lens cover, not drowned by glare, and lit well enough for its
@@ -694,7 +706,7 @@ def _visibility(p: RenderParams, cam: _Camera, c: np.ndarray, az_slit: float, fr
     h, w = p.height, p.width
     ok = inlens & (x >= 0) & (x <= w - 1) & (y >= 0) & (y <= h - 1)
     if p.occlusion in ("lights_off",) and p.scene == "night":
-        return 0.0
+        return 0.0, 0.0
     if p.tube:
         d = _altaz_vec(p.tube_alt_deg, p.tube_az_deg)
         s = _ray_cylinder(c.astype(np.float64), v, np.array(p.tube_pivot), d, p.tube_radius,
@@ -703,13 +715,83 @@ def _visibility(p: RenderParams, cam: _Camera, c: np.ndarray, az_slit: float, fr
     ix = np.clip(np.round(x).astype(int), 0, w - 1)
     iy = np.clip(np.round(y).astype(int), 0, h - 1)
     ok &= ~cover[iy, ix]
-    ok &= glare[iy, ix] * exposure < 0.5
-    # lit enough: the illuminated dome (or daylight) must stand out of the noise
+    glare_px = glare[iy, ix] * exposure
+    # Lit enough: the slit's edges (lit rails and dome against the sky or the shutter) must stand
+    # out of the noise. An edge is seen along its length (tens of pixels on any sensor the
+    # renderer draws), so a per-pixel signal-to-noise ratio of 1 already makes it a >= 4-sigma
+    # line; the first renderer asked 4 sigma + 0.02 of every pixel, which labelled frames with a
+    # plainly visible slit "hidden" (kept as the strict figure).
     normals = -pts
     light = _irradiance(p, pts.astype(np.float32), normals.astype(np.float32), c, frac)
     signal = light * min(p.dome_albedo, max(p.rail_albedo, p.shutter_albedo)) * exposure
-    ok &= signal > 4 * p.read_noise + 0.02
-    return float(ok.mean())
+    noise = np.sqrt(p.read_noise ** 2 + p.shot_noise ** 2 * np.clip(signal, 0.0, 1.0))
+    ok &= glare_px < 0.5
+    strict = ok & (signal > 4 * p.read_noise + 0.02)
+    ok &= signal > noise + 0.005
+    return float(ok.mean()), float(strict.mean())
+
+
+def slit_line_visibility(p: RenderParams, az_slit: float, t_deg: np.ndarray,
+                         half_width_frac: float = 0.8) -> np.ndarray:
+    """Share of the slit's interior seen at each arc ``t_deg`` along it (0..1 per value).
+
+    Five samples across the slit (within ``half_width_frac`` of its half-width) per arc value
+    count when they are inside the lens, on the sensor and not behind the telescope tube or its
+    finder. Lighting is not considered (see :func:`_visibility` for that). Used to label which
+    rows of the unwrapped strip show the slit (training the opening reader).
+    """
+    ts = np.asarray(t_deg, dtype=np.float64)
+    cam = _Camera(p)
+    c = np.array(p.camera_offset, np.float64)
+    u = np.linspace(-1.0, 1.0, 5) * p.slit_width_frac * half_width_frac
+    tt, uu = np.meshgrid(ts, u)
+    A = math.radians(az_slit)
+    ua = np.array([math.sin(A), math.cos(A), 0.0])
+    na = np.array([math.cos(A), -math.sin(A), 0.0])
+    rr = np.sqrt(np.maximum(1 - uu ** 2, 0))
+    pts = (uu[..., None] * na + (rr * np.cos(np.radians(tt)))[..., None] * ua
+           + (rr * np.sin(np.radians(tt)))[..., None] * np.array([0, 0, 1.0]))
+    pts = pts.reshape(-1, 3)
+    v = pts - c
+    dist = np.linalg.norm(v, axis=1)
+    v = v / dist[:, None]
+    x, y, inlens = cam.project(v)
+    ok = inlens & (x >= 0) & (x <= p.width - 1) & (y >= 0) & (y <= p.height - 1)
+    if p.tube:
+        d = _altaz_vec(p.tube_alt_deg, p.tube_az_deg)
+        p0 = np.array(p.tube_pivot, np.float64)
+        s = _ray_cylinder(c, v, p0, d, p.tube_radius, -p.tube_back, p.tube_front)
+        ok &= ~(np.isfinite(s) & (s < dist))
+        if p.finder:
+            side = np.cross(d, [0.0, 0.0, 1.0])
+            if np.linalg.norm(side) < 1e-3:
+                side = np.array([1.0, 0.0, 0.0])
+            side /= np.linalg.norm(side)
+            pf = p0 + side * (p.tube_radius + 0.035)
+            s2 = _ray_cylinder(c, v, pf, d, 0.025, 0.0, p.tube_front * 0.6)
+            ok &= ~(np.isfinite(s2) & (s2 < dist))
+    return ok.reshape(tt.shape).mean(axis=0)
+
+
+def state_region_visibility(p: RenderParams, az_slit: float, open_fraction: float) -> float:
+    """Share of the part of the slit that decides its state in view (see :class:`RenderTruth`)."""
+    L = p.slit_length_deg
+    state = state_for_fraction(open_fraction)
+    if state == "closed":
+        lo, hi = 0.5, 5.0
+    elif state == "open":
+        lo, hi = L - 5.0, L - 0.5
+    else:
+        a = open_fraction * L
+        lo, hi = a - 4.0, a + 4.0
+    return float(np.mean(slit_line_visibility(p, az_slit, np.linspace(lo, hi, 9))))
+
+
+def random_frame_params(seed: int, **kwargs) -> tuple[float, float, RenderParams]:
+    """The slit azimuth, opening and parameters :func:`render_random` draws for ``seed``."""
+    rng = np.random.default_rng(seed)
+    az, frac = random_slit(rng)
+    return az, frac, random_params(rng, slit_azimuth_deg=az, **kwargs)
 
 
 # --------------------------------------------------------------------------- randomisation
@@ -900,9 +982,7 @@ def render_random(seed: int, **kwargs) -> RenderResult:
 
     ``kwargs`` are passed to :func:`random_params` (``scene``, ``occlusion``, ``resolution``).
     """
-    rng = np.random.default_rng(seed)
-    az, frac = random_slit(rng)
-    params = random_params(rng, slit_azimuth_deg=az, **kwargs)
+    az, frac, params = random_frame_params(seed, **kwargs)
     return render(az, frac, params, seed=seed)
 
 

@@ -10,6 +10,12 @@ Scoring rules (stated so the figures can be read):
   (``slit_visible``: at least half of its lower part is seen), *hidden* when less than a fifth of
   it can be seen (:data:`HIDDEN_BELOW`), and *partly visible* in between: such frames count in
   the honesty figure only (a reader may answer or not, but an answer must be right).
+  ``strict=True`` sorts frames by the first renderer's stricter visibility instead (it asked
+  every pixel of the slit to stand 4 sigma + 0.02 out of the noise and so called many plainly
+  visible slits hidden; see :mod:`tenmon.vision.ir_render`).
+- State accuracy *in view*: over the visible frames whose state-deciding part of the slit (its
+  ends, or the edge of a partly open shutter) is in view (``state_visibility >= 0.5``); where
+  the telescope hides it, no reader can tell the state, only guess it.
 - Azimuth error and open-fraction error are over visible frames; a reader that answers
   ``unknown`` on a visible frame scores an infinite azimuth error and an open-fraction error of 1.
 - State accuracy is over visible frames; ``unknown`` counts as wrong.
@@ -43,6 +49,7 @@ class Answer:
     confidence: float
     elapsed_ms: float
     source: str
+    cpu_ms: float | None = None
 
 
 @dataclass
@@ -58,6 +65,8 @@ class FrameResult:
     open_fraction: float
     state: str
     answers: dict[str, Answer] = field(default_factory=dict)
+    visibility_strict: float | None = None
+    state_visibility: float | None = None
 
     def az_error(self, reader: str) -> float:
         a = self.answers[reader]
@@ -73,11 +82,24 @@ class EvalReport:
     def readers(self) -> list[str]:
         return list(self.frames[0].answers) if self.frames else []
 
-    def figures(self, reader: str, frames: list[FrameResult] | None = None) -> dict:
-        """The scoring rules of the module docstring, for one reader."""
+    def figures(self, reader: str, frames: list[FrameResult] | None = None, *,
+                strict: bool = False) -> dict:
+        """The scoring rules of the module docstring, for one reader.
+
+        With ``strict`` the frames are sorted into visible / hidden by the first renderer's
+        stricter visibility (``visibility_strict``), to compare with figures scored that way.
+        """
         frames = self.frames if frames is None else frames
-        vis = [f for f in frames if f.visible]
-        hid = [f for f in frames if f.visibility < HIDDEN_BELOW]
+        if strict:
+            def v(f: FrameResult) -> float:
+                return f.visibility if f.visibility_strict is None else f.visibility_strict
+            vis = [f for f in frames if v(f) >= ir_render.VISIBLE_THRESHOLD]
+            hid = [f for f in frames if v(f) < HIDDEN_BELOW]
+        else:
+            vis = [f for f in frames if f.visible]
+            hid = [f for f in frames if f.visibility < HIDDEN_BELOW]
+        in_view = [f for f in vis if f.state_visibility is None or f.state_visibility >= 0.5]
+        st_in_view = np.array([f.answers[reader].state == f.state for f in in_view])
         az = np.array([f.az_error(reader) for f in vis]) if vis else np.array([])
         fe = np.array([abs(f.answers[reader].open_fraction - f.open_fraction)
                        if f.answers[reader].open_fraction is not None and f.answers[reader].state != "unknown"
@@ -86,6 +108,7 @@ class EvalReport:
         answered = [f for f in frames if f.answers[reader].state != "unknown"]
         wrong5 = [f for f in answered if f.az_error(reader) > 5.0]
         ms = np.array([f.answers[reader].elapsed_ms for f in frames])
+        cpu = np.array([f.answers[reader].cpu_ms for f in frames if f.answers[reader].cpu_ms is not None])
 
         def pct(x: np.ndarray, q: float) -> float | None:
             if x.size == 0:
@@ -99,6 +122,11 @@ class EvalReport:
             "az_err_median_deg": pct(az, 50), "az_err_p95_deg": pct(az, 95),
             "az_err_p95_answered_deg": pct(az[np.isfinite(az)], 95) if az.size else None,
             "state_accuracy": None if st.size == 0 else round(float(st.mean()), 4),
+            "state_in_view": len(in_view),
+            "state_accuracy_in_view": None if st_in_view.size == 0 else round(float(st_in_view.mean()), 4),
+            "state_accuracy_answered": (None if not any(f.answers[reader].state != "unknown" for f in vis)
+                                        else round(float(np.mean([f.answers[reader].state == f.state for f in vis
+                                                                  if f.answers[reader].state != "unknown"])), 4)),
             "open_fraction_err_median": None if fe.size == 0 else round(float(np.median(fe)), 3),
             "answered_visible": None if not vis else round(sum(f.answers[reader].state != "unknown" for f in vis) / len(vis), 4),
             "answered": len(answered),
@@ -107,6 +135,7 @@ class EvalReport:
             "hidden_unknown_share": None if not hid else round(sum(f.answers[reader].state == "unknown" for f in hid) / len(hid), 4),
             "ms_median": None if ms.size == 0 else round(float(np.median(ms)), 2),
             "ms_p95": None if ms.size == 0 else round(float(np.percentile(ms, 95)), 2),
+            "cpu_ms_median": None if cpu.size == 0 else round(float(np.median(cpu)), 2),
         }
 
     def summary(self) -> dict:
@@ -114,6 +143,10 @@ class EvalReport:
         out: dict = {}
         for r in self.readers():
             out[r] = self.figures(r)
+            out[r]["strict_visibility"] = {k: v for k, v in self.figures(r, strict=True).items()
+                                           if not k.startswith(("ms_", "cpu_"))}
+            out[r]["by_state"] = {s: self.figures(r, [f for f in self.frames if f.state == s])
+                                  for s in ("open", "closed", "partial")}
             out[r]["by_scene"] = {s: self.figures(r, [f for f in self.frames if f.scene == s])
                                   for s in sorted({f.scene for f in self.frames})}
             out[r]["by_occlusion"] = {s: self.figures(r, [f for f in self.frames if f.occlusion == s])
@@ -154,15 +187,19 @@ def evaluate_frames(seeds: Iterable[int], *, model_path: Path | None = None, wit
         fr = FrameResult(seed=seed, width=int(res.image.shape[1]), height=int(res.image.shape[0]),
                          scene=tr.scene, occlusion=tr.occlusion, visible=bool(tr.slit_visible),
                          visibility=float(tr.visibility), azimuth_deg=float(tr.azimuth_deg),
-                         open_fraction=float(tr.open_fraction), state=tr.state)
+                         open_fraction=float(tr.open_fraction), state=tr.state,
+                         visibility_strict=tr.visibility_strict, state_visibility=tr.state_visibility)
         for name, det in readers.items():
             det.maps(tr.calibration, res.image.shape)  # one-off per camera: not per-frame time
+            c0 = time.process_time()
             t0 = time.perf_counter()
             rd = det.estimate(res.image, tr.calibration)
             ms = (time.perf_counter() - t0) * 1000.0
+            cpu = (time.process_time() - c0) * 1000.0
             fr.answers[name] = Answer(
                 azimuth_deg=None if rd.azimuth_deg is None else float(rd.azimuth_deg),
                 open_fraction=None if rd.open_fraction is None else float(rd.open_fraction),
-                state=rd.state, confidence=float(rd.confidence), elapsed_ms=float(ms), source=rd.source)
+                state=rd.state, confidence=float(rd.confidence), elapsed_ms=float(ms), source=rd.source,
+                cpu_ms=float(cpu))
         frames.append(fr)
     return EvalReport(frames)

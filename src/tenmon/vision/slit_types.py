@@ -179,7 +179,8 @@ class SlitReading:
     ``azimuth_deg``: the slit centre's azimuth (north 0, east 90), ``None`` when unknown.
     ``open_fraction``: uncovered fraction of the slit's length from the horizon end (0..1),
     ``None`` when unknown. ``state``: one of :data:`STATES`. ``confidence``: 0..1.
-    ``source`` says which estimator produced it (``model``, ``classical``, ``tracker``, ``none``);
+    ``source`` says which estimator produced it (``model``, ``model+edges`` (a faint box confirmed
+    by both slit edges), ``model+classical``, ``classical``, ``tracker``, ``none``);
     ``details`` carries estimator diagnostics (never needed by callers).
     """
 
