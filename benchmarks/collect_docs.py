@@ -10,8 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-ORDER = ["daemon", "relays", "slit_encoder", "frame_pipeline", "clusters_gaia", "solve", "pointing",
-         "nayuta", "planner", "night"]
+ORDER = ["daemon", "relays", "slit_encoder", "ir_encoder_loop", "frame_pipeline", "daemon_frames",
+         "clusters_gaia", "solve", "pointing", "centring", "nayuta", "planner", "night"]
 
 HEADER = """# Benchmarks
 
