@@ -48,6 +48,26 @@ def test_misspelt_key_names_key_and_line():
     assert "unknown key" in msg
 
 
+def test_sections_of_other_modules_name_key_and_line():
+    """[night], [solver], ... are validated against their owners' models when the loader is
+    given them (as `tenmon config validate` and the daemon do), with the same key and line."""
+    from tenmon.daemon.sections import section, section_models
+    from tenmon.daemon.dome_geometry import DomeGeometry
+
+    site = load_config(SITE, env={}, sections=section_models())
+    geometry = section(site, "dome_geometry", DomeGeometry)
+    assert isinstance(geometry, DomeGeometry) and geometry.radius_m == 2.5
+    text = SITE.read_text().replace("max_tries = 3", 'max_tries = "three"')
+    line = text.splitlines().index('max_tries = "three"') + 1
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, env={}, sections=section_models())
+    key, got_line, msg = info.value.problems[0]
+    assert (key, got_line) == ("solver.centering.max_tries", line) and "three" in msg
+    with pytest.raises(ConfigError) as info:  # and when read without the loader's check
+        section(parse_config(text, env={}), "solver", section_models()["solver"])
+    assert "[solver]" in str(info.value) and "max_tries" in str(info.value)
+
+
 def test_bad_value_names_key_and_line():
     text = SITE.read_text().replace('port = "/dev/ttyUSB1"\nbaudrate = 9600',
                                     'port = "/dev/ttyUSB1"\nbaudrate = "fast"')

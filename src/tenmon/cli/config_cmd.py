@@ -10,7 +10,9 @@ from tenmon.errors import ConfigError
 
 def cmd_validate(args) -> int:
     try:
-        cfg = load_config(args.file)
+        from tenmon.daemon.sections import section_models
+
+        cfg = load_config(args.file, sections=section_models())
     except ConfigError as exc:
         problems = exc.problems or [("", None, str(exc))]
         if args.json:

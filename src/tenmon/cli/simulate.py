@@ -269,6 +269,7 @@ def _location(config):
 def build_config(opts: SimulationOptions, start: datetime | None = None):
     """The simulated site's config with this run's data dir, start, seed, tick and weather."""
     from tenmon.config.loader import load_config, simulated_config_path
+    from tenmon.daemon.sections import section_models
     from tenmon.config.models import WeatherEvent
 
     env = {"TENMON_PATHS__DATA_DIR": str(opts.data_dir), "TENMON_SIM__SEED": str(opts.seed)}
@@ -283,7 +284,8 @@ def build_config(opts: SimulationOptions, start: datetime | None = None):
         env["TENMON_SITE__LATITUDE_DEG"] = str(opts.site[0])
         env["TENMON_SITE__LONGITUDE_DEG"] = str(opts.site[1])
         env["TENMON_SITE__ELEVATION_M"] = str(opts.site[2])
-    cfg = load_config(opts.config_path or simulated_config_path(), env=env)
+    cfg = load_config(opts.config_path or simulated_config_path(), env=env,
+                      sections=section_models())
     if cfg.mode != "simulated" or cfg.sim is None:
         raise ConfigError(f"{opts.config_path}: tenmon simulate needs mode = 'simulated' and a "
                           "[sim] section")
@@ -419,6 +421,7 @@ async def _run(opts: SimulationOptions) -> dict[str, Any]:
     from tenmon.daemon.night import night_report
     from tenmon.scheduler.errors import NoNightError
     from tenmon.scheduler.queue import TargetQueue
+    from tenmon.daemon.sections import section
     from tenmon.scheduler.settings import SchedulerSettings
 
     opts = replace(opts)
@@ -440,7 +443,7 @@ async def _run(opts: SimulationOptions) -> dict[str, Any]:
     opts.data_dir = Path(opts.data_dir)
     sections = {"camera": camera_for(opts.frame_px), **opts.sections}
     base = build_config(opts)
-    scheduler = sections.get("scheduler") or getattr(base, "scheduler", None) or SchedulerSettings()
+    scheduler = section(base, "scheduler", SchedulerSettings, sections.get("scheduler"))
     if opts.observe_twilight:
         scheduler = scheduler.model_copy(update={"observe_twilight": opts.observe_twilight})
     sections["scheduler"] = scheduler
@@ -536,8 +539,9 @@ def _install(obs, cfg, sections):
     if "night" not in sections:
         # the simulated site file may leave the daemon's own nights off; a simulated night is on
         from tenmon.daemon.night import NightSettings
+        from tenmon.daemon.sections import section
 
-        night = cfg.night or NightSettings()
+        night = section(cfg, "night", NightSettings)
         sections = {**sections, "night": night.model_copy(update={"enabled": True})}
     return install_night_operations(obs, cfg, sections=sections)
 

@@ -4,20 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-# The sections below are defined by the modules that use them (none of them imports this one).
-from tenmon.daemon.centring import CentringServiceSettings
-from tenmon.daemon.dome_geometry import DomeGeometry
-from tenmon.daemon.frame_worker import FrameWorkerSettings
-from tenmon.daemon.night import NightSettings
-from tenmon.daemon.nayuta_service import NayutaDaemonSettings
-from tenmon.drivers.camera import CameraSettings
-from tenmon.scheduler.settings import SchedulerSettings
-from tenmon.vision.pipeline import PipelineSettings
-from tenmon.vision.solve.chain import SolverSettings
 
 
 class _Model(BaseModel):
@@ -423,17 +412,19 @@ class TenmonConfig(_Model):
     weather: WeatherConfig
     ccd: CcdConfig | None = None
     sim: SimConfig | None = None
-    # Night operations and the frame pipeline. Each section's model lives with the code that uses
-    # it; absent sections take that model's defaults (see config/site-example.toml).
-    night: NightSettings | None = None
-    scheduler: SchedulerSettings | None = None
-    dome_geometry: DomeGeometry | None = None
-    camera: CameraSettings | None = None
-    frames: FrameWorkerSettings | None = None
-    pipeline: PipelineSettings | None = None
-    solver: SolverSettings | None = None
-    centring: CentringServiceSettings | None = None
-    nayuta: NayutaDaemonSettings | None = None
+    # Night operations, frames and astrometry: sections whose models live with the code that uses
+    # them (this package imports nothing else of tenmon). Kept here as plain tables; the loader
+    # validates them when given the models (tenmon.daemon.sections), and the daemon reads them
+    # through tenmon.daemon.sections.section(). Absent: the model's defaults.
+    night: dict[str, Any] | None = None
+    scheduler: dict[str, Any] | None = None
+    dome_geometry: dict[str, Any] | None = None
+    camera: dict[str, Any] | None = None
+    frames: dict[str, Any] | None = None
+    pipeline: dict[str, Any] | None = None
+    solver: dict[str, Any] | None = None
+    centring: dict[str, Any] | None = None
+    nayuta: dict[str, Any] | None = None
 
 
 def wiring_problems(cfg: TenmonConfig) -> list[tuple[str, str]]:

@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon.astro import lst_deg, radec_to_altaz
 from tenmon.daemon.dome_geometry import azimuth_error_deg, dome_azimuth_radec
+from tenmon.daemon.sections import section
 from tenmon.daemon.store import utc_iso
 from tenmon.drivers.base import MountState, ShutterState
 from tenmon.drivers.camera import CameraState
@@ -711,15 +712,6 @@ def centring_routes(service: CentringService) -> list[tuple[str, str, Any]]:
 
 # ---------------------------------------------------------------------------- install
 
-def _settings(config, name: str, model, given):
-    if given is not None:
-        return given if isinstance(given, model) else model.model_validate(given)
-    value = getattr(config, name, None)
-    if value is None:
-        return model()
-    return value if isinstance(value, model) else model.model_validate(value)
-
-
 def install_centring(obs, night_ops, *, settings: CentringServiceSettings | None = None,
                      nayuta: Any = True, locate_executor=None) -> CentringService:
     """Wire centring (and, with ``nayuta``, Nayuta following) into ``obs``.
@@ -749,10 +741,7 @@ def install_centring(obs, night_ops, *, settings: CentringServiceSettings | None
         return existing
     if night_ops is None:
         raise ConfigError("centring needs the night operations (camera and frame service)")
-    try:
-        s = _settings(obs.config, "centring", CentringServiceSettings, settings)
-    except ValueError as exc:
-        raise ConfigError(f"centring: {exc}") from None
+    s = section(obs.config, "centring", CentringServiceSettings, settings)
     service = CentringService(obs, night_ops, settings=s)
     obs.centring = service
     obs.tick_hooks.append(service.tick)

@@ -166,13 +166,7 @@ def _for_solving(sources):
         return sources
     import numpy as np
 
-    flags = np.asarray(sources["flags"], dtype=int)
-    unfit = _UNFIT_FOR_SOLVING
-    if np.mean((flags & 64) != 0) > 0.5:
-        # "extended" is relative to the frame's median FWHM; when most sources are "extended"
-        # that median is what is wrong (seen on undersampled frames, FWHM ~1.5 px), not the stars
-        unfit &= ~64
-    clean = (flags & unfit) == 0
+    clean = (np.asarray(sources["flags"], dtype=int) & _UNFIT_FOR_SOLVING) == 0
     return sources[clean] if clean.sum() >= 20 else sources
 
 

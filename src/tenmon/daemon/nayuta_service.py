@@ -39,6 +39,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon.daemon.centring import (CentringError, CentringService, error_response, read_body)
+from tenmon.daemon.sections import section
 from tenmon.daemon.store import utc_iso
 from tenmon.drivers.nayuta_feed import NayutaFeedSettings, SlitViewerFrame, make_feed
 from tenmon.errors import CommandRefused, DeviceError, TenmonError
@@ -699,14 +700,8 @@ def install_nayuta(obs, centring: CentringService, *, settings=None, executor=No
     existing = getattr(obs, "nayuta", None)
     if existing is not None:
         return existing
+    settings = section(obs.config, "nayuta", NayutaDaemonSettings, settings)
     try:
-        if settings is None:
-            settings = getattr(obs.config, "nayuta", None)
-        if settings is None:
-            settings = NayutaDaemonSettings()
-        elif not isinstance(settings, NayutaDaemonSettings):
-            settings = NayutaDaemonSettings.model_validate(
-                settings.model_dump() if isinstance(settings, BaseModel) else settings)
         service = NayutaService(obs, centring, settings=settings, executor=executor)
     except ValueError as exc:
         raise ConfigError(f"nayuta: {exc}") from None

@@ -31,7 +31,6 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import re
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -44,6 +43,7 @@ from tenmon.daemon.dome_geometry import DomeGeometry, dome_azimuth_radec, slit_t
 from tenmon.daemon.frame_worker import FrameWorkerSettings
 from tenmon.daemon.frames import (FrameJob, FrameService, FrameServiceSettings,
                                   default_worker_settings)
+from tenmon.daemon.sections import section
 from tenmon.daemon.sequencer import Phase, Sequencer, SequencerSettings
 from tenmon.daemon.store import utc_iso
 from tenmon.drivers.camera import CameraSettings
@@ -731,14 +731,7 @@ def _replan_job(plan, t_event: datetime, event):
 # ---------------------------------------------------------------------------- install
 
 def _section(config, name: str, model, sections: dict[str, Any] | None = None):
-    value = (sections or {}).get(name)
-    if value is None:
-        value = getattr(config, name, None)
-    if value is None:
-        return model()
-    if isinstance(value, model):
-        return value
-    return model.model_validate(value)
+    return section(config, name, model, (sections or {}).get(name))
 
 
 def frame_job_for(config, camera: CameraSettings, sections: dict[str, Any] | None = None
@@ -807,10 +800,10 @@ def install_night_operations(obs, config, *, sections: dict[str, Any] | None = N
             # the site's [ccd] says how its CCD program names and writes frames
             settings = settings.model_copy(update={"intake": settings.intake.model_copy(
                 update={"pattern": ccd.pattern, "stable_s": ccd.stable_s})})
-        worker = ((sections or {}).get("frames") or getattr(config, "frames", None)
-                  or default_worker_settings())
-        if isinstance(worker, dict):
-            worker = FrameWorkerSettings.model_validate(worker)
+        if (sections or {}).get("frames") is None and getattr(config, "frames", None) is None:
+            worker = default_worker_settings()  # a night's pool, not the model's plain defaults
+        else:
+            worker = _section(config, "frames", FrameWorkerSettings, sections)
         job = frame_job_for(config, camera, sections)
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise ConfigError(f"night operations: {exc}") from None
@@ -896,15 +889,14 @@ def night_report(store, *, start: datetime, end: datetime) -> dict[str, Any]:
         "time_utc >= ? AND time_utc <= ? ORDER BY id", (s, e)).fetchall()]
     close_s = []
     for t, _ in safety:
-        ev = db.execute("SELECT time_utc, message FROM events WHERE time_utc >= ? AND kind = "
+        ev = db.execute("SELECT time_utc, data FROM events WHERE time_utc >= ? AND kind = "
                         "'slit' AND message LIKE 'slit closed%' ORDER BY id LIMIT 1",
                         (t,)).fetchone()
         if ev is not None:
-            # "slit closed after S s (seen closed; close relay off after R s, ...)": the slit
-            # was closed R - S seconds before the event (the relay ran on to the end stop)
-            m = re.search(r"after ([\d.]+) s \(seen closed; close relay off after ([\d.]+) s",
-                          ev["message"])
-            early = float(m.group(2)) - float(m.group(1)) if m else 0.0
+            # the slit was seen closed before the event: the relay ran on to the end stop
+            d = json.loads(ev["data"] or "{}")
+            early = float(d.get("relay_off_s", 0.0)) - float(d.get("seen_closed_s",
+                                                                 d.get("relay_off_s", 0.0)))
             close_s.append(round((_dt(ev["time_utc"]) - _dt(t)).total_seconds() - early, 1))
     return {
         "opened_utc": opened[0] if opened else None,

@@ -49,10 +49,11 @@ async def run_daemon(config: TenmonConfig, *, fresh: bool = False,
     try:
         night = install_night_operations(obs, config)
         install_centring(obs, night)
-    except TenmonError as exc:
-        obs.stop()
-        raise DaemonStartError(f"cannot start night operations: {exc}") from None
-    await night.start()
+        await night.start()
+    except (TenmonError, OSError) as exc:
+        obs.stop()  # relays off: nothing was commanded yet
+        raise DaemonStartError(f"cannot start night operations (frames, camera, night jobs): "
+                               f"{exc}") from None
     runner = web.AppRunner(build_app(obs), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.api.host, config.api.port)

@@ -235,10 +235,10 @@ class RelaySlit(NoticeBoard):
                 self._phase = "idle"
                 self.state = ShutterState.CLOSED
                 self.verified = True
-                seen = min(self._seen_closed if self._seen_closed is not None else elapsed,
-                           elapsed)
+                seen = self._seen_closed if self._seen_closed is not None else elapsed
                 self.notice("info", f"slit closed after {seen:.1f} s (seen closed; close relay "
-                            f"off after {elapsed:.1f} s, at the end stop)")
+                            f"off after {elapsed:.1f} s, at the end stop)",
+                            seen_closed_s=round(seen, 2), relay_off_s=round(elapsed, 2))
             return
         cut = self.motor.direction() != -1
         if elapsed >= self._limit() or cut:

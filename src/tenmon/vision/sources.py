@@ -289,7 +289,15 @@ def extract_sources(
         flags |= np.where(ncr > 0.5, int(SourceFlag.COSMIC), 0)
     flags |= np.where(ell > s.max_ellipticity, int(SourceFlag.ELONGATED), 0)
     if fwhm_frame:
-        flags |= np.where(fwhm > 2.0 * fwhm_frame, int(SourceFlag.EXTENDED), 0)
+        extended = fwhm > 2.0 * fwhm_frame
+        # "Extended" is relative to the frame's FWHM: when most sources come out extended, that
+        # FWHM is what is wrong (seen once on an undersampled frame), not the sources.
+        if extended.mean() <= 0.5:
+            flags |= np.where(extended, int(SourceFlag.EXTENDED), 0)
+        else:
+            log.warning("%d of %d sources are over twice the frame FWHM (%.2f px): that FWHM is "
+                        "doubtful; no source flagged extended", int(extended.sum()), len(extended),
+                        fwhm_frame)
 
     t = Table(
         {
