@@ -29,6 +29,7 @@ from pathlib import Path  # noqa: E402
 import cv2  # noqa: E402
 
 from tenmon.vision.slit_detector import DEFAULT_MODEL_PATH  # noqa: E402
+from tenmon.vision.slit_band import DEFAULT_BAND_MODEL  # noqa: E402
 from tenmon.vision.slit_eval import evaluate_frames  # noqa: E402
 from tenmon.vision.slit_train import EVAL_SEED_BASE  # noqa: E402
 
@@ -88,12 +89,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{'' if args.train_report is None else ' --train-report ' + str(args.train_report)}`"
           " (a few minutes; rendering the frames is most of it)\n")
     print(f"{args.frames} rendered frames, seeds {args.seed_base}..{args.seed_base + args.frames - 1} "
-          "(the detector was trained on seeds 1000000.. and 2000000.., the row classifier on 1000000..1002399; thresholds and the state model were tuned on 3000000.. and 8000000..8002399), every scene, occlusion and sensor size of "
+          "(the detector was trained on seeds 1000000.. and 2000000.., the band network on 1000000..1009999; the detector's thresholds were tuned on 3000000.. and 8000000..8002399, the band's on 8000000..8001599), every scene, occlusion and sensor size of "
           "the renderer; both readers get the renderer's true calibration. Scoring rules: "
           "`tenmon.vision.slit_eval` (unknown on a visible frame = infinite azimuth error, wrong "
           "state, open-fraction error 1; partly visible frames (visibility 0.2..0.5) count in the "
           "honesty row only).\n")
     print(f"- model: `{model.name}`, {model.stat().st_size / 1e6:.2f} MB" if model.exists() else "- model: none")
+    if DEFAULT_BAND_MODEL.exists():
+        print(f"- band network: `{DEFAULT_BAND_MODEL.name}`, {DEFAULT_BAND_MODEL.stat().st_size / 1e6:.2f} MB")
     print(f"- machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
           f"pinned to one core: {not args.no_pin}")
     print(f"- wall time (rendering included): {wall:.0f} s\n")
@@ -115,6 +118,15 @@ def main(argv: list[str] | None = None) -> int:
               f"training {tr['seconds']['training']:.0f} s, epochs run: {int(m.get('epoch', 0))}"
               f"\n- last epoch: mAP50 {m.get('metrics/mAP50(B)')}, mAP50-95 {m.get('metrics/mAP50-95(B)')}"
               f"\n- model: {tr['model_bytes'] / 1e6:.2f} MB")
+    band_report = DEFAULT_BAND_MODEL.with_suffix(".json")
+    if band_report.exists():
+        br = json.loads(band_report.read_text())
+        print(f"\n## Band network training run\n\n- {br['train_bands']} training bands "
+              f"({br['train_bands'] // 2} frames, a band at the slit and one elsewhere each), "
+              f"{br['validation_bands']} validation bands (held-out shard {br['held_out']}), "
+              f"{br['epochs']} epochs, seed {br['seed']}, {br['threads']} threads\n"
+              f"- training {br['train_s']:.0f} s, {br['parameters']} parameters, "
+              f"{br['model_bytes'] / 1e6:.2f} MB\n- last epoch on the held-out bands: {br['last']}")
     print("\n## Scored with the first renderer's stricter visibility\n\nThe same answers, frames "
           "sorted into visible / hidden by `visibility_strict` (every pixel of the slit 4 sigma + "
           "0.02 out of the noise), as the figures before this renderer fix were:\n")

@@ -129,3 +129,60 @@ def test_smoke_training_runs_offline_and_exports_a_usable_model(tmp_path):
     res = render_random(77, resolution=(320, 240))
     reading = det.estimate(res.image, res.truth.calibration)
     assert reading.state in ("open", "closed", "partial", "unknown")
+
+
+def _torch_python() -> str | None:
+    if importlib.util.find_spec("torch") is not None and importlib.util.find_spec("onnx") is not None:
+        return sys.executable
+    venv = REPO / ".venv-train" / "bin" / "python"
+    if venv.exists():
+        ok = subprocess.run([str(venv), "-c", "import torch, onnx"], capture_output=True)
+        if ok.returncode == 0:
+            return str(venv)
+    return None
+
+
+BAND_SMOKE = r"""
+import json, socket, sys
+attempts = []
+def _blocked(*a, **k):
+    attempts.append(repr(a[:2]))
+    raise OSError("network disabled in this test")
+socket.socket.connect = _blocked
+socket.create_connection = _blocked
+socket.getaddrinfo = _blocked
+from pathlib import Path
+from tenmon.vision.slit_band_data import write_shard
+from tenmon.vision.slit_band_train import train
+out = Path(sys.argv[1])
+(out / "data").mkdir()
+write_shard([1000000, 1000001], out / "data" / "band_1000000.npz")
+write_shard([1000002], out / "data" / "band_1000002.npz")
+report = train(out / "data", out / "band.onnx", epochs=1, threads=1, progress=False)
+print("RESULT " + json.dumps({"attempts": attempts, "bands": report["train_bands"], "bytes": report["model_bytes"]}))
+"""
+
+
+def test_band_network_smoke_training_runs_offline_and_exports_a_usable_model(tmp_path):
+    python = _torch_python()
+    if python is None:
+        pytest.skip("the 'train' extra (torch, onnx) is not installed here nor in .venv-train")
+    proc = subprocess.run([python, "-c", BAND_SMOKE, str(tmp_path)], capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    line = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")][-1]
+    result = json.loads(line[len("RESULT "):])
+    assert result["attempts"] == [] and result["bands"] == 4  # 2 frames x (positive, negative)
+    model = tmp_path / "band.onnx"
+    assert model.stat().st_size == result["bytes"]
+    assert json.loads((tmp_path / "band.json").read_text())["epochs"] == 1
+
+    # the exported network runs here, without torch
+    from tenmon.vision.slit_band import BAND_T, BandReader
+
+    d = np.load(tmp_path / "data" / "band_1000002.npz")
+    from tenmon.vision.slit_band import band_input
+
+    r = BandReader(model).read_input(band_input(d["band_pos"][0], d["valid_pos"][0], tuple(d["levels"][0])))
+    assert 0.0 <= r.here <= 1.0 and r.row_probs.shape == (len(BAND_T), 3)
+    assert r.state_probs.sum() == pytest.approx(1.0)

@@ -105,9 +105,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "environment (see tenmon.vision.slit_train). Same options, same model."),
     )
     t.add_argument("--out", type=Path, default=Path("runs/slit"), metavar="DIR", help="working directory")
-    t.add_argument("--frames", type=int, default=2500, help="training frames (default 2500)")
+    t.add_argument("--frames", type=int, default=None, help="training frames (default 2500; band: 5000)")
     t.add_argument("--val-frames", type=int, default=250, help="validation frames (default 250)")
-    t.add_argument("--epochs", type=int, default=75, help="epochs (default 75, as the shipped model)")
+    t.add_argument("--epochs", type=int, default=None,
+                   help="epochs (default 75, as the shipped model; band: 14, as shipped)")
     t.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     t.add_argument("--scale", default="p", choices=["p", "f", "n", "s"],
                    help="model size: p 0.52 M, f 0.94 M, n 2.6 M parameters (default p, as shipped)")
@@ -118,6 +119,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--model-out", type=Path, metavar="ONNX",
                    help="where the model goes (default: the package's models/slit.onnx)")
     t.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    t.add_argument("--what", choices=["detector", "band"], default="detector",
+                   help="detector: the YOLO slit detector (default); band: the slit band network "
+                        "(state, opening, presence; --frames default 5000, --epochs default 14, "
+                        "data and report in --out)")
     t.set_defaults(func=_train)
 
 
@@ -346,6 +351,11 @@ def _configured_camera(args) -> tuple[str, Path | None, Path | None]:
 def _train(args) -> int:
     from tenmon.vision import slit_train
 
+    if args.what == "band":
+        return _train_band(args)
+    args.frames = 2500 if args.frames is None else args.frames
+    args.epochs = 75 if args.epochs is None else args.epochs
+
     if not slit_train.ultralytics_available():
         raise TenmonError("training needs the 'train' extra (torch, ultralytics, onnx) in its own "
                           "environment; see the docstring of tenmon.vision.slit_train")
@@ -364,6 +374,36 @@ def _train(args) -> int:
         if ev:
             print("validation: " + ", ".join(f"{k} {v}" for k, v in ev.items() if not isinstance(v, dict)))
         print(f"report: {Path(args.out) / 'report.md'}")
+    return 0
+
+
+def _train_band(args) -> int:
+    import importlib.util
+
+    from tenmon.vision import slit_band_data
+    from tenmon.vision.slit_band import DEFAULT_BAND_MODEL
+    from tenmon.vision.slit_train import TRAIN_SEED_BASE
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnx") is None:
+        raise TenmonError("training the band network needs the 'train' extra (torch, onnx) in its own "
+                          "environment; see the docstring of tenmon.vision.slit_band_train")
+    from tenmon.vision import slit_band_train
+
+    frames = 5000 if args.frames is None else args.frames
+    epochs = 14 if args.epochs is None else args.epochs
+    data = Path(args.out) / "band_data"
+    slit_band_data.make_dataset(data, TRAIN_SEED_BASE, frames,
+                                workers=args.workers, progress=sys.stderr.isatty())
+    out = args.model_out or DEFAULT_BAND_MODEL
+    report = slit_band_train.train(data, Path(out), epochs=epochs, seed=args.seed, threads=args.threads,
+                                   progress=sys.stderr.isatty())
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"model: {out} ({report['model_bytes'] / 1e6:.2f} MB, {report['parameters']} parameters)")
+        print(f"time: training {report['train_s']} s, {report['epochs']} epochs")
+        print("validation: " + ", ".join(f"{k} {v}" for k, v in report["last"].items()))
+        print(f"report: {Path(out).with_suffix('.json')}")
     return 0
 
 
