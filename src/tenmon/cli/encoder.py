@@ -105,10 +105,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "environment (see tenmon.vision.slit_train). Same options, same model."),
     )
     t.add_argument("--out", type=Path, default=Path("runs/slit"), metavar="DIR", help="working directory")
-    t.add_argument("--frames", type=int, default=None, help="training frames (default 2500; band: 5000)")
+    t.add_argument("--frames", type=int, default=None, help="training frames (default 2500; band: 10000, as shipped)")
     t.add_argument("--val-frames", type=int, default=250, help="validation frames (default 250)")
     t.add_argument("--epochs", type=int, default=None,
-                   help="epochs (default 75, as the shipped model; band: 14, as shipped)")
+                   help="epochs (default 75, as the shipped model; band: 16, as shipped)")
     t.add_argument("--batch", type=int, default=32, help="batch size (default 32)")
     t.add_argument("--scale", default="p", choices=["p", "f", "n", "s"],
                    help="model size: p 0.52 M, f 0.94 M, n 2.6 M parameters (default p, as shipped)")
@@ -117,12 +117,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     t.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     t.add_argument("--time-hours", type=float, default=None, help="cap the training time (hours)")
     t.add_argument("--model-out", type=Path, metavar="ONNX",
-                   help="where the model goes (default: the package's models/slit.onnx)")
+                   help="where the model goes (default: the package's models/slit.onnx, "
+                        "band: models/slit_band.onnx)")
     t.add_argument("--json", action="store_true", help="print the report as one JSON object")
     t.add_argument("--what", choices=["detector", "band"], default="detector",
                    help="detector: the YOLO slit detector (default); band: the slit band network "
-                        "(state, opening, presence; --frames default 5000, --epochs default 14, "
-                        "data and report in --out)")
+                        "(state, opening, presence); its rendered data goes in OUT/band_data, "
+                        "its report beside the model")
     t.set_defaults(func=_train)
 
 
@@ -389,8 +390,8 @@ def _train_band(args) -> int:
                           "environment; see the docstring of tenmon.vision.slit_band_train")
     from tenmon.vision import slit_band_train
 
-    frames = 5000 if args.frames is None else args.frames
-    epochs = 14 if args.epochs is None else args.epochs
+    frames = 10000 if args.frames is None else args.frames
+    epochs = 16 if args.epochs is None else args.epochs
     data = Path(args.out) / "band_data"
     slit_band_data.make_dataset(data, TRAIN_SEED_BASE, frames,
                                 workers=args.workers, progress=sys.stderr.isatty())
