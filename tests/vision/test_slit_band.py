@@ -99,3 +99,31 @@ def test_band_input_scales_by_the_frame_levels():
     assert x.shape == (4, len(BAND_T), len(BAND_U))
     assert x[0, 0, 10] == pytest.approx((100 - 60) / 120)
     assert x[0, 0, 0] == 0.0 and x[1, 0, 0] == 0.0 and x[1, 0, 10] == 1.0
+
+
+def test_a_box_on_the_wrong_azimuth_is_checked_and_the_slit_found_elsewhere():
+    from datetime import datetime, timezone
+
+    from tenmon.vision.slit_detector import Detection
+
+    det = SlitDetector()
+    gray, cal = _site_frame(140.0, 1.0, seed=8)
+    maps = det.maps(cal, gray.shape)
+    sm, sf = maps.model.unwrap(gray), maps.fine.unwrap(gray)
+    now = datetime(2026, 11, 22, tzinfo=timezone.utc)
+    # a confident box 40 degrees off, as YOLO gives on a rib: the band there shows no slit
+    wrong = Detection(azimuth_deg=180.0, top_t_deg=100.0, cls=1, score=0.9,
+                      probs=np.array([0.05, 0.9, 0.05]), box=(0, 0, 1, 1))
+    det._cl_cache = None
+    r = det._band_reading(wrong, 180.0, 0.9, None, {}, gray, cal, sm, maps.model.valid, sf,
+                          maps.fine.valid, now)
+    assert r.details["first_band_here"] < 0.5 and r.details["band_here"] > 0.9
+    assert r.source == "search+band" and r.details["first_azimuth_deg"] == pytest.approx(180.0)
+    assert abs((r.azimuth_deg - 140.0 + 180) % 360 - 180) < 1.0 and r.state == "open"
+    # the same box on a frame whose slit is hidden under a lens cap: unknown, not 180
+    det._cl_cache = None
+    dark = np.full_like(gray, 2)
+    dm = det.maps(cal, dark.shape)
+    r2 = det._band_reading(wrong, 180.0, 0.9, None, {}, dark, cal, dm.model.unwrap(dark),
+                           dm.model.valid, dm.fine.unwrap(dark), dm.fine.valid, now)
+    assert r2.state == "unknown" and r2.azimuth_deg is None

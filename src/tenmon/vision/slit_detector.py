@@ -396,6 +396,7 @@ class SlitDetector:
         a, b = best
         if tried is not None:
             details["first_azimuth_deg"] = round(tried % 360.0, 3)
+            details["first_band_here"] = details.get("band_here")
         details["band_here"] = round(b.here, 3)
         return self._band_answer(a, b, "search+band", 0.5 * b.here, 0.5 * b.here, details, now)
 
