@@ -23,48 +23,23 @@ import random
 import statistics
 import tempfile
 import time
-from pathlib import Path
 
 from tenmon import offline
 from tenmon.astro import wrap180
-from tenmon.clock import FakeClock
 from tenmon.config.loader import load_config, simulated_config_path
-from tenmon.drivers.sim.ir_camera import SimulatedIrEncoderConfig, simulated_ir_encoder
+from tenmon.drivers.sim.ir_camera import SimulatedIrEncoderConfig
 
 offline.configure()
 
 
 def build(encoder_config: SimulatedIrEncoderConfig, seed: int):
-    """The simulated observatory with the IR encoder (what compose does for ``simulated-ir``)."""
-    from tenmon.daemon import compose
-    from tenmon.daemon.store import Store
-    from tenmon.drivers.mount import make_mount
-    from tenmon.drivers.sim.devices import SimulatedLimitSwitches, SimulatedWeather
-    from tenmon.drivers.sim.relays import SimulatedRelayBank
-    from tenmon.drivers.sim.world import MotorInput, SimWorld
+    """The simulated observatory of ``config/simulated.toml`` with the IR encoder in the loop."""
+    from tenmon.daemon.compose import build_observatory
 
     env = {"TENMON_PATHS__DATA_DIR": tempfile.mkdtemp(), "TENMON_SIM__SEED": str(seed),
            "TENMON_SIM__START_UTC": '"2026-11-21T13:00:00Z"'}
     config = load_config(simulated_config_path(), env=env)
-    data_dir = Path(config.paths.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    clock = FakeClock(config.sim.start())
-    m = config.mount
-    world = SimWorld(config.sim, config.site, start=clock.now(), mount_park_ha_deg=m.park_ha_deg,
-                     mount_park_dec_deg=m.park_dec_deg, mount_slew_rate_deg_s=m.slew_rate_deg_s,
-                     pointing_error_arcmin=m.pointing_error_arcmin)
-    banks = {n: SimulatedRelayBank(n, b, clock) for n, b in config.relays.items()}
-    world.wire(dome=MotorInput(banks[config.dome.relays], config.dome.cw_channel, config.dome.ccw_channel),
-               slit=MotorInput(banks[config.slit.relays], config.slit.open_channel,
-                               config.slit.close_channel),
-               cover=MotorInput(banks[config.cover.relays], config.cover.open_channel,
-                                config.cover.close_channel))
-    encoder = simulated_ir_encoder(encoder_config, world, clock)
-    switches = SimulatedLimitSwitches(world) if config.cover.limit_switches else None
-    return compose._assemble(config, clock, Store(config.paths.database), banks, encoder,
-                             SimulatedWeather(world, clock), make_mount(m, clock, world=world),
-                             switches, world=world, world_path=data_dir / compose.WORLD_FILE,
-                             mount_inline=True)
+    return build_observatory(config.model_copy(update={"encoder": encoder_config}), fresh=True)
 
 
 class Paced:

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import threading
 import time
-from pathlib import Path
 
 import cv2
 import pytest
@@ -193,39 +192,12 @@ def test_site_encoder_reads_a_replayed_folder(tmp_path):
 
 
 def build_ir_observatory(tmp_path, encoder_config: SimulatedIrEncoderConfig | None = None):
-    """The simulated observatory of ``config/simulated.toml`` with the IR encoder in the loop.
+    """The simulated observatory of ``config/simulated.toml`` with the IR encoder in the loop
+    (``compose`` builds it for ``[encoder] type = "simulated-ir"``)."""
+    from tenmon.daemon.compose import build_observatory
 
-    What ``compose._build_simulated`` does, with the encoder built by ``simulated_ir_encoder``
-    (the branch compose gets for ``type = "simulated-ir"``).
-    """
-    from tenmon.daemon import compose
-    from tenmon.daemon.store import Store
-    from tenmon.drivers.mount import make_mount
-    from tenmon.drivers.sim.devices import SimulatedLimitSwitches, SimulatedWeather
-    from tenmon.drivers.sim.relays import SimulatedRelayBank
-    from tenmon.drivers.sim.world import MotorInput
-
-    config = _config(tmp_path)
-    data_dir = Path(config.paths.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(config.paths.database)
-    clock = FakeClock(config.sim.start())
-    m = config.mount
-    world = SimWorld(config.sim, config.site, start=clock.now(), mount_park_ha_deg=m.park_ha_deg,
-                     mount_park_dec_deg=m.park_dec_deg, mount_slew_rate_deg_s=m.slew_rate_deg_s,
-                     pointing_error_arcmin=m.pointing_error_arcmin)
-    banks = {n: SimulatedRelayBank(n, b, clock) for n, b in config.relays.items()}
-    world.wire(dome=MotorInput(banks[config.dome.relays], config.dome.cw_channel, config.dome.ccw_channel),
-               slit=MotorInput(banks[config.slit.relays], config.slit.open_channel,
-                               config.slit.close_channel),
-               cover=MotorInput(banks[config.cover.relays], config.cover.open_channel,
-                                config.cover.close_channel))
-    encoder = simulated_ir_encoder(encoder_config or SimulatedIrEncoderConfig(type="simulated-ir"),
-                                   world, clock)
-    switches = SimulatedLimitSwitches(world) if config.cover.limit_switches else None
-    return compose._assemble(config, clock, store, banks, encoder, SimulatedWeather(world, clock),
-                             make_mount(m, clock, world=world), switches, world=world,
-                             world_path=data_dir / compose.WORLD_FILE, mount_inline=True)
+    enc = encoder_config or SimulatedIrEncoderConfig(type="simulated-ir")
+    return build_observatory(_config(tmp_path).model_copy(update={"encoder": enc}), fresh=True)
 
 
 class PacedRig:

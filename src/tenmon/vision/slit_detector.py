@@ -17,7 +17,6 @@ loaded Pi; see DESIGN.md).
 from __future__ import annotations
 
 import logging
-import math
 import time as _time
 from dataclasses import dataclass
 from datetime import datetime, timezone
