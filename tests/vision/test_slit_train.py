@@ -65,18 +65,20 @@ def test_boxes_at_the_seam_come_in_two_copies():
     assert boxes[0].y0 == pytest.approx(float(g.t_to_row(30.0)) + 0.5)
 
 
-def _training_python() -> str | None:
-    if importlib.util.find_spec("ultralytics") is not None and importlib.util.find_spec("torch") is not None:
+def _python_with(*modules: str) -> str | None:
+    """This interpreter if it has ``modules``, else ``.venv-train``'s if that has them, else None."""
+    if all(importlib.util.find_spec(m) is not None for m in modules):
         return sys.executable
     venv = REPO / ".venv-train" / "bin" / "python"
     if venv.exists():
-        ok = subprocess.run([str(venv), "-c", "import ultralytics, torch, onnx"], capture_output=True)
+        ok = subprocess.run([str(venv), "-c", "import " + ", ".join(modules)], capture_output=True)
         if ok.returncode == 0:
             return str(venv)
     return None
 
 
-SMOKE = r"""
+#: Run first in the training subprocesses: any attempt to connect is recorded and fails.
+NO_NETWORK = r"""
 import json, socket, sys
 attempts = []
 def _blocked(*a, **k):
@@ -86,6 +88,9 @@ socket.socket.connect = _blocked
 socket.socket.connect_ex = _blocked
 socket.create_connection = _blocked
 socket.getaddrinfo = _blocked
+"""
+
+SMOKE = NO_NETWORK + r"""
 from pathlib import Path
 from tenmon.vision.slit_train import TrainConfig, train
 out = Path(sys.argv[1])
@@ -103,7 +108,7 @@ print("RESULT " + json.dumps({"attempts": attempts, "bytes": report["model_bytes
 
 
 def test_smoke_training_runs_offline_and_exports_a_usable_model(tmp_path):
-    python = _training_python()
+    python = _python_with("ultralytics", "torch", "onnx")
     if python is None:
         pytest.skip("the 'train' extra (torch, ultralytics) is not installed here nor in .venv-train")
     proc = subprocess.run([python, "-c", SMOKE, str(tmp_path)], capture_output=True, text=True,
@@ -131,26 +136,7 @@ def test_smoke_training_runs_offline_and_exports_a_usable_model(tmp_path):
     assert reading.state in ("open", "closed", "partial", "unknown")
 
 
-def _torch_python() -> str | None:
-    if importlib.util.find_spec("torch") is not None and importlib.util.find_spec("onnx") is not None:
-        return sys.executable
-    venv = REPO / ".venv-train" / "bin" / "python"
-    if venv.exists():
-        ok = subprocess.run([str(venv), "-c", "import torch, onnx"], capture_output=True)
-        if ok.returncode == 0:
-            return str(venv)
-    return None
-
-
-BAND_SMOKE = r"""
-import json, socket, sys
-attempts = []
-def _blocked(*a, **k):
-    attempts.append(repr(a[:2]))
-    raise OSError("network disabled in this test")
-socket.socket.connect = _blocked
-socket.create_connection = _blocked
-socket.getaddrinfo = _blocked
+BAND_SMOKE = NO_NETWORK + r"""
 from pathlib import Path
 from tenmon.vision.slit_band_data import write_shard
 from tenmon.vision.slit_band_train import train
@@ -164,7 +150,7 @@ print("RESULT " + json.dumps({"attempts": attempts, "bands": report["train_bands
 
 
 def test_band_network_smoke_training_runs_offline_and_exports_a_usable_model(tmp_path):
-    python = _torch_python()
+    python = _python_with("torch", "onnx")
     if python is None:
         pytest.skip("the 'train' extra (torch, onnx) is not installed here nor in .venv-train")
     proc = subprocess.run([python, "-c", BAND_SMOKE, str(tmp_path)], capture_output=True, text=True,

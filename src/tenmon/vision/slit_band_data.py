@@ -58,7 +58,7 @@ def frame_examples(seed: int, *, rng: np.random.Generator | None = None) -> dict
                 levels=np.array(levels, np.float32),
                 rows=row_labels(tr.open_fraction, tr.slit_length_deg, seen).astype(np.int8),
                 state=STATES.index(tr.state), here=here, visibility=tr.visibility,
-                open_fraction=tr.open_fraction, scene=tr.scene if hasattr(tr, "scene") else "")
+                open_fraction=tr.open_fraction)
 
 
 def write_shard(seeds, path: Path) -> int:

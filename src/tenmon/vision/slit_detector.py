@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon.errors import VisionError
 from tenmon.vision.polar import StripGeometry, StripMapper, to_gray
-from tenmon.vision.slit_band import BAND_T, DEFAULT_BAND_MODEL, BandReader, frame_levels
+from tenmon.vision.slit_band import BAND_T, DEFAULT_BAND_MODEL, STATES, BandReader, frame_levels
 from tenmon.vision.slit_classical import (CLASSICAL_GEOMETRY, ClassicalEstimator, fit_azimuth,
                                           frame_quality)
 from tenmon.vision.slit_features import CLASSES, MODEL_GEOMETRY, model_input
@@ -92,7 +92,7 @@ class DetectorSettings(BaseModel):
                                    description="band presence that answers when the box gate did not")
     band_here_search: float = Field(default=0.9, ge=0, le=1.01,
                                     description="band presence that answers at another box or the "
-                                                "classical estimate's azimuth")
+                                                "classical estimate's azimuth (above 1: no search)")
     search_min_score: float = Field(default=0.005, ge=0, le=1,
                                     description="other boxes below this score are not searched")
 
@@ -280,15 +280,9 @@ class SlitDetector:
             return SlitReading.unknown(now, source="model", confidence=0.0 if det is None else det.score,
                                        reason="no slit seen")
         # refine the azimuth on the fine strip around the model's answer
-        az = det.azimuth_deg
-        fit = fit_azimuth(strip_f, valid_f, CLASSICAL_GEOMETRY, around_deg=az,
-                          window_deg=s.refine_window_deg)
-        refined = False
-        half_width = 0.1
-        if fit is not None and fit.support >= 0.25 and abs(angle_diff(fit.azimuth_deg, az)) < s.refine_window_deg - 0.1:
-            az = fit.azimuth_deg
-            refined = True
-            half_width = fit.half_width
+        az, fit = self._refine(det.azimuth_deg, strip_f, valid_f)
+        refined = fit is not None
+        half_width = fit.half_width if refined else 0.1
         probs = np.sort(det.probs)[::-1]
         margin = float(probs[0] - probs[1]) if probs.size > 1 else float(probs[0])
         conf = det.score * min(1.0, 0.5 + margin) * (1.0 - 0.5 * min(1.0, det.rival_score / max(det.score, 1e-6)))
@@ -296,14 +290,14 @@ class SlitDetector:
         details = {"model_score": det.score, "model_azimuth_deg": det.azimuth_deg, "refined": refined,
                    "probs": [round(float(p), 3) for p in det.probs], "rival_score": det.rival_score}
         if with_band:
-            return self._band_reading(det, az, conf, fit if refined else None, details, gray, calibration,
+            return self._band_reading(det, az, conf, fit, details, gray, calibration,
                                       strip_m, valid_m, strip_f, valid_f, now)
         state, frac, state_conf = self._state(det, strip_f, valid_f, az, half_width, details)
         details["state_confidence"] = round(state_conf, 3)
         if details.get("seen_fraction", 1.0) < s.min_seen:
             return SlitReading.unknown(now, source="model", confidence=min(conf, 0.3),
                                        reason="too little of the slit in view", **details)
-        gate = self._gate(det, conf, fit if refined else None, strip_f, valid_f, now)
+        gate = self._gate(det, conf, fit, strip_f, valid_f, now)
         if gate is None:
             return SlitReading.unknown(now, source="model", confidence=min(conf, 0.3),
                                        reason="model unsure and classical disagrees", **details)
@@ -378,7 +372,7 @@ class SlitDetector:
         done = [] if tried is None else [tried]
         best = None
         for a in cands:
-            a = self._refine(a, strip_f, valid_f)
+            a, _ = self._refine(a, strip_f, valid_f)
             if any(abs(angle_diff(a, t)) < 2.0 for t in done):
                 continue
             done.append(a)
@@ -405,13 +399,14 @@ class SlitDetector:
             self._cl_cache = self.classical.estimate_strip(strip_f, valid_f, now)
         return self._cl_cache
 
-    def _refine(self, az: float, strip_f: np.ndarray, valid_f: np.ndarray) -> float:
-        """An azimuth refined by the edge-pair fit when the fit is sound, else as given."""
+    def _refine(self, az: float, strip_f: np.ndarray, valid_f: np.ndarray) -> tuple[float, object]:
+        """The azimuth refined by the edge-pair fit and the fit, or (``az``, None) when the fit
+        is not sound (too little support, or at the edge of the search window)."""
         s = self.settings
         fit = fit_azimuth(strip_f, valid_f, CLASSICAL_GEOMETRY, around_deg=az, window_deg=s.refine_window_deg)
         if fit is not None and fit.support >= 0.25 and abs(angle_diff(fit.azimuth_deg, az)) < s.refine_window_deg - 0.1:
-            return float(fit.azimuth_deg)
-        return float(az)
+            return float(fit.azimuth_deg), fit
+        return float(az), None
 
     def _band_answer(self, az: float, b, source: str, conf_r: float, conf: float, details: dict,
                      now: datetime) -> SlitReading:
@@ -420,7 +415,7 @@ class SlitDetector:
         seen = 1.0 - b.row_probs[BAND_T <= s.slit_length_deg, 2]
         seen_fraction = float(np.mean(seen))
         details.update(seen_fraction=round(seen_fraction, 3),
-                       state_probs={c: round(float(v), 3) for c, v in zip(("closed", "partial", "open"), b.state_probs)})
+                       state_probs={c: round(float(v), 3) for c, v in zip(STATES, b.state_probs)})
         if seen_fraction < s.min_seen:
             return SlitReading.unknown(now, source="model", confidence=min(conf, 0.3),
                                        reason="too little of the slit in view", **details)

@@ -31,6 +31,7 @@ import numpy as np
 
 from tenmon.errors import VisionError
 from tenmon.vision.polar import StripGeometry, slit_half_width_deg
+from tenmon.vision.slit_band import frame_levels
 from tenmon.vision.slit_types import state_for_fraction
 
 log = logging.getLogger(__name__)
@@ -102,10 +103,7 @@ def row_features(strip: np.ndarray, valid: np.ndarray, geometry: StripGeometry, 
     lv = _row_levels(strip, valid, geometry, az, half_width)
     H = geometry.height
     t = geometry.row_to_t(np.arange(H))
-    vals = strip[valid] if valid.any() else strip.ravel()
-    if vals.size > 20000:
-        vals = vals[:: vals.size // 20000]
-    p5, p50, p95 = np.percentile(vals.astype(np.float32), [5, 50, 95])
+    p5, p50, p95 = frame_levels(strip, valid)
     scale = max(float(p95 - p5), 4.0)
     inner, spread, fl, fr, vshare = lv.T
     with warnings.catch_warnings():
