@@ -100,7 +100,6 @@ def state_training_set(rows_model: Path, seeds, *, progress: bool = False
     """State-model inputs and true states from the detector run on the tuning frames."""
     from tqdm import tqdm
 
-    from tenmon.vision.slit_classical import fit_azimuth
     from tenmon.vision.slit_detector import DetectorSettings, SlitDetector
 
     det = SlitDetector(DetectorSettings(rows_model_path=rows_model))
@@ -113,10 +112,8 @@ def state_training_set(rows_model: Path, seeds, *, progress: bool = False
         d = det.detect(strip_m, valid_m)
         if d is None:
             continue
-        az, hw = d.azimuth_deg, 0.1
-        fit = fit_azimuth(strip_f, valid_f, CLASSICAL_GEOMETRY, around_deg=az, window_deg=s.refine_window_deg)
-        if fit is not None and fit.support >= 0.25 and abs(angle_diff(fit.azimuth_deg, az)) < s.refine_window_deg - 0.1:
-            az, hw = fit.azimuth_deg, fit.half_width
+        az, fit = det._refine(d.azimuth_deg, strip_f, valid_f)  # as the detector refines
+        hw = fit.half_width if fit is not None else 0.1
         if abs(angle_diff(az, tr.azimuth_deg)) > 3.0:
             continue
         probs = det.opening.model.predict_proba(row_features(strip_f, valid_f, CLASSICAL_GEOMETRY, az, hw))
