@@ -8,6 +8,12 @@ packaged detector and band network at loose thresholds (``band_here_accepted`` a
 recorded ``band_here`` values and prints the issue's figures for each. A reading the stricter
 main thresholds would refuse is counted ``unknown`` (its search for the slit elsewhere is not
 replayed, so answered shares are lower bounds).
+
+Then, at the packaged presence thresholds, the state threshold (``band_state_decided``): a
+reading whose band state probability is below it gives its azimuth with the state ``unknown``.
+The second table shows, for each, the state accuracy of the frames given a state and how many
+visible frames get one (those with the part of the slit that tells the state in view, and the
+rest).
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
 
-LOOSE = {"band_here_accepted": 0.3, "band_here_alone": 0.3, "band_here_search": 0.5}
+LOOSE = {"band_here_accepted": 0.3, "band_here_alone": 0.3, "band_here_search": 0.5,
+         "band_state_decided": 0.0}
 
 
 def _read(seeds: list[int]) -> list[dict]:
@@ -41,7 +48,8 @@ def _read(seeds: list[int]) -> list[dict]:
         out.append({"seed": seed, "az_true": tr.azimuth_deg, "state_true": tr.state,
                     "vis": tr.visibility, "sv": tr.state_visibility, "az": rd.azimuth_deg,
                     "state": rd.state, "source": rd.source, "here": rd.details.get("band_here"),
-                    "gate": rd.details.get("box_gate")})
+                    "gate": rd.details.get("box_gate"),
+                    "p_state": rd.details.get("state_confidence")})
     return out
 
 
@@ -71,6 +79,35 @@ def score(rows: list[dict], search: float, accepted: float, alone: float) -> dic
             "off_by_5deg": f"{wrong}/{answered}", "hidden_unknown": f"{sum(hidden)}/{len(hidden)}"}
 
 
+def score_state(rows: list[dict], decided: float, search: float, accepted: float,
+                alone: float) -> dict:
+    """State figures for one ``band_state_decided`` at the given presence thresholds."""
+    stated, right, in_view, in_view_stated, hidden_stated = 0, 0, 0, 0, 0
+    n_vis = 0
+    for r in rows:
+        here = r["here"] if r["here"] is not None else 1.0
+        known = r["state"] != "unknown"
+        if known and r["source"] == "search+band":
+            known = here >= search
+        elif known:
+            known = here >= (accepted if r["gate"] else alone)
+        if r["vis"] < 0.5:
+            continue
+        n_vis += 1
+        has_state = known and (r["p_state"] is None or r["p_state"] >= decided)
+        stated += has_state
+        right += bool(has_state and r["state"] == r["state_true"])
+        seen = r["sv"] is None or r["sv"] >= 0.5
+        in_view += seen
+        in_view_stated += bool(seen and has_state)
+        hidden_stated += bool(not seen and has_state)
+    return {"state_accuracy_given": round(right / max(stated, 1), 4),
+            "wrong": f"{stated - right}/{stated}",
+            "visible_given": round(stated / max(n_vis, 1), 4),
+            "in_view_given": round(in_view_stated / max(in_view, 1), 4),
+            "hidden_part_given": round(hidden_stated / max(n_vis - in_view, 1), 4)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--first", type=int, default=8_001_000)
@@ -85,6 +122,15 @@ def main(argv: list[str] | None = None) -> int:
     print("| search | accepted | alone | figures |\n|---|---|---|---|")
     for s, a, b in itertools.product([0.5, 0.7, 0.9, 0.95], [0.3, 0.5, 0.7], [0.3, 0.5, 0.7, 0.9]):
         print(f"| {s} | {a} | {b} | {json.dumps(score(rows, s, a, b))} |")
+    from tenmon.vision.slit_detector import DetectorSettings
+
+    d = DetectorSettings()
+    print(f"\nState threshold at search {d.band_here_search}, accepted {d.band_here_accepted}, "
+          f"alone {d.band_here_alone}:\n")
+    print("| band_state_decided | figures |\n|---|---|")
+    for th in (0.0, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99, 0.995):
+        fig = score_state(rows, th, d.band_here_search, d.band_here_accepted, d.band_here_alone)
+        print(f"| {th} | {json.dumps(fig)} |")
     return 0
 
 

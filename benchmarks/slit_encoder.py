@@ -36,17 +36,25 @@ from tenmon.vision.slit_train import EVAL_SEED_BASE  # noqa: E402
 KEYS = [
     ("frames visible / partly visible / hidden", lambda f: f"{f['visible']} / {f['partly_visible']} / {f['hidden']}"),
     ("azimuth error, median (deg)", lambda f: f["az_err_median_deg"]),
-    ("azimuth error, 95th percentile (deg; None = infinite: over 5 % unknown)", lambda f: f["az_err_p95_deg"]),
-    ("azimuth error, 95th percentile of answered visible frames (deg)", lambda f: f["az_err_p95_answered_deg"]),
-    ("state accuracy (open/closed/partial)", lambda f: f["state_accuracy"]),
-    ("state accuracy, visible frames with the state-deciding part in view (n)",
-     lambda f: f"{f['state_accuracy_in_view']} ({f['state_in_view']})"),
-    ("state accuracy of the answered visible frames", lambda f: f["state_accuracy_answered"]),
+    ("azimuth error, 95th percentile (deg; None = infinite: over 5 % without an azimuth)",
+     lambda f: f["az_err_p95_deg"]),
+    ("azimuth error, 95th percentile of visible frames given an azimuth (deg)", lambda f: f["az_err_p95_answered_deg"]),
+    ("visible frames given an azimuth", lambda f: f["azimuth_visible"]),
+    ("state accuracy of the visible frames given a state (open/closed/partial)",
+     lambda f: f["state_accuracy_answered"]),
+    ("visible frames given a state", lambda f: f["answered_visible"]),
+    ("visible frames with the state-deciding part in view (n): given a state",
+     lambda f: f"{f['stated_in_view']} ({f['state_in_view']})"),
+    ("state accuracy over all visible frames (state unknown = wrong)", lambda f: f["state_accuracy"]),
+    ("state accuracy over visible frames with the state-deciding part in view (unknown = wrong)",
+     lambda f: f["state_accuracy_in_view"]),
     ("open-fraction error, median", lambda f: f["open_fraction_err_median"]),
-    ("visible frames answered (not unknown)", lambda f: f["answered_visible"]),
-    ("answers > 5 deg off / answers", lambda f: f"{f['answered_off_by_5deg']} / {f['answered']} "
-                                                 f"({f['answered_off_by_5deg_share']})"),
-    ("hidden frames answered unknown", lambda f: f["hidden_unknown_share"]),
+    ("answers > 5 deg off / frames given a state", lambda f: f"{f['answered_off_by_5deg']} / {f['answered']} "
+                                                           f"({f['answered_off_by_5deg_share']})"),
+    ("azimuths > 5 deg off / frames given an azimuth", lambda f: f"{f['azimuth_off_by_5deg']} / "
+                                                               f"{f['azimuth_answered']} ({f['azimuth_off_by_5deg_share']})"),
+    ("hidden frames answered unknown (state unknown)", lambda f: f["hidden_unknown_share"]),
+    ("hidden frames given neither a state nor an azimuth", lambda f: f["hidden_no_azimuth_share"]),
     ("time per frame, median (ms)", lambda f: f["ms_median"]),
     ("time per frame, 95th percentile (ms)", lambda f: f["ms_p95"]),
     ("CPU time per frame, median (ms; the process's own, whatever else loads the core)",
@@ -91,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.frames} rendered frames, seeds {args.seed_base}..{args.seed_base + args.frames - 1} "
           "(the detector was trained on seeds 1000000.. and 2000000.., the band network on 1000000..1009999; the detector's thresholds were tuned on 3000000.. and 8000000..8002399, the band's on 8000000..8001599), every scene, occlusion and sensor size of "
           "the renderer; both readers get the renderer's true calibration. Scoring rules: "
-          "`tenmon.vision.slit_eval` (unknown on a visible frame = infinite azimuth error, wrong "
-          "state, open-fraction error 1; partly visible frames (visibility 0.2..0.5) count in the "
+          "`tenmon.vision.slit_eval` (no azimuth on a visible frame = infinite azimuth error; "
+          "state unknown = wrong state in the all-visible figure, open-fraction error 1; a reading "
+          "may give the azimuth with the state unknown when the part of the slit that tells the "
+          "state is hidden; partly visible frames (visibility 0.2..0.5) count in the "
           "honesty row only).\n")
     print(f"- model: `{model.name}`, {model.stat().st_size / 1e6:.2f} MB" if model.exists() else "- model: none")
     if DEFAULT_BAND_MODEL.exists():
@@ -141,7 +151,8 @@ def main(argv: list[str] | None = None) -> int:
             for k in keys:
                 f = summary[r][group][k]
                 cells.append(f"az med {f['az_err_median_deg']}, p95 {f['az_err_p95_deg']}, "
-                             f"state {f['state_accuracy']} (in view {f['state_accuracy_in_view']}), "
+                             f"state {f['state_accuracy_answered']} of {f['answered_visible']} given "
+                             f"(all visible {f['state_accuracy']}), "
                              f"hidden->unknown {f['hidden_unknown_share']} (n={f['frames']})")
             print(f"| {r} | " + " | ".join(cells) + " |")
     if args.jsonl:

@@ -119,3 +119,19 @@ def test_train_without_the_extra_says_what_is_missing(monkeypatch, tmp_path):
     monkeypatch.setattr(slit_train, "ultralytics_available", lambda: False)
     with pytest.raises(TenmonError, match="train"):
         _run(["encoder", "train", "--out", str(tmp_path)])
+
+
+def test_annotate_draws_a_reading_whose_state_could_not_be_told(frames):
+    from datetime import datetime, timezone
+
+    import numpy as np
+
+    from tenmon.vision.slit_types import SlitReading
+
+    path, az, _, cal = frames[0]
+    image = cv2.imread(str(path))
+    reading = SlitReading(time=datetime.now(timezone.utc), azimuth_deg=az, open_fraction=None,
+                          state="unknown", confidence=0.7, source="model+band")
+    out = encoder_cli.annotate(image, cal, reading)
+    assert out.shape == image.shape
+    assert np.count_nonzero(np.any(out != image, axis=2)) > 500  # the slit line and the text drawn

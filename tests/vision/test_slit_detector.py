@@ -90,24 +90,25 @@ def test_the_packaged_model_ships_small_and_runs_on_one_thread():
 
 def test_the_packaged_model_reads_rendered_frames():
     det = SlitDetector()
-    errs, states, states_in_view, hidden_unknown = [], [], [], []
+    errs, states, stated, hidden_unknown = [], [], [], []
     for seed in range(9_500_000, 9_500_030):  # evaluation seeds, never used in training or tuning
         res = render_random(seed, resolution=(640, 480))
         tr = res.truth
         r = det.estimate(res.image, tr.calibration)
+        if r.state == "unknown":
+            assert r.open_fraction is None
         if tr.slit_visible:
             errs.append(np.inf if r.azimuth_deg is None else abs(angle_diff(r.azimuth_deg, tr.azimuth_deg)))
-            states.append(r.state == tr.state)
-            if tr.state_visibility >= 0.5:
-                states_in_view.append(r.state == tr.state)
+            stated.append(r.state != "unknown")
             if r.known:
-                assert 0.0 <= r.details["state_confidence"] <= 1.0
+                states.append(r.state == tr.state)
+                assert det.settings.band_state_decided <= r.details["state_confidence"] <= 1.0
         elif tr.visibility < 0.2:
-            hidden_unknown.append(r.state == "unknown")
+            hidden_unknown.append(r.state == "unknown" and r.azimuth_deg is None)
     errs = np.array(errs)
     assert len(errs) >= 15 and len(hidden_unknown) >= 5
     assert np.median(errs) < 1.0
     assert np.sum(np.isfinite(errs) & (errs > 5.0)) == 0  # an answer is a right answer
     assert all(hidden_unknown)
-    assert np.mean(states) >= 0.7
-    assert len(states_in_view) >= 8 and np.mean(states_in_view) >= 0.8
+    assert np.mean(stated) >= 0.5  # most visible frames show what tells the state
+    assert len(states) >= 8 and np.mean(states) >= 0.9  # a state given is a right state

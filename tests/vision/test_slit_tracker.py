@@ -93,3 +93,35 @@ def test_old_readings_do_not_rewind_the_track():
     tr.update(_r(1.0, 50.0))
     out = tr.update(_r(0.5, 70.0))
     assert out.azimuth_deg == pytest.approx(50.0)
+
+
+def test_frames_that_cannot_tell_the_state_move_the_azimuth_and_carry_the_state():
+    tr = SlitTracker()
+    for k in range(10):  # seen open at 120 deg
+        tr.update(_r(k * 0.2, 120.0))
+    out = None
+    for k in range(40):  # then the tube hides the slit's far end while the dome turns at 1 deg/s
+        t = 2.0 + k * 0.2
+        out = tr.update(_r(t, 120.0 + (t - 2.0), frac=None, state="unknown"))
+    assert abs(angle_diff(out.azimuth_deg, 120.0 + 7.8)) < 0.5
+    assert out.angular_velocity_deg_s == pytest.approx(1.0, abs=0.15)
+    assert out.state == "open" and out.open_fraction == 1.0
+    assert out.details["state_age_s"] == pytest.approx(9.8 - 1.8, abs=0.01)
+    # a closing seen once, then hidden: no rate is claimed from old frames
+    closing = SlitTracker()
+    for k in range(15):
+        closing.update(_r(k * 0.2, 50.0, frac=0.8 - 0.05 * k * 0.2, state="partial"))
+    last = closing.current(T0 + timedelta(seconds=2.8))
+    assert last.state == "closing"
+    for k in range(30):
+        out = closing.update(_r(3.0 + k * 0.2, 50.0, frac=None, state="unknown"))
+    assert out.state == "partial" and out.open_fraction == last.open_fraction
+
+
+def test_a_track_begun_without_a_state_gives_the_azimuth_and_an_unknown_state():
+    tr = SlitTracker()
+    out = tr.update(_r(0.0, 200.0, frac=None, state="unknown"))
+    assert out.state == "unknown" and out.azimuth_deg == pytest.approx(200.0)
+    assert out.open_fraction is None
+    out = tr.update(_r(0.2, 200.0, frac=0.0, state="closed"))
+    assert out.state == "closed"

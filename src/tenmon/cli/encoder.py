@@ -38,7 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "azimuth_sense) or an object mapping image file names to calibration objects. "
             "Prints one line per image; with --json one JSON object per line with image, "
             "azimuth_deg, open_fraction, state (open, closed, partial, unknown), confidence and "
-            "elapsed_ms (processing time, file reading excluded). Exit status 0 even when a "
+            "elapsed_ms (processing time, file reading excluded). State unknown with an azimuth: "
+            "the slit was found but the part of it that tells its state is hidden (usually by "
+            "the telescope), so the state and opening are not given. Exit status 0 even when a "
             "slit is unknown; 1 on an unreadable file or calibration."),
     )
     p.add_argument("images", nargs="+", type=Path, metavar="IMAGE", help="IR frames (not modified)")
@@ -227,8 +229,9 @@ def annotate(image, calibration, reading):
             t = np.linspace(0, 100 * reading.open_fraction, 40)
             x, y = dome_to_pixels(calibration, reading.azimuth_deg, t)
             cv2.polylines(out, [np.stack([x, y], -1).round().astype(np.int32)], False, color, 3 * th)
-        text = (f"az {reading.azimuth_deg:.1f}  open {reading.open_fraction:.2f}  {reading.state}  "
-                f"conf {reading.confidence:.2f}")
+        fr = "--" if reading.open_fraction is None else f"{reading.open_fraction:.2f}"
+        st = reading.state if reading.state != "unknown" else "state unknown"
+        text = f"az {reading.azimuth_deg:.1f}  open {fr}  {st}  conf {reading.confidence:.2f}"
     else:
         text = f"unknown  conf {reading.confidence:.2f}"
     cv2.putText(out, text, (8, 20 * th), cv2.FONT_HERSHEY_SIMPLEX, 0.6 * th, (0, 0, 0), 3 * th)

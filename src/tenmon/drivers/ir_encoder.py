@@ -13,6 +13,9 @@ Honesty rules:
 - a frame on which the slit cannot be seen (lights off, lens covered, glare) publishes
   ``unknown`` at once (the tracker keeps its track for when the view comes back; the controllers'
   own grace time bridges a single lost frame);
+- a frame on which the slit is found but its state cannot be told (the telescope hides the part
+  of the slit that tells it) updates the azimuth; the published state and opening are the
+  tracker's, carried from the last frames that could tell them;
 - a reading older than ``stale_s`` (a frozen or unplugged camera, a dead worker) reads as
   ``unknown`` with zero confidence, so a frozen camera stops the dome;
 - the published time is the frame's capture time, so the controllers extrapolate over the
@@ -294,7 +297,7 @@ class IrCameraEncoder:
         ms = (time.perf_counter() - t0) * 1000.0
         self.processing_ms.append(ms)
         self.frames_processed += 1
-        if not raw.known or raw.confidence < self._tracker.settings.min_confidence:
+        if not raw.azimuth_known or raw.confidence < self._tracker.settings.min_confidence:
             # cannot see the slit in this frame: say so now (the controllers bridge one frame)
             out = SlitReading.unknown(frame.time, source=SOURCE, confidence=0.0,
                                       reason=raw.details.get("reason", "slit not seen"),

@@ -95,6 +95,13 @@ class DetectorSettings(BaseModel):
                                                 "classical estimate's azimuth (above 1: no search)")
     search_min_score: float = Field(default=0.005, ge=0, le=1,
                                     description="other boxes below this score are not searched")
+    # Where the telescope hides the part of the slit that tells its state (the horizon end of a
+    # closed slit, the far end of an open one, a partly open shutter's edge), no single frame can
+    # tell the state; it is then given as "unknown" with the azimuth still read. Chosen with the
+    # full pipeline on seeds 8001000..8001599 (benchmarks/slit_band_gate.py).
+    band_state_decided: float = Field(default=0.97, ge=0, le=1,
+                                      description="band state probability below which the state "
+                                                  "is unknown (the azimuth is still given)")
 
 
 @dataclass
@@ -235,7 +242,10 @@ class SlitDetector:
 
         Returns:
             A :class:`SlitReading`; ``unknown`` with a low confidence when the slit cannot be
-            read. ``details["elapsed_ms"]`` is the processing time.
+            read; the azimuth with the state ``unknown`` (and no opening) when the slit is found
+            but the part of it that tells its state is hidden (``band_state_decided``; the
+            band's guess is in ``details["state_guess"]``). ``details["elapsed_ms"]`` is the
+            processing time.
 
         Raises:
             VisionError: empty frame, or a frame size that does not fit the calibration.
@@ -432,7 +442,13 @@ class SlitDetector:
         p_state = float(np.max(b.state_probs))
         details["state_confidence"] = round(p_state, 3)
         confidence = float(np.clip(min(max(conf_r, 0.5 * b.here), b.here), 0.0, 1.0))
-        return SlitReading(time=now, azimuth_deg=round(az % 360.0, 3), open_fraction=round(frac, 3),
+        if p_state < s.band_state_decided:
+            # the slit is there, but what tells its state is hidden or unclear: say so
+            details.update(state_guess=state, fraction_guess=round(frac, 3),
+                           reason="state undecided: the part of the slit that tells it is hidden or unclear")
+            state, frac = "unknown", None
+        return SlitReading(time=now, azimuth_deg=round(az % 360.0, 3),
+                           open_fraction=None if frac is None else round(frac, 3),
                            state=state, confidence=round(max(confidence, s.reject_score), 3),
                            source=source, details=details)
 

@@ -16,11 +16,17 @@ Scoring rules (stated so the figures can be read):
 - State accuracy *in view*: over the visible frames whose state-deciding part of the slit (its
   ends, or the edge of a partly open shutter) is in view (``state_visibility >= 0.5``); where
   the telescope hides it, no reader can tell the state, only guess it.
-- Azimuth error and open-fraction error are over visible frames; a reader that answers
-  ``unknown`` on a visible frame scores an infinite azimuth error and an open-fraction error of 1.
-- State accuracy is over visible frames; ``unknown`` counts as wrong.
+- Azimuth error and open-fraction error are over visible frames; a reader that gives no
+  azimuth on a visible frame scores an infinite azimuth error, one that gives no state an
+  open-fraction error of 1. A reading may give the azimuth with the state ``unknown`` (the slit
+  found, the part that tells its state hidden): its azimuth is scored.
+- State accuracy is over visible frames; ``unknown`` counts as wrong. State accuracy *of the
+  frames given a state*: over the visible frames whose answer is open, closed or partial, with
+  the share of visible frames (and of those with the state-deciding part in view) given one.
 - Honesty: of all frames a reader gave a state other than ``unknown`` (visible or not), the share
-  more than 5 degrees off. Hidden frames answered ``unknown``: the share of hidden frames.
+  more than 5 degrees off; the same over all frames given an azimuth. Hidden frames answered
+  ``unknown``: the share of hidden frames whose state is ``unknown``, and the share given
+  neither a state nor an azimuth.
 - Time: per-frame processing time (image decoding and rendering excluded).
 """
 
@@ -70,7 +76,7 @@ class FrameResult:
 
     def az_error(self, reader: str) -> float:
         a = self.answers[reader]
-        if a.azimuth_deg is None or a.state == "unknown":
+        if a.azimuth_deg is None:
             return math.inf
         return abs(angle_diff(a.azimuth_deg, self.azimuth_deg))
 
@@ -107,6 +113,9 @@ class EvalReport:
         st = np.array([f.answers[reader].state == f.state for f in vis]) if vis else np.array([])
         answered = [f for f in frames if f.answers[reader].state != "unknown"]
         wrong5 = [f for f in answered if f.az_error(reader) > 5.0]
+        with_az = [f for f in frames if f.answers[reader].azimuth_deg is not None]
+        wrong5_az = [f for f in with_az if f.az_error(reader) > 5.0]
+        stated_in_view = [f.answers[reader].state != "unknown" for f in in_view]
         ms = np.array([f.answers[reader].elapsed_ms for f in frames])
         cpu = np.array([f.answers[reader].cpu_ms for f in frames if f.answers[reader].cpu_ms is not None])
 
@@ -128,11 +137,20 @@ class EvalReport:
                                         else round(float(np.mean([f.answers[reader].state == f.state for f in vis
                                                                   if f.answers[reader].state != "unknown"])), 4)),
             "open_fraction_err_median": None if fe.size == 0 else round(float(np.median(fe)), 3),
+            "azimuth_visible": None if not vis else round(sum(f.answers[reader].azimuth_deg is not None for f in vis) / len(vis), 4),
             "answered_visible": None if not vis else round(sum(f.answers[reader].state != "unknown" for f in vis) / len(vis), 4),
+            "stated_in_view": None if not stated_in_view else round(float(np.mean(stated_in_view)), 4),
             "answered": len(answered),
             "answered_off_by_5deg": len(wrong5),
             "answered_off_by_5deg_share": None if not answered else round(len(wrong5) / len(answered), 4),
-            "hidden_unknown_share": None if not hid else round(sum(f.answers[reader].state == "unknown" for f in hid) / len(hid), 4),
+            "azimuth_answered": len(with_az),
+            "azimuth_off_by_5deg": len(wrong5_az),
+            "azimuth_off_by_5deg_share": None if not with_az else round(len(wrong5_az) / len(with_az), 4),
+            "hidden_unknown_share": None if not hid else round(
+                sum(f.answers[reader].state == "unknown" for f in hid) / len(hid), 4),
+            "hidden_no_azimuth_share": None if not hid else round(
+                sum(f.answers[reader].state == "unknown" and f.answers[reader].azimuth_deg is None
+                    for f in hid) / len(hid), 4),
             "ms_median": None if ms.size == 0 else round(float(np.median(ms)), 2),
             "ms_p95": None if ms.size == 0 else round(float(np.percentile(ms, 95)), 2),
             "cpu_ms_median": None if cpu.size == 0 else round(float(np.median(cpu)), 2),

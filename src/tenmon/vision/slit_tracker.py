@@ -6,7 +6,10 @@ outliers. A run of mutually consistent outliers means the dome really is elsewhe
 or a reading stream that was wrong before): the track restarts there. Opening: the open fraction
 is smoothed and its rate taken from a short window; a clear rate says ``opening``/``closing``.
 Honesty: without an accepted reading for ``stale_s`` the tracker answers ``unknown``; meanwhile
-its confidence decays with the age of the last good reading.
+its confidence decays with the age of the last good reading. A reading that found the slit but
+could not tell its state (state ``unknown``, azimuth given: the telescope hides the part of the
+slit that tells it) feeds the azimuth only; the opening and state are carried from the last
+frames that could tell them (``details["state_age_s"]`` says how old that is).
 
 Pure: readings (with their timestamps) in, readings out; no clock, no sleeps.
 """
@@ -62,6 +65,7 @@ class SlitTracker:
         self._fractions: deque[tuple[datetime, float]] = deque()
         self._frac: float | None = None
         self._frame_state = "unknown"
+        self._last_state: datetime | None = None
         self.accepted = 0
         self.rejected = 0
 
@@ -95,7 +99,7 @@ class SlitTracker:
         t = reading.time
         if self._t is not None and t < self._t:
             return self.current(self._t)
-        if not reading.known or reading.confidence < s.min_confidence:
+        if not reading.azimuth_known or reading.confidence < s.min_confidence:
             self._predict(t)
             return self.current(t)
         az = float(reading.azimuth_deg)
@@ -141,6 +145,10 @@ class SlitTracker:
         self.accepted += 1
         self._last_good = t
         self._conf = 0.7 * self._conf + 0.3 * reading.confidence if self.accepted > 1 else reading.confidence
+        if reading.state == "unknown":
+            # the azimuth only: the opening stays what the last frames that could tell it said
+            return
+        self._last_state = t
         if reading.open_fraction is not None:
             self._fractions.append((t, float(reading.open_fraction)))
             while self._fractions and (t - self._fractions[0][0]).total_seconds() > self.settings.fraction_window_s:
@@ -174,7 +182,9 @@ class SlitTracker:
         az = wrap360(float(self._x[0] + self._x[1] * dt))
         rate = float(self._x[1])
         frac = self._frac
-        frate = self._fraction_rate()
+        state_age = None if self._last_state is None else (now - self._last_state).total_seconds()
+        # no opening rate from old frames: a carried opening is a still one
+        frate = self._fraction_rate() if state_age is not None and state_age <= s.fraction_window_s else 0.0
         if frac is None:
             state = self._frame_state
         elif frate > s.fraction_rate_threshold_s and frac < 0.98:
@@ -192,4 +202,5 @@ class SlitTracker:
                            angular_velocity_deg_s=round(rate, 3),
                            details={"rotating": abs(rate) > s.rotation_threshold_deg_s,
                                     "sigma_deg": sigma, "fraction_rate_s": frate, "age_s": age,
+                                    "state_age_s": state_age,
                                     "accepted": self.accepted, "rejected": self.rejected})

@@ -179,6 +179,8 @@ class SlitReading:
     ``azimuth_deg``: the slit centre's azimuth (north 0, east 90), ``None`` when unknown.
     ``open_fraction``: uncovered fraction of the slit's length from the horizon end (0..1),
     ``None`` when unknown. ``state``: one of :data:`STATES`. ``confidence``: 0..1.
+    A reading with an azimuth and the state ``unknown`` found the slit but could not tell its
+    state (the telescope hides the part that tells it); its ``open_fraction`` is ``None``.
     ``source`` says which estimator produced it (``model``, ``model+edges`` (a faint box confirmed
     by both slit edges), ``model+classical``, ``classical``, ``tracker``, ``none``);
     ``details`` carries estimator diagnostics (never needed by callers).
@@ -212,6 +214,11 @@ class SlitReading:
     def known(self) -> bool:
         """True when the reading carries an azimuth and a state other than ``unknown``."""
         return self.state != "unknown" and self.azimuth_deg is not None
+
+    @property
+    def azimuth_known(self) -> bool:
+        """True when the reading carries an azimuth (its state may still be ``unknown``)."""
+        return self.azimuth_deg is not None
 
     def to_json_dict(self) -> dict[str, Any]:
         """Stable JSON form (time as ISO 8601 UTC)."""
