@@ -119,3 +119,51 @@ def test_timed_cover(tmp_path):
     assert abs(t - 24.0) < 0.15
     assert cover.state == ShutterState.CLOSED and not cover.verified
     assert not bank.is_on(2)
+
+
+def test_a_state_hidden_from_the_encoder_is_carried_while_the_slit_stands(sim_rig):
+    rig = sim_rig()
+    slit = rig.obs.slit
+    rig.obs.slit_open()
+    rig.run(120, until=lambda: slit.state == ShutterState.OPEN)
+    rig.world.inject_fault("slit-state-hidden")  # the telescope now hides the slit's far end
+    rig.run(300)
+    assert slit.state == ShutterState.OPEN  # it has not moved since it was seen open
+    assert slit.view.good.details["state_age_s"] > 290
+    assert not rig.obs.encoder_view.lost(2.0)  # the dome keeps its azimuth
+
+
+def test_a_close_whose_end_cannot_be_seen_runs_full_travel_and_is_not_verified(sim_rig):
+    rig = sim_rig()
+    slit = rig.obs.slit
+    rig.obs.slit_open()
+    rig.run(120, until=lambda: slit.state == ShutterState.OPEN)
+    rig.world.inject_fault("slit-state-hidden")
+    rig.run(10)
+    rig.obs.slit_close()
+    assert not slit.blind  # the encoder still reads the azimuth
+    took = rig.run(200, until=lambda: not slit.moving)
+    limit = rig.obs.config.slit.travel_time_s + rig.obs.config.slit.margin_s
+    assert abs(took - limit) <= 0.6
+    assert slit.state == ShutterState.CLOSED and not slit.verified and slit.error is None
+    assert rig.world.state.slit_fraction == 0.0
+    assert any("closed, not verified" in m for m in rig.messages())
+    rig.world.clear_fault("slit-state-hidden")
+    rig.run(3)
+    assert slit.state == ShutterState.CLOSED and slit.verified
+
+
+def test_an_open_whose_end_cannot_be_seen_is_not_called_open(sim_rig):
+    rig = sim_rig()
+    slit = rig.obs.slit
+    rig.run(3)
+    assert slit.state == ShutterState.CLOSED
+    rig.world.inject_fault("slit-state-hidden")
+    rig.obs.slit_open()
+    rig.run(200, until=lambda: not slit.moving)
+    assert slit.state == ShutterState.UNKNOWN and slit.error is None  # not OPEN: it was not seen
+    assert any("open not verified" in m for m in rig.messages())
+    assert not rig.obs.banks["main"].is_on(3)
+    rig.world.clear_fault("slit-state-hidden")
+    rig.run(3)
+    assert slit.state == ShutterState.OPEN

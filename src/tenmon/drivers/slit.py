@@ -5,6 +5,14 @@ is lost, because a shutter driven blind can jam at its end stop. Closing is alwa
 the encoder it runs until the encoder reads closed, plus a short overrun to seat the shutter;
 without it, a *blind close* runs the close relay for the full travel time plus margin from the
 start of the close, and says so. Every motion has a timeout of travel time plus margin.
+
+The optical encoder can see the slit (its azimuth) without seeing what tells its state: the
+telescope hides the slit's lower end, far end or the shutter's edge. It then carries the last
+state it could tell, with its age (``details["state_age_s"]``). A carried state is trusted while
+the shutter has not moved since it was told; during a motion only a state told in the last
+:attr:`RelaySlit.state_told_s` seconds counts. A close whose end the encoder could not see runs
+the full travel time plus margin and ends *closed, not verified* (as a blind close does); an
+open whose end it could not see stops at the same limit with the state ``unknown`` and says so.
 """
 
 from __future__ import annotations
@@ -20,6 +28,8 @@ class RelaySlit(NoticeBoard):
     """Slit driver. Non-blocking: ``open_slit()``/``close_slit()`` start, ``update()`` runs."""
 
     encoder_grace_s = 2.0
+    #: during a motion, a state the encoder told longer ago than this is not where the shutter is
+    state_told_s = 2.0
 
     def __init__(self, config: SlitConfig, bank: RelayBank, encoder: Encoder, clock: Clock,
                  *, min_confidence: float = 0.3):
@@ -43,14 +53,33 @@ class RelaySlit(NoticeBoard):
         self._min_open_s = 0.0
         self._hits_since = 0.0
         self._seen_closed: float | None = None
+        self._moved_until = float("-inf")  # monotonic time the shutter last moved
 
     # ------------------------------------------------------------------ readings
 
     @property
     def open_fraction(self) -> float | None:
+        """The encoder's open fraction, None when lost or when its state is not told since the
+        shutter moved (see the module docstring)."""
         if self.view.lost(self.encoder_grace_s) or self.view.good is None:
             return None
+        if not self._state_told():
+            return None
         return self.view.good.open_fraction
+
+    def _state_age(self) -> float:
+        """Seconds since the encoder last told the state (0 for encoders that always tell it)."""
+        age = self.view.good.details.get("state_age_s") if self.view.good is not None else None
+        return float(age) if age is not None else 0.0
+
+    def _state_told(self) -> bool:
+        age = self._state_age()
+        if age == 0.0:
+            return True
+        if self._phase != "idle":
+            return age <= self.state_told_s
+        told_at = (self.view.good_at or 0.0) - age
+        return told_at >= self._moved_until - self.state_told_s
 
     @property
     def moving(self) -> bool:
@@ -161,6 +190,8 @@ class RelaySlit(NoticeBoard):
         now = self.clock.monotonic()
         elapsed = now - self._t0
         lost = self.view.lost(self.encoder_grace_s)
+        if self._phase != "idle":
+            self._moved_until = now
         if self._phase == "idle":
             if self.state == ShutterState.ERROR:
                 return
@@ -204,6 +235,13 @@ class RelaySlit(NoticeBoard):
             if elapsed > self._limit():
                 self.motor.stop()
                 self._phase = "idle"
+                if not self._state_told():
+                    self.state = ShutterState.UNKNOWN
+                    self.notice("warning", f"open relay ran {elapsed:.0f} s (travel time + margin) "
+                                f"but the encoder could not see the slit's state for "
+                                f"{self._state_age():.0f} s (the telescope hides its far end?): "
+                                "open not verified")
+                    return
                 self._set_error(f"did not open within {self._limit():g} s "
                                 f"(open fraction {self.open_fraction})")
             return
@@ -254,6 +292,12 @@ class RelaySlit(NoticeBoard):
                 self._blind = False
                 self._set_error(f"close relay switched off under the controller after "
                                 f"{elapsed:.0f} s (maximum on-time or board reset?)")
+            elif not self._state_told():
+                self.state = ShutterState.CLOSED
+                self.verified = False
+                self.notice("warning", f"close relay ran the full travel time ({elapsed:.0f} s) but "
+                            f"the encoder could not see the slit's state for {self._state_age():.0f} s "
+                            "(the telescope hides its lower end?): closed, not verified")
             else:
                 self._set_error(f"did not close within {self._limit():g} s "
                                 f"(open fraction {self.open_fraction})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from datetime import datetime
 
 from tenmon.clock import Clock
 from tenmon.config.models import SimulatedEncoderConfig, SimulatedMountConfig, SlitConfig
@@ -25,6 +26,9 @@ class SimulatedEncoder:
 
     Stands where the IR camera + slit detector stands at a site. ``encoder-dropout`` (a fault) and
     ``dropout_probability`` (random, seeded) give ``unknown`` readings with zero confidence.
+    ``slit-state-hidden`` reads the azimuth and carries the opening last seen, with its age in
+    ``details["state_age_s"]``, as the optical encoder's tracker does when the telescope hides
+    the part of the slit that tells its state.
     """
 
     def __init__(self, config: SimulatedEncoderConfig, slit: SlitConfig, world: SimWorld,
@@ -36,6 +40,7 @@ class SimulatedEncoder:
         self.rng = random.Random(seed * 104729 + 3)
         self._reading = SlitReading.unknown(clock.now())
         self._next = 0.0
+        self._told: tuple[datetime, float] | None = None  # when the state was last seen, and the fraction
 
     def connect(self) -> None:
         self._next = self.clock.monotonic()
@@ -57,8 +62,15 @@ class SimulatedEncoder:
             return
         az = (st.dome_az_deg + self.rng.gauss(0.0, self.config.azimuth_noise_deg)) % 360.0
         frac = min(1.0, max(0.0, st.slit_fraction + self.rng.gauss(0.0, self.config.fraction_noise)))
+        details = {}
+        if self.world.has_fault("slit-state-hidden") and self._told is not None:
+            details["state_age_s"] = (now - self._told[0]).total_seconds()
+            frac = self._told[1]
+        else:
+            self._told = (now, frac)
         self._reading = SlitReading(time=now, azimuth_deg=az, open_fraction=frac,
-                                    state=slit_state_of(frac, self.slit), confidence=0.95)
+                                    state=slit_state_of(frac, self.slit), confidence=0.95,
+                                    details=details)
 
     def reading(self) -> SlitReading:
         return self._reading

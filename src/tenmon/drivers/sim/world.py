@@ -32,6 +32,8 @@ FAULTS = {
     "slit-stall": "the shutter motor runs but the shutter does not move",
     "cover-stall": "the cover motor runs but the cover does not move",
     "encoder-dropout": "the encoder sees nothing (camera blinded or lost)",
+    "slit-state-hidden": "the encoder sees the slit but not what tells its state (the telescope "
+                         "hides it): azimuth read, state carried from before",
     "relay-unplugged": "the relay board's USB cable is pulled",
     "relay-stuck": "a relay contact is welded on (relay-stuck:CHANNEL)",
     "mount-disconnect": "the mount's serial link is lost",
