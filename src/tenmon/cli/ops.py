@@ -412,7 +412,8 @@ def register(sub) -> None:
     w.set_defaults(func=cmd_sim)
     f = simsub.add_parser("fault", help="inject a fault, or `clear [NAME]`",
                           description="Faults: dome-stall, slit-stall, cover-stall, "
-                                      "encoder-dropout, relay-unplugged, relay-stuck:CHANNEL, "
+                                      "encoder-dropout, slit-state-hidden (the encoder sees the slit "
+                                      "but not its state), relay-unplugged, relay-stuck:CHANNEL, "
                                       "mount-disconnect, weather-stale. `clear` clears one or all.")
     f.add_argument("name", metavar="NAME|clear")
     f.add_argument("which", nargs="?", metavar="NAME", help="with clear: the fault to clear")
