@@ -53,16 +53,21 @@ def _read(seeds: list[int]) -> list[dict]:
     return out
 
 
+def _known(r: dict, search: float, accepted: float, alone: float) -> bool:
+    """Whether a loose reading still answers at these presence thresholds."""
+    if r["state"] == "unknown":
+        return False
+    here = r["here"] if r["here"] is not None else 1.0
+    if r["source"] == "search+band":
+        return here >= search
+    return here >= (accepted if r["gate"] else alone)
+
+
 def score(rows: list[dict], search: float, accepted: float, alone: float) -> dict:
     """The issue's figures for one set of thresholds replayed on the loose readings."""
     errs, states, answered, wrong, hidden = [], [], 0, 0, []
     for r in rows:
-        known = r["state"] != "unknown"
-        here = r["here"] if r["here"] is not None else 1.0
-        if known and r["source"] == "search+band":
-            known = here >= search
-        elif known:
-            known = here >= (accepted if r["gate"] else alone)
+        known = _known(r, search, accepted, alone)
         err = abs((r["az"] - r["az_true"] + 180.0) % 360.0 - 180.0) if known else np.inf
         answered += known
         wrong += bool(known and err > 5.0)
@@ -85,16 +90,10 @@ def score_state(rows: list[dict], decided: float, search: float, accepted: float
     stated, right, in_view, in_view_stated, hidden_stated = 0, 0, 0, 0, 0
     n_vis = 0
     for r in rows:
-        here = r["here"] if r["here"] is not None else 1.0
-        known = r["state"] != "unknown"
-        if known and r["source"] == "search+band":
-            known = here >= search
-        elif known:
-            known = here >= (accepted if r["gate"] else alone)
         if r["vis"] < 0.5:
             continue
         n_vis += 1
-        has_state = known and (r["p_state"] is None or r["p_state"] >= decided)
+        has_state = _known(r, search, accepted, alone) and (r["p_state"] is None or r["p_state"] >= decided)
         stated += has_state
         right += bool(has_state and r["state"] == r["state_true"])
         seen = r["sv"] is None or r["sv"] >= 0.5
