@@ -240,7 +240,7 @@ class RelaySlit(NoticeBoard):
                     self.notice("warning", f"open relay ran {elapsed:.0f} s (travel time + margin) "
                                 f"but the encoder could not see the slit's state for "
                                 f"{self._state_age():.0f} s (the telescope hides its far end?): "
-                                "open not verified")
+                                "open not verified; move the telescope clear of the slit to check")
                     return
                 self._set_error(f"did not open within {self._limit():g} s "
                                 f"(open fraction {self.open_fraction})")
@@ -297,7 +297,8 @@ class RelaySlit(NoticeBoard):
                 self.verified = False
                 self.notice("warning", f"close relay ran the full travel time ({elapsed:.0f} s) but "
                             f"the encoder could not see the slit's state for {self._state_age():.0f} s "
-                            "(the telescope hides its lower end?): closed, not verified")
+                            "(the telescope hides its lower end?): closed, not verified; move the "
+                            "telescope clear of the slit to check")
             else:
                 self._set_error(f"did not close within {self._limit():g} s "
                                 f"(open fraction {self.open_fraction})")
