@@ -1,4 +1,4 @@
-"""Pointing-model figures on the real TPOINT runs in ../shared/data/pointing (markdown on stdout).
+"""Pointing-model figures on the real TPOINT runs in tests/data/pointing (markdown on stdout).
 
 Per run: sky rms before and after fits with 2, 6 and 9 terms (rigorous and linear), and the
 half/half test (fit on one half, evaluate on the other; split by time and alternately), with the
@@ -18,7 +18,7 @@ import numpy as np
 
 from tenmon.vision import pointing as P
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pointing"
+DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "pointing"
 RUNS = ["gem-28.dat", "cgx-l-data.dat", "warp-astron.dat"]
 
 
@@ -50,7 +50,7 @@ def main() -> int:
     out = sys.stdout
     print("# Pointing model on the real TPOINT runs\n", file=out)
     print(
-        "Data: `../shared/data/pointing` (three TheSkyX TPOINT exports of German equatorial mounts, "
+        "Data: `tests/data/pointing` (three TheSkyX TPOINT exports of German equatorial mounts, "
         "latitude +39 00 26, not synced: offsets of degrees). rms = sky rms "
         "`sqrt(mean(dX^2 + dDec^2))`, arcsec, `dX = dH cos(dec)`. Default terms: "
         f"{' '.join(P.DEFAULT_TERMS)}.\n",

@@ -126,7 +126,7 @@ def astrometry_net_section() -> None:
             err = angular_distance_deg(np.array([r.ra_deg]), np.array([r.dec_deg]), truth["ra_deg"],
                                        truth["dec_deg"])[0] * 3600 if r.solved else float("nan")
             rows.append((f"rendered 1.7 deg Tycho-2 field, {len(sources)} sources, {label}", r, f"{err:.2f}\""))
-    data = Path(__file__).resolve().parents[2] / "shared" / "data" / "fits"
+    data = Path(__file__).resolve().parents[1] / "tests" / "data" / "fits"
     image, _ = read_frame(data / "pole.fits")
     pole_src = detect_sources(image)
     hint = SolveHint(38.0, 89.2, radius_deg=1.0, scale_arcsec=10.3)

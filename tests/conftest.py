@@ -1,4 +1,4 @@
-"""Shared fixtures: offline rules, the shared real-data folder, a fake clock."""
+"""Shared fixtures: offline rules, the project's real test data (tests/data), a fake clock."""
 
 from __future__ import annotations
 
@@ -14,16 +14,13 @@ from tenmon.clock import FakeClock  # noqa: E402
 
 offline.configure()
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+TEST_DATA = Path(__file__).resolve().parent / "data"
 
 
 @pytest.fixture(scope="session")
-def shared_data() -> Path:
-    """``../shared/data`` beside the checkout (real observatory data; see its SOURCES.md)."""
-    if not SHARED_DATA.is_dir():
-        pytest.fail(f"shared data not found at {SHARED_DATA}: CI clones main with shared/ beside it")
-    return SHARED_DATA
+def test_data() -> Path:
+    """``tests/data``: small real files carried by the project (see its PROVENANCE.md)."""
+    return TEST_DATA
 
 
 @pytest.fixture

@@ -36,21 +36,21 @@ def split_run(src: Path, tmp: Path) -> tuple[Path, Path]:
 
 
 @pytest.mark.parametrize("name", RUNS)
-def test_fit_json_reports_terms_rms_and_n(shared_data, capsys, name):
-    assert run(["pointing", "fit", str(shared_data / "pointing" / name), "--json"]) == 0
+def test_fit_json_reports_terms_rms_and_n(test_data, capsys, name):
+    assert run(["pointing", "fit", str(test_data / "pointing" / name), "--json"]) == 0
     out = capsys.readouterr().out.strip().splitlines()
     assert len(out) == 1
     rep = json.loads(out[0])
     assert list(rep["terms"]) == list(P.DEFAULT_TERMS)
     for t in rep["terms"].values():
         assert isinstance(t["value_arcsec"], float) and t["sigma_arcsec"] > 0
-    assert rep["n"] == len(P.read_tpoint(shared_data / "pointing" / name))
+    assert rep["n"] == len(P.read_tpoint(test_data / "pointing" / name))
     assert rep["rms_after_arcsec"] < rep["rms_before_arcsec"] / 10
 
 
 @pytest.mark.parametrize("name", RUNS)
-def test_fit_one_half_evaluate_the_other(shared_data, tmp_path, capsys, name):
-    first, second = split_run(shared_data / "pointing" / name, tmp_path)
+def test_fit_one_half_evaluate_the_other(test_data, tmp_path, capsys, name):
+    first, second = split_run(test_data / "pointing" / name, tmp_path)
     model = tmp_path / "model.json"
     png = tmp_path / "fit.png"
     assert run(["pointing", "fit", str(first), "--out", str(model), "--plot", str(png), "--json"]) == 0
@@ -62,8 +62,8 @@ def test_fit_one_half_evaluate_the_other(shared_data, tmp_path, capsys, name):
     assert ev["rms_before_arcsec"] >= 3 * ev["rms_after_arcsec"]
 
 
-def test_human_output_and_term_choice(shared_data, capsys):
-    warp = str(shared_data / "pointing" / "warp-astron.dat")
+def test_human_output_and_term_choice(test_data, capsys):
+    warp = str(test_data / "pointing" / "warp-astron.dat")
     assert run(["pointing", "fit", warp, "--terms", "ih,id,ch,np,ma,me"]) == 0
     text = capsys.readouterr().out
     assert "98 observations" in text and "sky rms" in text
@@ -101,18 +101,18 @@ def test_from_log(tmp_path, capsys):
     assert rep["rms_before_arcsec"] > 200 and rep["rms_after_arcsec"] < 0.01
 
 
-def test_errors_are_tenmon_errors(tmp_path, shared_data):
+def test_errors_are_tenmon_errors(tmp_path, test_data):
     with pytest.raises(TenmonError, match="--db"):
         run(["pointing", "fit", "--from-log", "--latitude", "35"])
     with pytest.raises(TenmonError, match="--latitude"):
         run(["pointing", "fit", "--from-log", "--db", str(tmp_path / "x.sqlite")])
     with pytest.raises(TenmonError, match="unknown pointing term"):
-        run(["pointing", "fit", str(shared_data / "pointing" / "gem-28.dat"), "--terms", "IH,QQ"])
+        run(["pointing", "fit", str(test_data / "pointing" / "gem-28.dat"), "--terms", "IH,QQ"])
     with pytest.raises(TenmonError, match="no run line"):
         bad = tmp_path / "bad.dat"
         bad.write_text("not a pointing run\n")
         run(["pointing", "fit", str(bad)])
     with pytest.raises(TenmonError, match="cannot read pointing model"):
-        run(["pointing", "evaluate", str(tmp_path / "none.json"), str(shared_data / "pointing" / "gem-28.dat")])
+        run(["pointing", "evaluate", str(tmp_path / "none.json"), str(test_data / "pointing" / "gem-28.dat")])
     with pytest.raises(SystemExit):
         run(["pointing", "fit"])  # neither FILE nor --from-log

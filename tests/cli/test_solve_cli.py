@@ -70,9 +70,9 @@ def test_wrong_catalogue_is_not_solved(sim_frame, capsys):
 
 
 @pytest.mark.parametrize("name, words", [("tiny.fits", "no pixel-scale hint"), ("noheader.fits", "no position hint")])
-def test_real_frames_without_hints_fail_cleanly(shared_data, capsys, name, words):
+def test_real_frames_without_hints_fail_cleanly(test_data, capsys, name, words):
     t = time.perf_counter()
-    rc = run(["solve", str(shared_data / "fits" / name), "--catalog", "sim", "--solver", "hinted", "--json"])
+    rc = run(["solve", str(test_data / "fits" / name), "--catalog", "sim", "--solver", "hinted", "--json"])
     rep = json.loads(capsys.readouterr().out)
     assert rc == cli.EXIT_NOT_SOLVED and rep["solved"] is False
     assert words in rep["reason"]
@@ -80,8 +80,8 @@ def test_real_frames_without_hints_fail_cleanly(shared_data, capsys, name, words
     assert time.perf_counter() - t < 2.0
 
 
-def test_argument_errors(shared_data, tmp_path):
-    tiny = str(shared_data / "fits" / "tiny.fits")
+def test_argument_errors(test_data, tmp_path):
+    tiny = str(test_data / "fits" / "tiny.fits")
     with pytest.raises(TenmonError, match="both --ra and --dec"):
         run(["solve", tiny, "--ra", "10"])
     with pytest.raises(TenmonError, match="--solver"):

@@ -238,7 +238,11 @@ def test_registration_rules(tmp_path):
         civil = SETTINGS.model_copy(update={"open_twilight": "civil"})
         again = register_night_jobs(s, ACTIONS, SITE, civil)
         assert again[JOB_OPEN].trigger == TwilightTrigger.at_site("dusk", "civil", SITE)
-        assert again[JOB_OPEN].next_run_time < first[JOB_OPEN].next_run_time  # civil is earlier
+        # civil dusk comes before nautical dusk: judged at a fixed noon, not at the hour the
+        # test runs (between the two dusks the next civil one is tomorrow's)
+        noon_jst = datetime(2026, 11, 21, 3, tzinfo=timezone.utc)
+        assert (again[JOB_OPEN].trigger.get_next_fire_time(None, noon_jst)
+                < first[JOB_OPEN].trigger.get_next_fire_time(None, noon_jst))
         assert again[JOB_HEALTH].next_run_time == first[JOB_HEALTH].next_run_time  # unchanged
         bad = NightActions(open_if_safe="tenmon.nowhere:open", run_plan=run_plan, close=close,
                            check_health=check_health, check_weather=check_weather)

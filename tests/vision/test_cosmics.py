@@ -19,8 +19,8 @@ def _regions(mask):
 
 
 @pytest.fixture(scope="module")
-def gmos(shared_data):
-    with fits.open(shared_data / "cosmic" / "gmos.fits") as h:
+def gmos(test_data):
+    with fits.open(test_data / "cosmic" / "gmos.fits") as h:
         return h["SCI"].data.astype(np.float32), h["SKYFIT"].data.astype(np.float32)
 
 

@@ -1,4 +1,4 @@
-"""The frame pipeline end to end on small synthetic FITS frames and the shared real files."""
+"""The frame pipeline end to end on small synthetic FITS frames and the real files in tests/data."""
 
 from __future__ import annotations
 
@@ -161,8 +161,8 @@ def test_settings_override_header_gain_and_products_can_be_skipped(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["pole.fits", "tiny.fits", "noheader.fits", "sip-wcs.fit"])
-def test_real_shared_frames_process_or_warn(shared_data, tmp_path, name):
-    res = pipeline.process_frame(shared_data / "fits" / name, out_dir=tmp_path)
+def test_real_frames_process_or_warn(test_data, tmp_path, name):
+    res = pipeline.process_frame(test_data / "fits" / name, out_dir=tmp_path)
     js = res.to_json()
     assert ISSUE_KEYS <= set(js)
     if name == "noheader.fits":
@@ -171,10 +171,10 @@ def test_real_shared_frames_process_or_warn(shared_data, tmp_path, name):
         assert js["wcs_source"] == "header"
 
 
-def test_gmos_extension_and_its_cosmic_rays(shared_data, tmp_path):
+def test_gmos_extension_and_its_cosmic_rays(test_data, tmp_path):
     s = pipeline.PipelineSettings(gain_e_per_adu=1.933, read_noise_e=4.24)
     s.calibration.detect_bad_columns = False
-    res = pipeline.process_frame(shared_data / "cosmic" / "gmos.fits", out_dir=tmp_path, settings=s)
+    res = pipeline.process_frame(test_data / "cosmic" / "gmos.fits", out_dir=tmp_path, settings=s)
     with fits.open(res.products["mask"]) as h:
         mask = (h[1].data & MASK_COSMIC).astype(bool)
     assert mask[41:72, 142:161].sum() >= 70 and mask[117:147, 35:43].sum() >= 70

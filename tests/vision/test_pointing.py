@@ -17,8 +17,8 @@ LAT = 39.0 + 26.0 / 3600.0
 
 
 @pytest.fixture(scope="module")
-def runs(shared_data: Path) -> dict[str, P.PointingData]:
-    return {name: P.read_tpoint(shared_data / "pointing" / name) for name in RUNS}
+def runs(test_data: Path) -> dict[str, P.PointingData]:
+    return {name: P.read_tpoint(test_data / "pointing" / name) for name in RUNS}
 
 
 # ---------------------------------------------------------------------------------- reader

@@ -77,25 +77,25 @@ def test_wide_field_frame_of_tycho_stars_solves_with_default_odds(tmp_path):
 
 @needs_tycho
 @pytest.mark.filterwarnings("ignore::astropy.units.UnitsWarning")
-def test_real_pole_frame(shared_data, tmp_path):
+def test_real_pole_frame(test_data, tmp_path):
     """pole.fits: a real 34' DSLR cut-out around Polaris (its header WCS's CRPIX is that of the
     uncropped frame, so the header centre (35.2, 80.6) is 8.5 deg off). Only ~6 Tycho-2 stars
     are on it: solve-field needs relaxed odds (1e3) and a hint; our hinted solver, given the
     same Tycho-2 stars, agrees with it."""
-    image, _ = read_frame(shared_data / "fits" / "pole.fits")
+    image, _ = read_frame(test_data / "fits" / "pole.fits")
     sources = detect_sources(image)
     hint = SolveHint(38.0, 89.2, radius_deg=1.0, scale_arcsec=10.3)
     default = LocalAstrometryNet().solve(sources, image.shape, hint, timeout_s=60,
-                                         image_path=shared_data / "fits" / "pole.fits")
+                                         image_path=test_data / "fits" / "pole.fits")
     assert not default.solved  # default odds (1e9): too few stars for a confident solution
     relaxed = LocalAstrometryNet(SolveFieldSettings(odds_to_solve=1e3, code_tolerance=0.03)).solve(
-        sources, image.shape, hint, timeout_s=60, image_path=shared_data / "fits" / "pole.fits")
+        sources, image.shape, hint, timeout_s=60, image_path=test_data / "fits" / "pole.fits")
     assert relaxed.solved, relaxed.reason
     assert relaxed.scale_arcsec == pytest.approx(10.3, rel=0.02)
     # Independent check: the built-in solver on the sources solve-field extracted, same catalogue.
     xy = tmp_path / "xy"
     xy.mkdir()
-    shutil.copy(shared_data / "fits" / "pole.fits", xy / "pole.fits")
+    shutil.copy(test_data / "fits" / "pole.fits", xy / "pole.fits")
     subprocess.run(["solve-field", "--just-augment", "--overwrite", "--no-plots", "--dir", str(xy),
                     str(xy / "pole.fits")], check=True, capture_output=True)
     axy = Table.read(xy / "pole.axy")
@@ -107,12 +107,12 @@ def test_real_pole_frame(shared_data, tmp_path):
 
 
 @needs_tycho
-def test_tiny_and_noheader_frames_solve_blind(shared_data):
+def test_tiny_and_noheader_frames_solve_blind(test_data):
     """SOURCES.md calls tiny.fits unsolvable; with Tycho-2 indexes solve-field solves both frames
     (the same sky) blind. Recorded here so the claim is measured, not assumed."""
     results = []
     for name in ("tiny.fits", "noheader.fits"):
-        image, _ = read_frame(shared_data / "fits" / name)
+        image, _ = read_frame(test_data / "fits" / name)
         res = LocalAstrometryNet().solve(detect_sources(image), image.shape, SolveHint(), timeout_s=60)
         assert res.solved, res.reason
         assert res.scale_arcsec == pytest.approx(10.3, rel=0.02)
