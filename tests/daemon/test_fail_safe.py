@@ -507,3 +507,31 @@ def test_sim_fault_help_lists_every_fault():
     from tenmon.cli.ops import SIM_FAULTS
 
     assert {n.partition(":")[0] for n in SIM_FAULTS} == set(FAULTS)
+
+
+def test_hold_off_writes_transitions_not_every_flap():
+    from tenmon.clock import FakeClock
+    from tenmon.daemon.safety import SafetyVerdict
+    from tenmon.daemon.supervisor import ReopenHoldOff
+
+    clock, saved = FakeClock(), []
+    h = ReopenHoldOff(600.0, clock, save=saved.append)
+    h.restore(None)
+    rain, clear = SafetyVerdict(False, ("rain",), ("rain",)), SafetyVerdict(True, (), ())
+    for _ in range(60):  # a sensor flapping every half second
+        h.observe(rain)
+        clock.advance(0.5)
+        h.observe(clear)
+        clock.advance(0.5)
+    assert len(saved) == 1 and saved[0]["unsafe"] is True
+    for _ in range(60):
+        clock.advance(0.1)
+        h.observe(clear)
+    assert len(saved) == 2 and saved[-1]["unsafe"] is False
+    assert 593 <= h.remaining_s() <= 595
+    h2 = ReopenHoldOff(600.0, clock)  # a restart takes it up
+    h2.restore(saved[-1])
+    assert h2.remaining_s() == h.remaining_s()
+    h3 = ReopenHoldOff(600.0, clock)
+    h3.restore({"garbage": 1})  # an unreadable record: assume unsafe
+    assert h3.remaining_s() == 600.0

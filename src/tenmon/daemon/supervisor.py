@@ -46,6 +46,8 @@ ERROR_RETRY_S = 5.0
 
 #: The daemon-state key the hold-off is kept under.
 HOLD_OFF_KEY = "safety_hold_off"
+#: A return to safe is written once it has held this long.
+SAVE_SAFE_AFTER_S = 5.0
 
 
 @dataclass
@@ -60,7 +62,10 @@ class ReopenHoldOff:
     """After an unsafe condition, opening waits until it has been safe for ``after_s``.
 
     ``observe(verdict)`` every tick; ``remaining_s()`` is what an open must still wait (the full
-    ``after_s`` while unsafe, 0 when it may open). Only the transitions are written (``save``),
+    ``after_s`` while unsafe, 0 when it may open). Only the transitions are written (``save``):
+    becoming unsafe at once, becoming safe once it has held for :data:`SAVE_SAFE_AFTER_S` (a
+    flapping sensor does not write twice a second; a restart in between finds "unsafe", which
+    only makes the wait longer),
     as ``{"unsafe": bool, "safe_since_utc": iso | None, "codes": [...], "reasons": [...]}``;
     :meth:`restore` takes up the last record at start-up, so a restart does not cut the wait
     short. Time
@@ -78,6 +83,7 @@ class ReopenHoldOff:
         self.safe_since: datetime | None = None
         self.codes: tuple[str, ...] = ()
         self.reasons: list[str] = []
+        self._written: tuple | None = None  # (unsafe, codes) of the last record written
 
     def restore(self, record: Any) -> None:
         """Take up the record the last run saved (``None``: there is none)."""
@@ -90,6 +96,7 @@ class ReopenHoldOff:
         self.reasons = [str(r) for r in reasons] if isinstance(reasons, list) else []
         if record is not None and not self.unsafe and self.safe_since is None:
             self.unsafe = True  # a record that says neither: assume the worst
+        self._written = (self.unsafe, self.codes)
 
     def observe(self, verdict: SafetyVerdict) -> None:
         pairs = [(c, r) for c, r in zip(verdict.codes, verdict.reasons)
@@ -99,9 +106,12 @@ class ReopenHoldOff:
             if not self.unsafe or codes != self.codes:
                 self.unsafe, self.safe_since = True, None
                 self.codes, self.reasons = codes, [r for _, r in pairs][:8]
-                self._write()
+                if self._written != (True, codes):
+                    self._write()
         elif self.unsafe:
             self.unsafe, self.safe_since = False, self.clock.now()
+        elif self._written is not None and self._written[0] and self.safe_since is not None \
+                and (self.clock.now() - self.safe_since).total_seconds() >= SAVE_SAFE_AFTER_S:
             self._write()
 
     def remaining_s(self) -> float:
@@ -119,6 +129,7 @@ class ReopenHoldOff:
                 "after": self.reasons}
 
     def _write(self) -> None:
+        self._written = (self.unsafe, self.codes)
         self._save({"unsafe": self.unsafe,
                     "safe_since_utc": self.safe_since.isoformat() if self.safe_since else None,
                     "codes": list(self.codes), "reasons": self.reasons})

@@ -250,10 +250,6 @@ class ActuatorWatch:
             done.append(f"{dev} stopped")
         return ", ".join(done)
 
-    @staticmethod
-    def _driver(bank: str, channel: int) -> tuple[str, int]:
-        return (bank, channel)
-
     def relay_device_moving(self, device: str) -> bool:
         """A welded contact of ``device``'s relays reads ON (it may be moving)."""
         for f in self.faults_by_key.values():
@@ -293,9 +289,9 @@ class ActuatorWatch:
                         f"{moved:.1f} deg while idle, now at {az:.1f} deg, "
                         f"{self.view.velocity():+.1f} deg/s): a relay stuck on, or pushed by "
                         "hand?", moving=True, now=now,
-                        suspect=self._driver(self.cfg.dome.relays,
-                                             self.cfg.dome.cw_channel if wrap180(az - self._dome_ref) > 0
-                                             else self.cfg.dome.ccw_channel))
+                        suspect=(self.cfg.dome.relays,
+                                 self.cfg.dome.cw_channel if wrap180(az - self._dome_ref) > 0
+                                 else self.cfg.dome.ccw_channel))
             dome.fail("turning with no motion commanded (relay stuck on?): motor relays off")
             return {"dome"}
         return set()
@@ -336,9 +332,9 @@ class ActuatorWatch:
             self._raise("slit", "slit", f"the shutter is {way} with no motion commanded "
                         f"({self._slit_ref:.0%} -> {med:.0%} open while idle): a relay stuck "
                         "on?", moving=True, now=now,
-                        suspect=self._driver(self.cfg.slit.relays,
-                                             self.cfg.slit.open_channel if moved > 0
-                                             else self.cfg.slit.close_channel))
+                        suspect=(self.cfg.slit.relays,
+                                 self.cfg.slit.open_channel if moved > 0
+                                 else self.cfg.slit.close_channel))
             slit.fail("moving with no motion commanded (relay stuck on?): motor relays off")
             return {"slit"}
         return set()
@@ -370,10 +366,10 @@ class ActuatorWatch:
             self._raise("cover", "cover", f"the mirror cover left {self._cover_ref.value} with no "
                         f"motion commanded (its limit switches now say {st.value}): a relay "
                         "stuck on?", moving=True, now=now,
-                        suspect=self._driver(self.cfg.cover.relays,
-                                             self.cfg.cover.open_channel
-                                             if self._cover_ref == ShutterState.CLOSED
-                                             else self.cfg.cover.close_channel))
+                        suspect=(self.cfg.cover.relays,
+                                 self.cfg.cover.open_channel
+                                 if self._cover_ref == ShutterState.CLOSED
+                                 else self.cfg.cover.close_channel))
             cover.fail("moving with no motion commanded (relay stuck on?): motor relays off")
             return {"cover"}
         return set()

@@ -195,8 +195,9 @@ class GpioRainSensor:
             return
         since = now - self._alive_at[0]
         if since > cfg.heartbeat_timeout_s:
-            self.error = (f"heartbeat lost: no {'edge' if cfg.heartbeat == 'toggle' else 'OK level'}"
-                          f" on GPIO pin {cfg.heartbeat_pin} for {since:.0f} s")
+            sign = "edge" if cfg.heartbeat == "toggle" else "OK level"
+            self.error = (f"heartbeat lost: no {sign} on GPIO pin {cfg.heartbeat_pin} for "
+                          f"{since:.0f} s")
         else:
             self.error = None
         # stamped with the last sign of life: the safety decision judges its age
