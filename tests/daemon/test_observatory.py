@@ -57,13 +57,17 @@ def test_rain_closes_everything_within_travel_times(sim_rig):
     assert not any("going to the safe state" in e["message"] for e in rig.events()[n:])
 
 
-def test_clear_weather_allows_reopening(sim_rig):
+def test_clear_weather_allows_reopening_after_the_hold_off(sim_rig):
     rig = sim_rig()
     rig.obs.sim_weather("rain")
     rig.run(5)
     rig.obs.sim_weather("clear")
     rig.run(2)
     assert rig.obs.verdict.safe
+    with pytest.raises(CommandRefused) as info:
+        rig.obs.slit_open()
+    assert info.value.code == "hold_off"
+    rig.run(rig.obs.config.safety.reopen_after_s)
     rig.obs.slit_open()
 
 
@@ -75,20 +79,30 @@ def test_stale_weather_is_unsafe(sim_rig):
     assert any("stale" in r for r in rig.obs.verdict.reasons)
 
 
-def test_encoder_dropout_during_slew_ends_safe(sim_rig):
+def test_encoder_dropout_during_slew_ends_in_a_blind_close_not_the_safe_state(sim_rig):
     rig = sim_rig()
     obs = rig.obs
     _open_everything(rig)
     obs.dome_goto(200.0)
     rig.run(10)
     rig.world.inject_fault("encoder-dropout")
-    rig.run(200, until=obs.supervisor.in_safe_state)
-    assert obs.supervisor.in_safe_state()
+    rig.run(200, until=lambda: obs.slit.state == ShutterState.CLOSED and not obs.slit.moving)
     assert rig.world.state.slit_fraction == 0.0  # the blind close really closed it
     assert rig.world.state.dome_speed_deg_s == 0.0
     msgs = " | ".join(rig.messages())
     assert "encoder lost during slew" in msgs and "blind close" in msgs
-    assert obs.status()["slit"]["verified"] is False
+    # but nothing verified it: closed, not verified, an alarm, never the safe state
+    st = obs.status()
+    assert st["slit"]["state"] == "closed" and st["slit"]["verified"] is False
+    assert not obs.supervisor.in_safe_state() and not st["safety"]["in_safe_state"]
+    assert any(e["kind"] == "slit" and "NOT VERIFIED" in e["message"]
+               for e in rig.events(level="alarm"))
+    assert "safe state reached" not in msgs
+    # the encoder sees again: the close is verified and the safe state reached
+    rig.world.clear_fault("encoder-dropout")
+    rig.run(120, until=obs.supervisor.in_safe_state)
+    assert obs.supervisor.in_safe_state()
+    assert obs.status()["slit"]["verified"] is True
 
 
 def test_relay_board_unplugged_raises_alarm_then_recovers(sim_rig):

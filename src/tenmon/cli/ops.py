@@ -15,7 +15,12 @@ from tenmon.errors import ApiError, TenmonError
 
 
 class WaitFailed(TenmonError):
-    """A --wait ended in an error state or ran out of time."""
+    """A --wait ended in a state other than the one asked for (error, unknown, closed but not
+    verified, stopped on the way) or ran out of time."""
+
+    def __init__(self, message: str, *, status: dict | None = None):
+        super().__init__(message)
+        self.status = status
 
 
 def _client(args) -> ApiClient:
@@ -42,7 +47,7 @@ def format_status(s: dict[str, Any]) -> str:
     if s["daemon"].get("shutting_down"):
         head += "   (shutting down)"
     lines.append(head)
-    dome = f"az {_deg(d['azimuth_deg'])}  {d['state']}"
+    dome = f"az {_deg(d['azimuth_deg'])}  {d['state'].upper() if d.get('uncommanded') else d['state']}"
     if d["slewing"] and d["target_deg"] is not None:
         dome += f" to {_deg(d['target_deg'])}"
     dome += ("  at home" if d["at_home"] else "") + ("  at park" if d["at_park"] else "")
@@ -50,13 +55,15 @@ def format_status(s: dict[str, Any]) -> str:
         dome += f"  ERROR: {d['error']}"
     lines.append(f"dome     {dome}")
     frac = sl["open_fraction"]
-    slit = sl["state"] + ("" if frac is None else f"  {frac:.0%} open")
-    if not sl["verified"]:
-        slit += "  (not verified: blind close)"
+    slit = (sl["state"].upper() if sl.get("uncommanded") else sl["state"]) \
+        + ("" if frac is None else f"  {frac:.0%} open")
+    if not sl["verified"] and sl["state"] == "closed":
+        slit += "  NOT VERIFIED (blind close): not the safe state"
     if sl["error"]:
         slit += f"  ERROR: {sl['error']}"
     lines.append(f"slit     {slit}")
-    lines.append(f"cover    {c['state']}" + ("" if c["verified"] else "  (timed, not verified)")
+    lines.append(f"cover    {c['state']}" + ("" if c["verified"] or c["state"] != "closed"
+                                              else "  (timed, not verified)")
                  + (f"  ERROR: {c['error']}" if c["error"] else ""))
     mount = (f"RA {_deg(m['ra_deg'], '{:.4f}°')}  Dec {_deg(m['dec_deg'], '{:+.4f}°')}  "
              f"alt {_deg(m['alt_deg'])}  az {_deg(m['az_deg'])}  {m['state']}")
@@ -71,24 +78,44 @@ def format_status(s: dict[str, Any]) -> str:
         safety += "  (closing to the safe state)"
     if sf.get("emergency"):
         safety += "  EMERGENCY STOP latched (tenmon resume)"
+    if sf.get("in_safe_state") is not None:
+        safety += "  in safe state" if sf["in_safe_state"] else ""
+    hold = (sf.get("hold_off") or {}).get("remaining_s")
+    if hold:
+        safety += f"  reopen hold-off {hold:.0f} s"
     lines.append(f"safety   {safety}")
+    for fault in sf.get("faults") or []:
+        lines.append(f"FAULT    {fault['message']}  (clear: tenmon resume)")
     w = s.get("weather")
-    if w:
+    if w and "rain" in w:
         wtxt = f"rain {'YES' if w['rain'] else 'no'}"
         if w.get("wind_ms") is not None:
             wtxt += f"  wind {w['wind_ms']:.1f} m/s"
         if w.get("humidity_pct") is not None:
             wtxt += f"  humidity {w['humidity_pct']:.0f} %"
+        if w.get("invalid"):
+            wtxt += "  INVALID: " + ", ".join(w["invalid"])
+        if w.get("age_s") is not None:
+            wtxt += f"  age {w['age_s']:.0f} s"
+        if w.get("error"):
+            wtxt += f"  ({w['error']})"
         lines.append(f"weather  {wtxt}")
+    elif w and w.get("error"):
+        lines.append(f"weather  no reading ({w['error']})")
     else:
         lines.append("weather  no reading")
     e = s["encoder"]
-    lines.append(f"encoder  {e['state']}  az {_deg(e['azimuth_deg'])}  conf {e['confidence']:.2f}"
-                 + ("" if e["age_s"] is None else f"  age {e['age_s']:.1f} s"))
+    lines.append(f"encoder  {e['state']}  az {_deg(e['azimuth_deg'])}  conf {e['confidence'] or 0:.2f}"
+                 + ("  no trusted reading" if e["age_s"] is None else f"  age {e['age_s']:.1f} s")
+                 + ("" if e.get("state_age_s") is None
+                    else f"  state carried from {e['state_age_s']:.0f} s ago"))
     for name, r in s.get("relays", {}).items():
         on = ",".join(map(str, r["on"])) or "none"
-        lines.append(f"relays   {name}: " + ("connected" if r["connected"] else "DISCONNECTED")
-                     + f", on: {on}")
+        txt = ("connected" if r["connected"] else "DISCONNECTED") + f", on: {on}"
+        if r.get("physically_on") is not None:
+            phys = ",".join(map(str, r["physically_on"])) or "none"
+            txt += f", read back on: {phys}" + ("  DISAGREES" if r.get("disagree") else "")
+        lines.append(f"relays   {name}: {txt}")
     n = s.get("night")
     if n:
         txt = f"{n.get('phase', '?')}"
@@ -147,18 +174,20 @@ def cmd_status(args) -> int:
 
 def _wait(client: ApiClient, args, done: Callable[[dict], str | None],
           failed: Callable[[dict], str | None], what: str) -> dict:
-    """Poll status until ``done`` returns a text (success) or ``failed`` returns one (error)."""
+    """Poll status until ``done`` returns a text (success) or ``failed`` returns one: every
+    terminal state that is not the one asked for (error, unknown, closed but not verified,
+    stopped on the way) ends the wait at once."""
     deadline = time.monotonic() + args.timeout
     while True:
         s = client.get("/status")
         bad = failed(s)
         if bad:
-            raise WaitFailed(f"{what}: {bad}")
+            raise WaitFailed(f"{what}: {bad}", status=s)
         ok = done(s)
         if ok:
             return s
         if time.monotonic() > deadline:
-            raise WaitFailed(f"{what}: not done after {args.timeout:g} s of waiting")
+            raise WaitFailed(f"{what}: not done after {args.timeout:g} s of waiting", status=s)
         time.sleep(args.poll)
 
 
@@ -173,7 +202,15 @@ def _run(args, path: str, body: dict | None, what: str,
     if not args.json:
         print(f"{what}: started", flush=True)
     if getattr(args, "wait", False) and done is not None:
-        s = _wait(client, args, done, failed or (lambda s: None), what)
+        try:
+            s = _wait(client, args, done, failed or (lambda s: None), what)
+        except WaitFailed as exc:
+            if not args.json:
+                raise
+            _emit(args, {"ok": False, "command": what, "error": str(exc),
+                         "elapsed_s": round(time.monotonic() - t0, 1),
+                         **(result(exc.status) if result and exc.status else {})})
+            return 1
     out = result(s) if result else {}
     if args.json:
         _emit(args, {"ok": True, "command": what, "elapsed_s": round(time.monotonic() - t0, 1),
@@ -185,7 +222,14 @@ def _run(args, path: str, body: dict | None, what: str,
 
 def _dome_failed(s):
     d = s["dome"]
-    return f"dome error: {d['error']}" if d["state"] == "error" else None
+    if d["state"] == "error":
+        return f"dome error: {d['error']}"
+    if d["state"] == "unknown":
+        return "dome position unknown (no trusted encoder reading)"
+    if d.get("uncommanded"):
+        return "the dome is turning with no motion commanded: " + "; ".join(
+            f["message"] for f in s["safety"].get("faults") or [])
+    return None
 
 
 def cmd_dome(args) -> int:
@@ -194,10 +238,16 @@ def cmd_dome(args) -> int:
         return _run(args, "/dome/abort", None, "dome abort")
     if target in ("home", "park"):
         key = "at_home" if target == "home" else "at_park"
+
+        def failed(s):
+            d = s["dome"]
+            if not d["slewing"] and d["state"] == "idle" and not d[key]:
+                return f"stopped at {_deg(d['azimuth_deg'])}, not at {target}"
+            return _dome_failed(s)
         return _run(args, f"/dome/{target}", None, f"dome {target}",
                     done=lambda s: (f"at {target}, azimuth {s['dome']['azimuth_deg']:.1f}°"
                                     if not s["dome"]["slewing"] and s["dome"][key] else None),
-                    failed=_dome_failed, result=lambda s: {"dome": s["dome"]})
+                    failed=failed, result=lambda s: {"dome": s["dome"]})
     try:
         az = float(target)
     except ValueError:
@@ -210,23 +260,58 @@ def cmd_dome(args) -> int:
                 failed=_dome_failed, result=lambda s: {"dome": s["dome"]})
 
 
+def shutter_outcome(device: str, want: str, s: dict) -> tuple[str, str] | None:
+    """Where a wait for ``device`` (slit or cover) to be ``want`` (open or closed) stands:
+    ``("done", text)``, ``("failed", text)`` for every other terminal state, or ``None``
+    while it is still on its way (opening towards open, closing towards closed)."""
+    x = s[device]
+    state = x["state"]
+    moving_towards = "opening" if want == "open" else "closing"
+    if x.get("uncommanded"):
+        return "failed", f"{device} is moving with no motion commanded (actuator fault)"
+    if state == want:
+        if want == "closed" and not x.get("verified", True):
+            if device == "cover" and not x.get("limit_switches", True):
+                return "done", "closed (timed: the cover has no limit switches)"
+            return "failed", (f"{device} closed but NOT VERIFIED (blind close: the encoder did "
+                              "not see it closed); it is not the safe state: check it")
+        return "done", want
+    if state == moving_towards:
+        return None
+    if state == "error":
+        return "failed", f"{device} error: {x.get('error')}"
+    if state == "unknown":
+        return "failed", (f"{device} state unknown (the encoder cannot tell it"
+                          + (f": {x['error']}" if x.get("error") else "") + ")")
+    if not s["safety"]["safe"] and state in ("closing", "closed") and want == "open":
+        return "failed", (f"{device} is being closed by the safety supervisor: "
+                          + "; ".join(s["safety"]["reasons"]))
+    return "failed", f"{device} stopped {state}, not {want}"
+
+
 def _shutter(device: str):
     def cmd(args) -> int:
         want = "open" if args.action == "open" else "closed"
 
-        def failed(s):
-            x = s[device]
-            if x["state"] == "error":
-                return f"{device} error: {x['error']}"
-            if want == "open" and x["state"] in ("closing", "closed") and not s["safety"]["safe"]:
-                return (f"{device} is being closed by the safety supervisor: "
-                        + "; ".join(s["safety"]["reasons"]))
-            return None
+        def outcome(kind: str):
+            def pick(s):
+                o = shutter_outcome(device, want, s)
+                return o[1] if o is not None and o[0] == kind else None
+            return pick
 
         return _run(args, f"/{device}/{args.action}", None, f"{device} {args.action}",
-                    done=lambda s: (f"{want}" if s[device]["state"] == want else None),
-                    failed=failed, result=lambda s: {device: s[device]})
+                    done=outcome("done"), failed=outcome("failed"),
+                    result=lambda s: {device: s[device]})
     return cmd
+
+
+def _mount_failed(s):
+    m = s["mount"]
+    if m["state"] == "error":
+        return f"mount error: {m['error']}"
+    if m["state"] == "unknown":
+        return "mount state unknown (not connected?)"
+    return None
 
 
 def cmd_mount(args) -> int:
@@ -240,14 +325,11 @@ def cmd_mount(args) -> int:
                     if not m["slewing"] and m["state"] == "tracking" else None)
         return _run(args, "/mount/goto", {"ra_deg": args.ra, "dec_deg": args.dec},
                     f"mount goto {args.ra:g} {args.dec:g}", done=done,
-                    failed=lambda s: (f"mount error: {s['mount']['error']}"
-                                      if s["mount"]["state"] == "error" else None),
-                    result=lambda s: {"mount": s["mount"]})
+                    failed=_mount_failed, result=lambda s: {"mount": s["mount"]})
     if args.action == "park":
         return _run(args, "/mount/park", None, "mount park",
                     done=lambda s: "parked" if s["mount"]["parked"] else None,
-                    failed=lambda s: (f"mount error: {s['mount']['error']}"
-                                      if s["mount"]["state"] == "error" else None),
+                    failed=_mount_failed,
                     result=lambda s: {"mount": s["mount"]})
     return _run(args, "/mount/abort", None, "mount abort")
 
@@ -329,6 +411,23 @@ def cmd_sim(args) -> int:
 
 # --------------------------------------------------------------------------- parsers
 
+#: The simulated world's faults (``tenmon.drivers.sim.world.FAULTS``; the CLI does not import the
+#: simulator, a test keeps the two lists equal).
+SIM_FAULTS = {
+    "dome-stall": "the dome motor runs but the dome does not turn",
+    "slit-stall": "the shutter motor runs but the shutter does not move",
+    "cover-stall": "the cover motor runs but the cover does not move",
+    "encoder-dropout": "the encoder sees nothing",
+    "slit-state-hidden": "the encoder sees the slit but not its state",
+    "relay-unplugged": "the relay board's USB cable is pulled",
+    "relay-stuck:CHANNEL": "a relay contact is welded on",
+    "mount-disconnect": "the mount's serial link is lost",
+    "weather-stale": "the weather station stops reporting",
+    "weather-nan": "the weather station reports its wind as NaN",
+    "rain-cable-cut": "the rain sensor's cable is cut (fail-safe wiring reads wet)",
+}
+
+
 
 def _common(p: argparse.ArgumentParser, wait: bool = False) -> None:
     p.add_argument("--json", action="store_true", help="print JSON only")
@@ -337,7 +436,8 @@ def _common(p: argparse.ArgumentParser, wait: bool = False) -> None:
     p.add_argument("--config", default=argparse.SUPPRESS, help="site config (for the API address)")
     if wait:
         p.add_argument("--wait", action="store_true",
-                       help="wait until the motion has finished (exit 1 if it fails)")
+                       help="wait until the motion has finished; exit 1 at once if it ends "
+                            "any other way (error, unknown, closed but not verified, stopped)")
         p.add_argument("--timeout", type=float, default=600.0, metavar="S",
                        help="give up waiting after S seconds of wall time (default 600)")
         p.add_argument("--poll", type=float, default=0.5, help=argparse.SUPPRESS)
@@ -368,8 +468,13 @@ def register(sub) -> None:
     for device in ("slit", "cover"):
         what = "the slit (shutter)" if device == "slit" else "the mirror cover"
         p = sub.add_parser(device, help=f"open or close {what}",
-                           description=f"Open or close {what}. Opening is refused while unsafe; "
-                                       "closing is always allowed.")
+                           description=f"Open or close {what}. Opening is refused while unsafe, "
+                                       "while the safety supervisor is closing, and during the "
+                                       "reopen hold-off (safety.reopen_after_s after any unsafe "
+                                       "condition; `tenmon status` shows what remains); closing "
+                                       "is always allowed. A close counts only when verified "
+                                       "(encoder or limit switch): `--wait` exits 1 on 'closed, "
+                                       "not verified'.")
         p.add_argument("action", choices=["open", "close"])
         _common(p, wait=True)
         p.set_defaults(func=_shutter(device))
@@ -390,7 +495,11 @@ def register(sub) -> None:
     _common(p)
     p.set_defaults(func=cmd_stop)
 
-    p = sub.add_parser("resume", help="clear a latched emergency stop")
+    p = sub.add_parser("resume", help="clear a latched emergency stop and actuator faults",
+                       description="Clear a latched emergency stop and any actuator fault "
+                                   "(motion nobody commanded, a relay whose read-back disagrees); "
+                                   "a fault still going on is found again at once. Opening then "
+                                   "still waits out the reopen hold-off.")
     _common(p)
     p.set_defaults(func=cmd_resume)
 
@@ -411,10 +520,10 @@ def register(sub) -> None:
     _common(w)
     w.set_defaults(func=cmd_sim)
     f = simsub.add_parser("fault", help="inject a fault, or `clear [NAME]`",
-                          description="Faults: dome-stall, slit-stall, cover-stall, "
-                                      "encoder-dropout, slit-state-hidden (the encoder sees the slit "
-                                      "but not its state), relay-unplugged, relay-stuck:CHANNEL, "
-                                      "mount-disconnect, weather-stale. `clear` clears one or all.")
+                          formatter_class=argparse.RawDescriptionHelpFormatter,
+                          description="Inject a fault into the simulated world, or `clear` one "
+                                      "(or all).\n\nFaults:\n" + "\n".join(
+                                          f"  {n:<20} {d}" for n, d in SIM_FAULTS.items()))
     f.add_argument("name", metavar="NAME|clear")
     f.add_argument("which", nargs="?", metavar="NAME", help="with clear: the fault to clear")
     _common(f)

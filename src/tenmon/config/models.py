@@ -10,9 +10,15 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 
 class _Model(BaseModel):
-    """Base: unknown keys are errors, assignments are validated."""
+    """Base: unknown keys are errors, assignments are validated, every number is finite.
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    ``allow_inf_nan=False``: ``inf`` and ``nan`` (which TOML can spell) are refused for every
+    float of the site file, so no limit can be switched off by an infinity
+    (``max_wind_ms = inf`` would make every wind safe, ``weather_stale_s = inf`` every reading
+    fresh) and no NaN can compare false against everything.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 # --------------------------------------------------------------------------- site, paths, api
@@ -58,8 +64,27 @@ class SafetyConfig(_Model):
     max_wind_ms: float = Field(default=15.0, gt=0)
     max_humidity_pct: float = Field(default=90.0, gt=0, le=100)
     sun_max_alt_deg: float = Field(default=-6.0, ge=-18, le=10, description="open only below this")
-    close_retries: int = Field(default=2, ge=0, le=10)
+    close_retries: int = Field(default=2, ge=0, le=10, description="quick retries of the safe "
+                               "state (each after travel time + margin) before the alarm")
+    retry_every_s: float = Field(
+        default=60.0, gt=0, le=3600, description="after the retries (and the alarm), try the safe "
+        "state again this often while it is not reached; a close that ended 'closed, not "
+        "verified' counts as not reached")
     verify_margin_s: float = Field(default=5.0, ge=0, description="added to travel times")
+    reopen_after_s: float = Field(
+        default=600.0, ge=0, le=86400, description="after any unsafe condition (daylight aside), "
+        "every open (operator, sequencer, API) waits until it has been safe this long; kept "
+        "across restarts")
+    uncommanded_dome_deg: float = Field(
+        default=2.0, gt=0, le=90, description="the dome turning this far while no motion is "
+        "commanded (after its coast) is an actuator fault: alarm and unsafe")
+    uncommanded_slit_fraction: float = Field(
+        default=0.08, gt=0, lt=1, description="the shutter moving this far (fraction of its "
+        "travel) while no motion is commanded is an actuator fault: alarm and unsafe")
+    fault_clear_s: float = Field(
+        default=30.0, gt=0, le=3600, description="an actuator fault clears by itself once its "
+        "motion has stopped (or the relay read-back agrees) for this long; `tenmon resume` "
+        "clears it at once")
 
 
 class DaemonConfig(_Model):
@@ -134,6 +159,10 @@ class HidRelayConfig(_RelayBankBase):
 
 class SimulatedRelayConfig(_RelayBankBase):
     type: Literal["simulated"]
+    readback: bool = Field(
+        default=True, description="the simulated board reports its contacts' physical state "
+        "(false: a write-only board such as the LCUS ones; only the encoder then tells a "
+        "welded contact)")
 
 
 RelayBankConfig = Annotated[
@@ -321,13 +350,52 @@ EncoderConfig = Annotated[
 
 
 class GpioRainConfig(_Model):
-    """A rain sensor's digital output on a GPIO pin (BCM numbering)."""
+    """A rain sensor's digital output on a GPIO pin (BCM numbering), optionally with a heartbeat.
+
+    The wiring must fail safe: an open circuit (a cut cable, a pulled plug, a dead sensor) must
+    read wet. The pin floats to its pull (high with ``pull_up``), so that is the case when
+    ``wet_when_high == pull_up`` (e.g. a normally-closed contact to ground, closed while dry,
+    with the pull-up: ``wet_when_high = true``, ``pull_up = true``). A wiring where an open
+    circuit reads dry is refused unless a heartbeat input tells a lost sensor
+    (docs/install.md shows both).
+    """
 
     type: Literal["gpio-rain"]
     pin: int
-    wet_when_high: bool = False
+    wet_when_high: bool = Field(description="the level the pin reads when wet (no default: "
+                                "a guess here could read rain as dry)")
     pull_up: bool = True
     bounce_s: float = Field(default=0.5, ge=0)
+    heartbeat_pin: int | None = Field(
+        default=None, description="a heartbeat from the sensor: a pin it toggles while alive "
+        "(heartbeat = 'toggle') or a 'sensor OK' line (heartbeat = 'ok-high' / 'ok-low')")
+    heartbeat: Literal["toggle", "ok-high", "ok-low"] = "toggle"
+    heartbeat_pull_up: bool = True
+    heartbeat_timeout_s: float = Field(
+        default=5.0, gt=0, le=3600, description="no edge (toggle) or no OK level for this long: "
+        "the sensor is lost (its reading goes stale: unsafe and an alarm)")
+
+    @model_validator(mode="after")
+    def _fails_safe(self):
+        if self.heartbeat_pin is not None and self.heartbeat_pin == self.pin:
+            raise ValueError("heartbeat_pin must differ from pin")
+        if self.wet_when_high != self.pull_up and self.heartbeat_pin is None:
+            level = "high" if self.pull_up else "low"
+            raise ValueError(
+                f"a cut cable would read dry: an open circuit floats {level} (pull_up = "
+                f"{str(self.pull_up).lower()}) and {level} means dry (wet_when_high = "
+                f"{str(self.wet_when_high).lower()}). Wire the sensor to fail safe (e.g. a "
+                "normally-closed contact to ground with wet_when_high = true, pull_up = true; or "
+                "a wet-low output with pull_up = false) or add a heartbeat_pin")
+        if self.heartbeat == "ok-high" and self.heartbeat_pin is not None \
+                and self.heartbeat_pull_up:
+            raise ValueError("heartbeat = 'ok-high' with heartbeat_pull_up = true reads a cut "
+                             "cable as OK: use heartbeat_pull_up = false (or an 'ok-low' line)")
+        if self.heartbeat == "ok-low" and self.heartbeat_pin is not None \
+                and not self.heartbeat_pull_up:
+            raise ValueError("heartbeat = 'ok-low' with heartbeat_pull_up = false reads a cut "
+                             "cable as OK: use heartbeat_pull_up = true (or an 'ok-high' line)")
+        return self
 
 
 class SimulatedWeatherConfig(_Model):

@@ -23,7 +23,7 @@ PREFIX = "/api/v1"
 #: CommandRefused codes -> HTTP status
 STATUS_OF = {"bad_request": 400, "not_simulated": 404, "unsafe": 409, "emergency": 409,
              "shutting_down": 503, "below_horizon": 409, "device_error": 502,
-             "not_latched": 409}
+             "not_latched": 409, "hold_off": 409, "closing": 409, "actuator_fault": 409}
 
 
 def _error(code: str, message: str, status: int) -> web.Response:

@@ -93,6 +93,11 @@ class ThreadedMount:
         return self.inner.tracking
 
     @property
+    def position_age_s(self) -> float | None:
+        """Seconds since the worker last read the position (``None`` when unknown)."""
+        return getattr(self.inner, "position_age_s", None)
+
+    @property
     def error(self) -> str | None:
         return self._command_error or self.inner.error
 

@@ -1,13 +1,16 @@
 """The observatory as the daemon owns it: devices, the safety supervisor, the record, one tick.
 
 Everything here runs on the event-loop thread, one ``tick()`` at a time, so no state is shared
-between threads. Commands (from the HTTP API, later the sequencer) are plain methods that check
-safety first and raise :class:`~tenmon.errors.CommandRefused` with a stable code.
+between threads. Commands (from the HTTP API, the sequencer, the night's jobs) are plain methods
+that check safety first and raise :class:`~tenmon.errors.CommandRefused` with a stable code.
+Every open (slit or cover) goes through :meth:`Observatory.check_open`, the one place that
+refuses it while unsafe, while the supervisor is closing, or during the reopen hold-off.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,7 +21,8 @@ from tenmon.clock import Clock
 from tenmon.config.models import TenmonConfig
 from tenmon.daemon.safety import SafetyInputs, SafetyVerdict, evaluate
 from tenmon.daemon.store import Store, utc_iso
-from tenmon.daemon.supervisor import Devices, SafetySupervisor
+from tenmon.daemon.supervisor import HOLD_OFF_KEY, Devices, ReopenHoldOff, SafetySupervisor
+from tenmon.daemon.watch import ActuatorWatch
 from tenmon.drivers.base import MountState, ShutterState
 from tenmon.drivers.motion import EncoderView
 from tenmon.errors import CommandRefused, DeviceError
@@ -72,10 +76,15 @@ class Observatory:
         self.mount_inline = mount_inline
         self.mode = config.mode
         self.encoder_view = EncoderView(encoder, clock, config.safety.encoder_min_confidence)
+        hold_off = ReopenHoldOff(config.safety.reopen_after_s, clock,
+                                 save=lambda state: self.store.set_state(HOLD_OFF_KEY, state))
         self.supervisor = SafetySupervisor(
             config.safety, Devices(slit=slit, cover=cover, mount=mount, dome=dome), clock,
             self.emit, slit_limit_s=config.slit.travel_time_s + config.slit.margin_s,
-            cover_limit_s=config.cover.travel_time_s + config.cover.margin_s)
+            cover_limit_s=config.cover.travel_time_s + config.cover.margin_s, hold_off=hold_off)
+        #: motion nobody commanded, relay read-back: actuator faults are unsafe
+        self.watch = ActuatorWatch(config, banks=banks, dome=dome, slit=slit, cover=cover,
+                                   encoder_view=self.encoder_view, clock=clock, emit=self.emit)
         self.emergency: str | None = None
         self.verdict = SafetyVerdict(False, ("starting",))
         self.shutting_down = False
@@ -89,7 +98,9 @@ class Observatory:
         self._unclean = False
         self._ticks = 0
         self._bank_seq: dict[str, int] = {}
+        self._bank_lost: set[str] = set()
         self._mount_state: MountState | None = None
+        self._encoder_was_lost = False
         self.loop_stats = LoopStats()
         #: Extensions (frame service, sequencer) called at the end of every tick, after safety.
         #: A hook that raises is logged as an error event and the tick carries on: safety and
@@ -117,6 +128,7 @@ class Observatory:
         """Connect every device (relays all off first), then plan the start-up reconcile."""
         self._unclean = bool(self.store.get_state("running", False))
         last = self.store.get_state("last_motion", {})
+        self.supervisor.hold_off.restore(self.store.get_state(HOLD_OFF_KEY))
         self.store.set_state("running", True)
         self.emit("info", "daemon", f"tenmon {__version__} starting ({self.mode} mode)")
         if self._unclean:
@@ -135,8 +147,12 @@ class Observatory:
         self.store.set_state("last_motion", {})
 
     def _reconcile(self) -> None:
-        """After start-up readings: find out the slit's state; close if unsafe or after a crash."""
+        """After start-up readings: find out the slit's state; close if unsafe or after a crash.
+
+        From here on a lost sensor is an alarm and an unsafe verdict starts the reopen hold-off
+        (before, first readings may still be on their way)."""
         self.encoder_view.refresh()
+        self.supervisor.armed = True
         state = self.slit.state
         if state == ShutterState.UNKNOWN:
             self.emit("warning", "reconcile", "slit state unknown at start-up (no trusted encoder "
@@ -185,6 +201,7 @@ class Observatory:
         """One control step: world, relays' limits, sensors, devices, safety, record."""
         self._ticks += 1
         now_m = self.clock.monotonic()
+        back: list[str] = []
         if self.world is not None:
             self.world.step(self.clock.now())
         for name, bank in self.banks.items():
@@ -196,6 +213,13 @@ class Observatory:
             seen = self._bank_seq.get(name, 0)
             for ev in getattr(bank, "events", lambda since=0: [])(seen):
                 self._bank_seq[name] = max(seen, ev.seq)
+                if ev.kind == "board-lost":
+                    self._bank_lost.add(name)
+                elif ev.kind in ("connected", "reconnected") and name in self._bank_lost:
+                    self._bank_lost.discard(name)
+                    # a board that comes back resumes a pending close at once (after this
+                    # tick's readings, below), not at the supervisor's next retry
+                    back.append(f"relays.{name} is back")
                 if ev.kind in ("connected", "disconnected", "exit"):
                     continue
                 level = {"board-lost": "alarm", "max-on-time": "alarm"}.get(ev.kind, "info")
@@ -207,9 +231,19 @@ class Observatory:
         self.encoder_view.refresh()
         for dev in (self.dome, self.slit, self.cover):
             dev.update()
+        self.watch.update()
+        lost = self.encoder_view.lost(self.slit.encoder_grace_s)
+        if self._encoder_was_lost and not lost:
+            back.append("the encoder sees again")
+        self._encoder_was_lost = lost
+        mstate = self.mount.state
+        if self._mount_state == MountState.ERROR and mstate != MountState.ERROR:
+            back.append(f"the mount answers again ({mstate.value})")
         self.verdict = evaluate(self._safety_inputs(), self.config.safety)
         self.supervisor.emergency = self.emergency is not None
         self.supervisor.update(self.verdict)
+        for why in back:
+            self.supervisor.resume_now(why)
         if self.emergency:
             self._hold_emergency()
         if self._reconcile_at is not None and now_m >= self._reconcile_at:
@@ -247,7 +281,7 @@ class Observatory:
         age = self.encoder_view.age()
         return SafetyInputs(now=now, weather=self.weather.reading(), sun_alt_deg=self._sun[1],
                             encoder_age_s=None if age == float("inf") else age,
-                            emergency=self.emergency)
+                            emergency=self.emergency, faults=self.watch.faults())
 
     def _hold_emergency(self) -> None:
         if self.dome.slewing:
@@ -262,9 +296,12 @@ class Observatory:
         now = self.clock.now()
         snap = self.status()
         for device in ("dome", "slit", "cover", "mount", "safety"):
+            # what changes by itself every tick (positions, ages, texts with an age in them)
+            # is recorded every history_interval_s, not every tick
             key = {k: v for k, v in snap[device].items()
                    if k not in ("azimuth_deg", "ra_deg", "dec_deg", "alt_deg", "az_deg",
-                                "open_fraction", "sun_alt_deg", "coast_s")}
+                                "open_fraction", "sun_alt_deg", "coast_s", "position_age_s",
+                                "sun_age_s", "hold_off", "reasons")}
             due = now_m - self._history_at.get(device, -1e9) >= self.config.daemon.history_interval_s
             if key != self._history_key.get(device) or due:
                 self._history_key[device] = key
@@ -292,6 +329,37 @@ class Observatory:
             raise CommandRefused("unsafe", f"{what} refused: unsafe ("
                                  + "; ".join(self.verdict.reasons) + ")")
 
+    def hold_off_remaining_s(self) -> float:
+        """Seconds an open must still wait (the reopen hold-off); 0 when it may open."""
+        return self.supervisor.hold_off.remaining_s()
+
+    def check_open(self, what: str) -> None:
+        """The one gate every open path goes through (operator, sequencer, night jobs, API).
+
+        Raises:
+            CommandRefused: ``shutting_down``, ``emergency``, ``unsafe``, ``closing`` (the safety
+                supervisor has not finished closing) or ``hold_off`` (not yet safe for
+                ``safety.reopen_after_s`` since the last unsafe condition; the message says how
+                long remains).
+        """
+        self._refuse_if_unsafe(what)
+        if self.supervisor.closing:
+            raise CommandRefused("closing", f"{what} refused: the safety supervisor is still "
+                                 f"closing ({self.supervisor.describe()})")
+        left = self.hold_off_remaining_s()
+        if left > 0:
+            h = self.supervisor.hold_off
+            after = "; ".join(h.reasons) or "an unsafe condition"
+            raise CommandRefused(
+                "hold_off", f"{what} refused: reopen hold-off, {left:.0f} s to go (opening waits "
+                f"until it has been safe for {h.after_s:g} s; last unsafe: {after})")
+
+    def _refuse_dome_fault(self, what: str) -> None:
+        if self.watch.fault_of("dome") is not None or self.watch.relay_device_moving("dome"):
+            raise CommandRefused("actuator_fault", f"{what} refused: actuator fault on the dome "
+                                 "(see `tenmon status`); clear it with `tenmon resume` once it "
+                                 "has stopped")
+
     def _motion(self, device: str, what: str) -> None:
         motions = dict(self.store.get_state("last_motion", {}))
         motions[device] = what
@@ -308,6 +376,7 @@ class Observatory:
     def dome_goto(self, azimuth_deg: float) -> None:
         if self.shutting_down or self.emergency:
             self._refuse_if_unsafe("dome goto")
+        self._refuse_dome_fault("dome goto")
         if not 0.0 <= azimuth_deg <= 360.0:
             raise CommandRefused("bad_request", f"azimuth {azimuth_deg} is outside 0..360 deg")
         self._guard("dome", self.dome.slew_to_azimuth, azimuth_deg)
@@ -316,12 +385,14 @@ class Observatory:
     def dome_home(self) -> None:
         if self.shutting_down or self.emergency:
             self._refuse_if_unsafe("dome home")
+        self._refuse_dome_fault("dome home")
         self._guard("dome", self.dome.find_home)
         self._motion("dome", "homing")
 
     def dome_park(self) -> None:
         if self.shutting_down or self.emergency:
             self._refuse_if_unsafe("dome park")
+        self._refuse_dome_fault("dome park")
         self._guard("dome", self.dome.park)
         self._motion("dome", "parking")
 
@@ -330,7 +401,7 @@ class Observatory:
         self.emit("info", "command", "dome: abort")
 
     def slit_open(self) -> None:
-        self._refuse_if_unsafe("slit open")
+        self.check_open("slit open")
         self._guard("slit", self.slit.open_slit)
         self._motion("slit", "opening")
 
@@ -339,7 +410,7 @@ class Observatory:
         self._motion("slit", "closing")
 
     def cover_open(self) -> None:
-        self._refuse_if_unsafe("cover open")
+        self.check_open("cover open")
         self._guard("cover", self.cover.open_cover)
         self._motion("cover", "opening")
 
@@ -387,10 +458,17 @@ class Observatory:
             self.emit("alarm", "slit", f"cannot close slit: {exc.detail}")
 
     def resume(self) -> None:
-        if not self.emergency:
-            raise CommandRefused("not_latched", "no emergency stop is latched")
-        self.emit("info", "emergency", f"emergency stop cleared (was: {self.emergency})")
-        self.emergency = None
+        """Clear a latched emergency stop and any actuator fault (one still going on is found
+        again at once). Opening then still waits out the reopen hold-off."""
+        faults = self.watch.faults()
+        if not self.emergency and not faults:
+            raise CommandRefused("not_latched", "no emergency stop is latched and no actuator "
+                                 "fault is active")
+        if faults:
+            self.watch.clear()
+        if self.emergency:
+            self.emit("info", "emergency", f"emergency stop cleared (was: {self.emergency})")
+            self.emergency = None
 
     def begin_shutdown(self, why: str) -> None:
         """Stop taking commands, abort the dome and go to the safe state."""
@@ -429,62 +507,90 @@ class Observatory:
     # ------------------------------------------------------------------ status
 
     def status(self) -> dict[str, Any]:
+        """The observatory now, as strict JSON (no NaN or infinity anywhere).
+
+        Every reading carries its age: ``weather.age_s``, ``encoder.age_s`` (of the last trusted
+        reading) and ``encoder.state_age_s`` (of a carried slit state), ``safety.sun_age_s``,
+        ``mount.position_age_s`` (where the driver knows it). The slit's ``state`` is the
+        driver's (``closed`` with ``verified: false`` after a blind close: not the safe state);
+        a device moving with no motion commanded says ``moving (uncommanded)``; every relay
+        bank lists what was commanded (``on``) beside its read-back (``physically_on``, ``None``
+        where the board cannot read back).
+        """
         now = self.clock.now()
+        t = self.clock.monotonic()
         site = self.config.site
         ra, dec = self.mount.ra_deg, self.mount.dec_deg
         alt = az = None
-        if ra is not None and dec is not None:
+        if _finite(ra) and _finite(dec):
             alt, az = radec_to_altaz(ra, dec, lst_deg(now, site.longitude_deg), site.latitude_deg)
         r = self.encoder.reading()
         enc_age = self.encoder_view.age()
         mstate = self.mount.state
+        watch = self.watch
+        dome_fault = watch.fault_of("dome")
+        dome_moving = dome_fault is not None or watch.relay_device_moving("dome")
+        slit_fault = watch.fault_of("slit")
+        slit_moving = slit_fault is not None or watch.relay_device_moving("slit")
+        cover_fault = watch.fault_of("cover")
+        cover_moving = cover_fault is not None or watch.relay_device_moving("cover")
+        state_age = (r.details or {}).get("state_age_s") if r.details else None
         out: dict[str, Any] = {
             "mode": self.mode,
             "time_utc": utc_iso(now),
-            "daemon": {"version": __version__, "uptime_s": round(self.clock.monotonic()
-                                                                   - self._started_at, 1),
+            "daemon": {"version": __version__, "uptime_s": round(t - self._started_at, 1),
                        "shutting_down": self.shutting_down,
                        "tick_latency": self.loop_stats.to_json()},
             "dome": {
                 "azimuth_deg": _r(self.dome.azimuth_deg, 2),
                 "target_deg": _r(self.dome.target_deg, 2),
-                "state": self.dome.state.value,
+                "state": "moving (uncommanded)" if dome_moving else self.dome.state.value,
                 "slewing": self.dome.slewing,
+                "uncommanded": dome_moving,
                 "at_home": self.dome.at_home,
                 "at_park": self.dome.at_park,
-                "coast_s": round(self.dome.coast_s, 3),
+                "coast_s": _r(self.dome.coast_s, 3),
                 "error": self.dome.error,
             },
             "slit": {
-                "state": self.slit.state.value,
+                "state": "moving (uncommanded)" if slit_moving else self.slit.state.value,
                 "open_fraction": _r(self.slit.open_fraction, 3),
-                "ascom_status": self.slit.state.ascom,
+                "ascom_status": 4 if slit_moving else self.slit.state.ascom,
                 "verified": self.slit.verified,
+                "uncommanded": slit_moving,
                 "error": self.slit.error,
             },
-            "cover": {"state": self.cover.state.value, "verified": self.cover.verified,
-                      "error": self.cover.error},
+            "cover": {"state": "moving (uncommanded)" if cover_moving else self.cover.state.value,
+                      "verified": self.cover.verified,
+                      "limit_switches": bool(getattr(self.cover, "has_switches", False)),
+                      "uncommanded": cover_moving, "error": self.cover.error},
             "mount": {
                 "ra_deg": _r(ra, 5), "dec_deg": _r(dec, 5), "alt_deg": _r(alt, 3),
                 "az_deg": _r(az, 3), "state": mstate.value,
                 "slewing": mstate in (MountState.SLEWING, MountState.PARKING),
                 "parked": mstate == MountState.PARKED, "tracking": self.mount.tracking,
+                "position_age_s": _r(getattr(self.mount, "position_age_s", None), 2),
                 "error": self.mount.error,
             },
             "safety": {
                 **self.verdict.to_json(),
                 "closing": self.supervisor.closing,
                 "in_safe_state": self.supervisor.in_safe_state(),
+                "safe_state_parts": self.supervisor.parts(),
                 "emergency": self.emergency,
+                "faults": watch.to_json(),
+                "hold_off": self.supervisor.hold_off.to_json(),
                 "sun_alt_deg": _r(self._sun[1] if self._sun else None, 2),
+                "sun_age_s": _r(t - self._sun[0] if self._sun else None, 1),
             },
             "encoder": {"azimuth_deg": _r(r.azimuth_deg, 2), "open_fraction": _r(r.open_fraction, 3),
-                        "state": r.state, "confidence": round(r.confidence, 3),
-                        "age_s": None if enc_age == float("inf") else round(enc_age, 2)},
-            "weather": _weather_json(self.weather.reading()),
-            "relays": {name: {"connected": b.connected,
-                              "on": [c for c in range(1, b.channels + 1) if b.is_on(c)]}
-                       for name, b in self.banks.items()},
+                        "state": r.state, "confidence": _r(r.confidence, 3),
+                        "age_s": _r(enc_age, 2),
+                        "reading_age_s": _r((now - r.time).total_seconds(), 2),
+                        "state_age_s": _r(state_age, 1)},
+            "weather": _weather_json(self.weather.reading(), now,
+                                     getattr(self.weather, "error", None)),
+            "relays": {name: self._relay_json(name, b) for name, b in self.banks.items()},
         }
         for name, fn in self.status_hooks.items():
             try:
@@ -495,14 +601,39 @@ class Observatory:
             out["sim"] = {"faults": list(self.world.state.faults), "seed": self.world.sim.seed}
         return out
 
+    def _relay_json(self, name: str, bank) -> dict[str, Any]:
+        on = [c for c in range(1, bank.channels + 1) if bank.is_on(c)]
+        physical = self.watch.readbacks.get(name)
+        phys_on = None if physical is None else sorted(c for c, v in physical.items() if v)
+        return {"connected": bank.connected, "on": on, "physically_on": phys_on,
+                "disagree": None if phys_on is None else sorted(set(on) ^ set(phys_on))}
+
+
+def _finite(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v)
+
 
 def _r(v: float | None, nd: int) -> float | None:
-    return None if v is None else round(float(v), nd)
-
-
-def _weather_json(w) -> dict[str, Any] | None:
-    if w is None:
+    """Rounded, or ``None`` for a missing or non-finite value (status is strict JSON)."""
+    if v is None:
         return None
-    return {"time_utc": utc_iso(w.time), "rain": w.rain, "wind_ms": w.wind_ms,
-            "humidity_pct": w.humidity_pct}
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return round(f, nd) if math.isfinite(f) else None
+
+
+def _weather_json(w, now, error: str | None = None) -> dict[str, Any] | None:
+    """The weather reading with its age; a non-finite value shows as ``None`` and is named in
+    ``invalid`` (the safety decision judges it unsafe)."""
+    if w is None:
+        return None if error is None else {"error": error}
+    invalid = [k for k in ("wind_ms", "humidity_pct")
+               if getattr(w, k) is not None and _r(getattr(w, k), 3) is None]
+    return {"time_utc": utc_iso(w.time), "age_s": _r((now - w.time).total_seconds(), 1),
+            "stale_after_s": _r(w.stale_after_s, 1),
+            "rain": w.rain if isinstance(w.rain, bool) or w.rain is None else None,
+            "wind_ms": _r(w.wind_ms, 2), "humidity_pct": _r(w.humidity_pct, 1),
+            "invalid": invalid, "error": error}
 

@@ -4,7 +4,8 @@ For each planned block: slew the mount (unparking it), slave the dome to it (``d
 open slit and cover when safe, settle, expose ``count`` frames (or, with no camera driver, await
 the frames a site's CCD program writes), centre on the first frame's plate solve (sync the mount
 and slew again, or slew by the offset), move on. On a safety close it aborts the block, records
-it, waits until it has been safe for a while and it is still dark, re-plans with
+it, waits out the observatory's reopen hold-off (safe for ``safety.reopen_after_s``, the one
+shared by every open path, kept across restarts) while it is still dark, re-plans with
 ``replan(..., WeatherClose)`` and reopens. At the end of the night (or of the plan) it closes
 and parks.
 
@@ -18,7 +19,7 @@ Phases (``Phase``)::
     idle -> armed -> opening -> ready -> slewing -> settling -> exposing <-> wait_solve
                                   ^                                 |  \\-> centering -> settling
                                   \\---------- (block done) ---------/
-    any observing phase --(unsafe)--> hold --(safe for a while, still dark)--> opening
+    any observing phase --(unsafe)--> hold --(hold-off over, still dark)--> opening
     ready (plan done) / dawn --> closing -> done
 """
 
@@ -50,7 +51,7 @@ class SequencerSettings(BaseModel):
     """How the sequencer runs a night (``[night.sequencer]``). Times in seconds of the daemon's
     clock."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     settle_s: float = Field(default=10.0, ge=0, description="after every slew, before exposing")
     centre: bool = Field(default=True, description="centre each target on its first frame's solve")
@@ -63,8 +64,6 @@ class SequencerSettings(BaseModel):
         default=300.0, ge=0, description="a block may run this long past its planned end")
     slew_timeout_s: float = Field(default=300.0, gt=0, description="mount and dome to arrive")
     dome_check_s: float = Field(default=5.0, gt=0, description="dome slaving check period")
-    reopen_after_safe_s: float = Field(
-        default=300.0, ge=0, description="after a safety close: safe this long before reopening")
     startup_grace_s: float = Field(
         default=15.0, ge=0, description="after the daemon starts, let its start-up reconcile run "
         "(it closes what a crash left open) before opening")
@@ -177,7 +176,6 @@ class Sequencer:
         self.closing_reason = ""
         self.hold_reason = ""
         self.hold_since: datetime | None = None
-        self.safe_since: float | None = None
         self._retry_at = -1e9
         self._phase_since = 0.0
         self._open_started = 0.0
@@ -304,13 +302,8 @@ class Sequencer:
     def _tick_hold(self, now_m: float) -> None:
         obs = self.obs
         safe = obs.verdict.safe and not obs.supervisor.closing and not obs.emergency
-        if not safe:
-            self.safe_since = None
-            return
-        if self.safe_since is None:
-            self.safe_since = now_m
-        if now_m - self.safe_since < self.s.reopen_after_safe_s:
-            return
+        if not safe or obs.hold_off_remaining_s() > 0:
+            return  # the shared reopen hold-off (Observatory.check_open) decides when
         if not self._dark_enough():
             return
         if self._can_open(now_m):
@@ -773,6 +766,8 @@ class Sequencer:
             return False
         if obs.emergency or obs.shutting_down or obs.supervisor.closing or not obs.verdict.safe:
             return False
+        if obs.hold_off_remaining_s() > 0:
+            return False
         return self._dark_enough()
 
     def _start_opening(self) -> None:
@@ -785,7 +780,6 @@ class Sequencer:
         self._abort_block(f"safety: {reasons}")
         self.hold_reason = reasons
         self.hold_since = obs.clock.now()
-        self.safe_since = None
         self.log_event("safety_close", reason=reasons, state=obs.supervisor.describe())
         self._to(Phase.HOLD, f"safety close: {reasons}")
 
@@ -819,7 +813,8 @@ class Sequencer:
 
     def status(self) -> dict[str, Any]:
         run = self.run
-        out: dict[str, Any] = {"phase": self.phase.value, "hold_reason": self.hold_reason or None}
+        out: dict[str, Any] = {"phase": self.phase.value, "hold_reason": self.hold_reason or None,
+                               "hold_off_s": round(self.obs.hold_off_remaining_s(), 1)}
         if run is not None:
             out["block"] = {"target": run.block.name, "key": run.key,
                             "frames": len(run.frames), "count": run.block.count,

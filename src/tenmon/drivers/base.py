@@ -156,12 +156,19 @@ class Mount(Protocol):
 
 @dataclass(frozen=True)
 class WeatherReading:
-    """Weather at one time. ``None`` fields are not measured by this sensor."""
+    """Weather at one time. ``None`` fields are not measured by this sensor.
+
+    ``time`` is when the sensor last *really* reported (a heartbeat, a fresh message), not when
+    the daemon last looked. ``stale_after_s``: the sensor's own bound on how long its report
+    holds (a heartbeat's timeout); the safety decision takes the shorter of it and
+    ``safety.weather_stale_s``.
+    """
 
     time: datetime
     rain: bool | None
     wind_ms: float | None = None
     humidity_pct: float | None = None
+    stale_after_s: float | None = None
 
 
 @runtime_checkable

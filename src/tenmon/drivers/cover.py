@@ -2,8 +2,11 @@
 
 With limit switches the cover is open or closed when its switch says so, and a motion that does
 not reach its switch within travel time plus margin is an ERROR. Without them the relay runs for
-the travel time plus margin and the state is reported as reached but ``verified = False``.
-At start-up a timed cover's state is ``unknown``.
+the travel time plus margin and the state is reported as reached but ``verified = False``: a
+timed close is the most such a cover can give, and it is what the safe state requires of it
+(``has_switches`` tells the supervisor which rule applies). At start-up a timed cover's state is
+``unknown``. Normally-open switches fail safe: a cut wire reads "not at this end", never
+"closed".
 """
 
 from __future__ import annotations
@@ -46,6 +49,11 @@ class RelayCover(NoticeBoard):
     @property
     def moving(self) -> bool:
         return self._phase != "idle"
+
+    @property
+    def has_switches(self) -> bool:
+        """True when limit switches verify the cover's ends."""
+        return self.switches is not None
 
     def _switch_state(self) -> ShutterState:
         try:
@@ -95,6 +103,13 @@ class RelayCover(NoticeBoard):
     def disconnect(self) -> None:
         self.motor.stop_quietly()
         self._phase = "idle"
+
+    def fail(self, message: str) -> None:
+        """An outside watch found a fault (a welded relay, motion nobody commanded): motor off,
+        state ERROR with ``message``. Never raises."""
+        err = self.motor.stop_quietly()
+        self._phase = "idle"
+        self._fail(message + (f"; and stopping failed: {err}" if err else ""))
 
     def _fail(self, message: str) -> None:
         self.state = ShutterState.ERROR

@@ -125,6 +125,11 @@ class RelayDome(NoticeBoard):
         self.motor.stop_quietly()
         self._phase = "idle"
 
+    def fail(self, message: str) -> None:
+        """An outside watch found a fault (a welded relay): motor off, state ERROR with
+        ``message``. Never raises."""
+        self._fail(message)
+
     # ------------------------------------------------------------------ the loop
 
     def update(self) -> None:

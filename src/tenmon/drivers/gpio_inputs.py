@@ -4,9 +4,22 @@ Both use gpiozero's ``DigitalInputDevice`` (BCM numbering) and its pin factory: 
 Pi (the ``pi`` extra), ``MockFactory`` in tests. If no pin factory loads, or the pin is taken,
 they raise ``DeviceNotFound`` naming the pin, never falling back to a simulator.
 
-Rain sensor wiring: the sensor's digital output to ``pin``. The common comparator modules
-(FC-37 / YL-83 type) pull their output low when wet: ``wet_when_high = false`` (the default).
-``pull_up`` enables the Pi's internal pull-up (``false``: pull-down).
+Rain sensor wiring must fail safe: an open circuit (cut cable, pulled plug, dead sensor) reads
+wet. The pin floats to its pull, so that holds when ``wet_when_high == pull_up``; the config
+refuses any other wiring unless a heartbeat tells a lost sensor. Two fail-safe wirings:
+
+* a normally-closed contact (a sensor's relay contact that is closed only while the sensor is
+  powered and dry) between ``pin`` and ground, ``pull_up = true``, ``wet_when_high = true``:
+  dry closes the contact (low); rain, a cut cable or a dead sensor open it (high: wet);
+* a comparator module that pulls its output low when wet (FC-37 / YL-83 type), with the Pi's
+  pull-down: ``pull_up = false``, ``wet_when_high = false``: a cut signal wire floats low (wet).
+
+Heartbeat (optional, ``heartbeat_pin``): a pin the sensor toggles while alive (``heartbeat =
+"toggle"``; no edge for ``heartbeat_timeout_s`` = lost) or a "sensor OK" line (``"ok-high"`` /
+``"ok-low"``; not OK for ``heartbeat_timeout_s`` = lost). With a heartbeat the reading's time is
+the last sign of life, so staleness is judged from when the sensor last really reported; the
+reading says so with ``stale_after_s = heartbeat_timeout_s``. Without one, every sample of the
+(fail-safe) level is a report. docs/install.md draws both wirings.
 
 Limit switch wiring: normally-open switches, made at the end of travel. With ``pull_up = true``
 a switch connects its pin to ground; with ``false`` to 3V3.
@@ -64,10 +77,15 @@ def _input(device: str, pin: int, pull_up: bool, pin_factory) -> DigitalInputDev
 class GpioRainSensor:
     """A rain sensor's digital output on a GPIO pin, as a ``WeatherSensor`` (rain only).
 
-    ``update()`` samples the pin and makes a new reading stamped with the clock's time. Wet is
-    reported from the first wet sample (fail safe); dry only once the input has read dry for
-    ``bounce_s`` seconds without a break, so a flickering sensor reads wet. (gpiozero's own
-    ``bounce_time`` filters edge callbacks, not polled values, so the debounce is done here.)
+    ``update()`` samples the pin and makes a new reading. Wet is reported from the first wet
+    sample (fail safe); dry only once the input has read dry for ``bounce_s`` seconds without a
+    break, so a flickering sensor reads wet. (gpiozero's own ``bounce_time`` filters edge
+    callbacks, not polled values, so the debounce is done here.)
+
+    The reading's time is when the sensor last really reported: the sample's time without a
+    heartbeat; with one, the last heartbeat edge (``toggle``, counted by gpiozero's edge
+    callbacks so that pulses shorter than a tick are seen) or the last sample with the OK line
+    active. ``error`` says "heartbeat lost" once that is older than ``heartbeat_timeout_s``.
 
     Args:
         config: the ``[weather]`` section, :class:`~tenmon.config.models.GpioRainConfig`.
@@ -83,9 +101,13 @@ class GpioRainSensor:
         self._clock = clock
         self._pin_factory = pin_factory
         self._input: DigitalInputDevice | None = None
+        self._beat: DigitalInputDevice | None = None
         self._reading: WeatherReading | None = None
         self._raining = False
         self._dry_since: float | None = None
+        self._edges = 0           # heartbeat edges counted by gpiozero's callback thread
+        self._edges_seen = 0
+        self._alive_at = None     # (monotonic, utc) of the last sign of life
         self.error: str | None = None
 
     @property
@@ -99,18 +121,38 @@ class GpioRainSensor:
             DeviceNotFound: no GPIO pin factory loads, or the pin cannot be used.
         """
         self.disconnect()
-        self._input = _input(self.device, self.config.pin, self.config.pull_up,
-                             self._pin_factory)
+        cfg = self.config
+        self._input = _input(self.device, cfg.pin, cfg.pull_up, self._pin_factory)
+        if cfg.heartbeat_pin is not None:
+            try:
+                self._beat = _input(self.device, cfg.heartbeat_pin, cfg.heartbeat_pull_up,
+                                    self._pin_factory)
+            except DeviceNotFound:
+                self.disconnect()
+                raise
+            if cfg.heartbeat == "toggle":
+                self._beat.when_activated = self._edge
+                self._beat.when_deactivated = self._edge
+        # no sign of life yet: the first reading waits for one (a heartbeat sensor), so a dead
+        # sensor never reads dry, not even at start-up
+        self._alive_at = None
+        self._edges = self._edges_seen = 0
         self.error = None
 
+    def _edge(self) -> None:
+        # gpiozero's callback thread: count only (an int increment); the loop thread stamps it
+        self._edges += 1
+
     def disconnect(self) -> None:
-        """Release the pin. Never raises."""
-        dev, self._input = self._input, None
-        if dev is not None:
-            try:
-                dev.close()
-            except Exception as exc:  # noqa: BLE001 - releasing a pin must never raise
-                log.debug("%s: closing pin %d: %s", self.device, self.config.pin, exc)
+        """Release the pins. Never raises."""
+        for attr in ("_beat", "_input"):
+            dev = getattr(self, attr)
+            setattr(self, attr, None)
+            if dev is not None:
+                try:
+                    dev.close()
+                except Exception as exc:  # noqa: BLE001 - releasing a pin must never raise
+                    log.debug("%s: closing %r: %s", self.device, dev, exc)
 
     def update(self) -> None:
         """Sample the pin and make a new reading (non-blocking). Never raises for a device
@@ -118,24 +160,49 @@ class GpioRainSensor:
         if self._input is None:
             self.error = "not connected"
             return
+        cfg = self.config
         try:
             high = bool(self._input.pin.state)
+            beat_high = bool(self._beat.pin.state) if self._beat is not None else None
         except _GPIO_ERRORS as exc:
-            self.error = f"reading GPIO pin {self.config.pin}: {exc}"
+            self.error = f"reading GPIO pin {cfg.pin}: {exc}"
             log.warning("%s: %s", self.device, self.error)
             return
         now = self._clock.monotonic()
-        wet = high == self.config.wet_when_high
+        wet = high == cfg.wet_when_high
         if wet:
             self._raining = True
             self._dry_since = None
         elif self._raining:
             if self._dry_since is None:
                 self._dry_since = now
-            if now - self._dry_since >= self.config.bounce_s:
+            if now - self._dry_since >= cfg.bounce_s:
                 self._raining = False
-        self.error = None
-        self._reading = WeatherReading(time=self._clock.now(), rain=self._raining)
+        if self._beat is None:
+            self.error = None
+            self._reading = WeatherReading(time=self._clock.now(), rain=self._raining)
+            return
+        if cfg.heartbeat == "toggle":
+            edges = self._edges
+            alive = edges != self._edges_seen
+            self._edges_seen = edges
+        else:
+            alive = beat_high == (cfg.heartbeat == "ok-high")
+        if alive:
+            self._alive_at = (now, self._clock.now())
+        if self._alive_at is None:
+            self.error = "no heartbeat yet"
+            return
+        since = now - self._alive_at[0]
+        if since > cfg.heartbeat_timeout_s:
+            sign = "edge" if cfg.heartbeat == "toggle" else "OK level"
+            self.error = (f"heartbeat lost: no {sign} on GPIO pin {cfg.heartbeat_pin} for "
+                          f"{since:.0f} s")
+        else:
+            self.error = None
+        # stamped with the last sign of life: the safety decision judges its age
+        self._reading = WeatherReading(time=self._alive_at[1], rain=self._raining,
+                                       stale_after_s=cfg.heartbeat_timeout_s)
 
     def reading(self) -> WeatherReading | None:
         """The latest reading, ``None`` before the first successful ``update()``."""

@@ -40,7 +40,9 @@ class RelaySlit(NoticeBoard):
         self.view = EncoderView(encoder, clock, min_confidence)
         self.state = ShutterState.UNKNOWN
         self.error: str | None = None
-        self.verified = True  # False after a blind close, until the encoder sees it again
+        #: False after a blind or unseen close ("closed, not verified": never the safe state),
+        #: until the encoder tells the state again
+        self.verified = True
         self._phase = "idle"
         self._t0 = 0.0
         self._closed_at: float | None = None
@@ -155,6 +157,14 @@ class RelaySlit(NoticeBoard):
         self.motor.stop_quietly()
         self._phase = "idle"
 
+    def fail(self, message: str) -> None:
+        """An outside watch found a fault (a welded relay, motion nobody commanded): motor off,
+        state ERROR with ``message``. Never raises."""
+        err = self.motor.stop_quietly()
+        self._phase = "idle"
+        self._blind = False
+        self._set_error(message + (f"; and stopping failed: {err}" if err else ""))
+
     def _start(self, phase: str) -> None:
         self._phase = phase
         self._t0 = self.clock.monotonic()
@@ -198,8 +208,7 @@ class RelaySlit(NoticeBoard):
             static = self._static_state()
             if static != ShutterState.UNKNOWN:
                 self.state = static
-                if not self.verified and static == ShutterState.CLOSED:
-                    self.verified = True
+                self.verified = True  # the encoder tells the state: verified
             elif not (self.state == ShutterState.CLOSED and not self.verified):
                 # keep "closed (unverified)" after a blind close until the encoder returns
                 self.state = ShutterState.UNKNOWN

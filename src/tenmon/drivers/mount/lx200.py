@@ -308,6 +308,7 @@ class Lx200Mount:
         self._derived = MountState.UNKNOWN
         self._ra: float | None = None
         self._dec: float | None = None
+        self._polled_at: float | None = None
         self._tracking = False
         self._ra_high = True
         self._dec_high = True
@@ -340,6 +341,12 @@ class Lx200Mount:
     @property
     def tracking(self) -> bool:
         return self._tracking
+
+    @property
+    def position_age_s(self) -> float | None:
+        """Seconds since the position was last read from the mount (``None``: never)."""
+        at = self._polled_at
+        return None if at is None or self._ra is None else self.clock.monotonic() - at
 
     @property
     def error(self) -> str | None:
@@ -776,6 +783,7 @@ class Lx200Mount:
         ra, self._ra_high = self._parse(parse_ra, self._query(b":GR#"), b":GR#")
         dec, self._dec_high = self._parse(parse_dec, self._query(b":GD#"), b":GD#")
         self._ra, self._dec = ra, dec
+        self._polled_at = self.clock.monotonic()
         if self._dialect == "onstep":
             slewing, park, axis_fault = self._parse(self._parse_status, self._query(b":GU#"),
                                                     b":GU#")

@@ -5,6 +5,9 @@ one relay, and close the board. Everything that keeps a dome from being left ope
 here, once:
 
 * **interlocks**: a channel is energized only while every interlock partner is commanded off
+  and, where the board reads its contacts back (:meth:`readback`), physically off, and not
+  suspected of being welded (:meth:`suspect`: the daemon's actuator watch saw the motion it
+  drives with no command): a welded partner contact is never driven against
   (:class:`~tenmon.errors.InterlockError` names both channels otherwise);
 * **maximum on-time**: every energized relay is switched off once it has been on for its limit
   (``max_on_s`` / ``max_on_s_per_channel``); checked on every call and by :meth:`service`, so a
@@ -170,6 +173,7 @@ class RelayBankBase(abc.ABC):
         self._limits = {ch: config.max_on_for(ch) for ch in range(1, config.channels + 1)}
         self._reconnect_s = float(getattr(config, "reconnect_s", DEFAULT_RECONNECT_S))
         self._commanded = {ch: False for ch in range(1, config.channels + 1)}
+        self._suspects: dict[int, str] = {}
         self._on_since: dict[int, float] = {}
         self._connected = False
         self._lost = False  # connected once, board gone, service() retries
@@ -205,6 +209,11 @@ class RelayBankBase(abc.ABC):
     def _probe(self) -> None:  # noqa: B027 - an optional hook: no check by default
         """Cheap liveness check called by :meth:`service`; raise a board error if gone."""
 
+    def _read_back(self) -> dict[int, bool] | None:
+        """The contacts' physical state, channel -> closed, or ``None`` when this board cannot
+        tell (the default: write-only boards). Raise a board error if the board is gone."""
+        return None
+
     # ------------------------------------------------------------------ state
 
     @property
@@ -231,6 +240,39 @@ class RelayBankBase(abc.ABC):
         """Every channel's commanded state, as it stands (no limit check, no board access)."""
         with self._lock:
             return dict(self._commanded)
+
+    def readback(self) -> dict[int, bool] | None:
+        """Every contact's physical state as the board reports it (channel -> closed), or
+        ``None`` when the board cannot read back or is not connected. Never raises: a board
+        that fails here is marked lost (as any failed board access)."""
+        with self._lock:
+            if not self._connected:
+                return None
+            try:
+                return self._read_back()
+            except self._board_errors as exc:
+                self._mark_lost(exc, "reading the relays back")
+                return None
+
+    def suspect(self, channel: int, why: str | None) -> None:
+        """Treat ``channel`` as welded on (``why``) for the interlock, or no longer (``None``):
+        its partners are then never energized. For boards that cannot read back, where only
+        the motion a contact drives tells it is stuck.
+
+        Raises:
+            InterlockError: ``channel`` is outside ``1..channels``.
+        """
+        with self._lock:
+            self._check_channel(channel)
+            if why is None:
+                self._suspects.pop(channel, None)
+            else:
+                self._suspects[channel] = why
+
+    def suspects(self) -> dict[int, str]:
+        """Channels treated as welded on, with why."""
+        with self._lock:
+            return dict(self._suspects)
 
     def max_on_s(self, channel: int) -> float:
         """The maximum on-time of ``channel`` in seconds."""
@@ -308,6 +350,22 @@ class RelayBankBase(abc.ABC):
                             self.device,
                             f"refused to switch channel {channel} on: its interlock partner "
                             f"channel {partner} is on (switch channel {partner} off first)")
+                physical = self.readback() if self._partners[channel] else None
+                if physical is None and not self._connected:
+                    raise DeviceDisconnected(self.device, self._error or "board lost")
+                for partner in sorted(self._partners[channel]):
+                    if partner in self._suspects:
+                        raise InterlockError(
+                            self.device,
+                            f"refused to switch channel {channel} on: its interlock partner "
+                            f"channel {partner} is suspected welded on ({self._suspects[partner]})"
+                            "; never energized against it")
+                    if physical is not None and physical.get(partner):
+                        raise InterlockError(
+                            self.device,
+                            f"refused to switch channel {channel} on: its interlock partner "
+                            f"channel {partner} reads back ON although commanded off (a welded "
+                            "contact?); never energized against it")
             try:
                 self._write(channel, on)
             except self._board_errors as exc:

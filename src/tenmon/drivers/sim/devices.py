@@ -77,7 +77,13 @@ class SimulatedEncoder:
 
 
 class SimulatedWeather:
-    """The world's weather as a station would report it; ``weather-stale`` freezes the reports."""
+    """The world's weather as a station would report it.
+
+    Faults: ``weather-stale`` freezes the reports; ``weather-nan`` reports the wind as NaN (a
+    sensor fault, which the safety decision must judge unsafe); ``rain-cable-cut`` reads wet
+    whatever the sky does, as a rain sensor wired to fail safe (normally closed) does when its
+    cable is cut.
+    """
 
     def __init__(self, world: SimWorld, clock: Clock):
         self.world = world
@@ -94,7 +100,9 @@ class SimulatedWeather:
         if self.world.has_fault("weather-stale"):
             return
         st = self.world.state
-        self._reading = WeatherReading(time=self.clock.now(), rain=st.rain, wind_ms=st.wind_ms,
+        wind = float("nan") if self.world.has_fault("weather-nan") else st.wind_ms
+        rain = True if self.world.has_fault("rain-cable-cut") else st.rain
+        self._reading = WeatherReading(time=self.clock.now(), rain=rain, wind_ms=wind,
                                        humidity_pct=st.humidity_pct)
 
     def reading(self) -> WeatherReading | None:
@@ -185,6 +193,11 @@ class SimulatedMount:
     @property
     def tracking(self) -> bool:
         return self.world.state.mount_tracking
+
+    @property
+    def position_age_s(self) -> float | None:
+        """The position is the world's own: always current (``None`` while the link is lost)."""
+        return None if self._error else 0.0
 
     @property
     def error(self) -> str | None:

@@ -11,6 +11,10 @@ and fault hooks let the world and tests break it:
   stays dead until the bank reopens it (``service()`` does, every ``reconnect_s``).
 * :meth:`~SimulatedRelayBank.stick` / :meth:`~SimulatedRelayBank.unstick`: a welded contact: the
   physical state ignores commands (and power) until unstuck.
+
+The board reads its contacts back (:meth:`~RelayBankBase.readback`) unless its config says
+``readback = false``, which stands for the write-only boards (LCUS): then only the encoder can
+tell a welded contact.
 """
 
 from __future__ import annotations
@@ -64,6 +68,12 @@ class SimulatedRelayBank(RelayBankBase):
 
     def _probe(self) -> None:
         self._alive()
+
+    def _read_back(self) -> dict[int, bool] | None:
+        if not getattr(self._config, "readback", True):
+            return None
+        self._alive()
+        return {ch: self.physical(ch) for ch in range(1, self.channels + 1)}
 
     # ------------------------------------------------------------------ fault hooks
 

@@ -38,6 +38,9 @@ FAULTS = {
     "relay-stuck": "a relay contact is welded on (relay-stuck:CHANNEL)",
     "mount-disconnect": "the mount's serial link is lost",
     "weather-stale": "the weather station stops reporting",
+    "weather-nan": "the weather station reports its wind speed as NaN (a sensor fault)",
+    "rain-cable-cut": "the rain sensor's cable is cut: its fail-safe (normally-closed) wiring "
+                      "reads wet",
 }
 
 SIDEREAL_RATE = 360.98564736629 / 86400.0  # degrees of hour angle per second
