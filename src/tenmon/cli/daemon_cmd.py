@@ -56,7 +56,7 @@ tenmon: simulated observatory ({cfg.site.name}), time x{cfg.sim.speed:g}, seed {
         {tenmon}{port_opt} sim weather rain      (then: {tenmon}{port_opt} events)
   stop: Ctrl-C (the slit closes and the mount parks first; Ctrl-C twice to skip that)
 """, file=sys.stderr, flush=True)
-    return asyncio.run(run_daemon(cfg, fresh=args.fresh))
+    return asyncio.run(run_daemon(cfg, fresh=args.fresh, config_path=path))
 
 
 def register(sub) -> None:
