@@ -151,3 +151,12 @@ def test_heartbeat_held_while_the_safe_state_cannot_be_reached(sim_rig):
     rig.run(200, until=obs.supervisor.in_safe_state)
     rig.run(2)
     assert obs.supervisor.in_safe_state() and hb.toggles > n  # pulses again once safe
+
+
+def test_heartbeat_pin_used_elsewhere_is_a_config_error():
+    from tenmon.errors import ConfigError
+
+    # config/simulated.toml reads the cover's limit switches on GPIO 23 and 24
+    text = simulated_config_path().read_text() + "\n[heartbeat]\npin = 24\n"
+    with pytest.raises(ConfigError, match="GPIO 24 is already used by cover.limit_switches"):
+        parse_config(text)

@@ -514,10 +514,23 @@ def wiring_problems(cfg: TenmonConfig) -> list[tuple[str, str]]:
             problems.append((f"relays.{bank_name}.interlocks",
                              f"must list [{a}, {b}] ({dev}): opposite directions must never be "
                              "on together"))
-    if cfg.heartbeat is not None and cfg.heartbeat.period_s < cfg.daemon.tick_s:
-        problems.append(("heartbeat.period_s",
-                         f"{cfg.heartbeat.period_s:g} s is shorter than the control tick "
-                         f"(daemon.tick_s = {cfg.daemon.tick_s:g} s), which toggles it"))
+    if cfg.heartbeat is not None:
+        if cfg.heartbeat.period_s < cfg.daemon.tick_s:
+            problems.append(("heartbeat.period_s",
+                             f"{cfg.heartbeat.period_s:g} s is shorter than the control tick "
+                             f"(daemon.tick_s = {cfg.daemon.tick_s:g} s), which toggles it"))
+        gpio: dict[int, str] = {}
+        for n, b in cfg.relays.items():
+            if isinstance(b, GpioRelayConfig):
+                gpio.update({pin: f"relays.{n}.pins" for pin in b.pins})
+        if isinstance(cfg.weather, GpioRainConfig):
+            gpio[cfg.weather.pin] = "weather.pin"
+        if cfg.cover.limit_switches is not None:
+            gpio[cfg.cover.limit_switches.open_pin] = "cover.limit_switches.open_pin"
+            gpio[cfg.cover.limit_switches.closed_pin] = "cover.limit_switches.closed_pin"
+        if cfg.heartbeat.pin in gpio:
+            problems.append(("heartbeat.pin", f"GPIO {cfg.heartbeat.pin} is already used by "
+                             f"{gpio[cfg.heartbeat.pin]}"))
     if cfg.mode == "simulated":
         if cfg.sim is None:
             problems.append(("sim", "mode = 'simulated' needs a [sim] section"))
