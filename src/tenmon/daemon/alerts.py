@@ -98,7 +98,6 @@ class TargetStats:
     failed: int = 0
     dropped: int = 0
     last_error: str | None = None
-    last_ok_utc: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {"url": self.url, "sent": self.sent, "failed": self.failed,
@@ -110,11 +109,8 @@ def make_asset():
     the daemon's sandbox has nothing else writable) and names tenmon as the sender."""
     import apprise
 
-    try:
-        return apprise.AppriseAsset(storage_mode="memory", app_id="tenmon",
-                                    app_desc="tenmon observatory daemon")
-    except (TypeError, Exception):  # noqa: BLE001 - older apprise: no persistent store at all
-        return apprise.AppriseAsset(app_id="tenmon", app_desc="tenmon observatory daemon")
+    return apprise.AppriseAsset(storage_mode="memory", app_id="tenmon",
+                                app_desc="tenmon observatory daemon")
 
 
 def build_service(url: str, timeout_s: float, asset=None):
