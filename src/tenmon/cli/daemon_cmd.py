@@ -40,7 +40,17 @@ def cmd_daemon(args) -> int:
         print(f"tenmon: {path} describes a simulated observatory; running it simulated",
               file=sys.stderr)
     from tenmon.cli.main import configure_logging
+    from tenmon.daemon.lock import DaemonLock
     from tenmon.daemon.runner import run_daemon
+
+    # Say at once if another daemon runs here (run_daemon takes the lock for good, first thing).
+    probe = DaemonLock(cfg.paths.data_dir)
+    try:
+        probe.acquire()
+    except OSError:
+        pass  # run_daemon reports it
+    else:
+        probe.release()
 
     configure_logging(args.debug, args.log_level)
     if cfg.mode == "simulated":
@@ -56,7 +66,7 @@ tenmon: simulated observatory ({cfg.site.name}), time x{cfg.sim.speed:g}, seed {
         {tenmon}{port_opt} sim weather rain      (then: {tenmon}{port_opt} events)
   stop: Ctrl-C (the slit closes and the mount parks first; Ctrl-C twice to skip that)
 """, file=sys.stderr, flush=True)
-    return asyncio.run(run_daemon(cfg, fresh=args.fresh))
+    return asyncio.run(run_daemon(cfg, fresh=args.fresh, config_path=path))
 
 
 def register(sub) -> None:

@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sim": ("tenmon.cli.ops", "simulated observatory only: weather and faults"),
     "daemon": ("tenmon.cli.daemon_cmd", "run the observatory daemon (tenmond)"),
     "config": ("tenmon.cli.config_cmd", "check a site configuration file"),
+    "alerts": ("tenmon.cli.alerts_cmd", "send a test or an alarm to the site's alert targets"),
     "encoder": ("tenmon.cli.encoder", "the optical slit encoder: estimate, calibrate, watch, train"),
     "frame": ("tenmon.cli.frame", "clean, measure and search CCD frames"),
     "clusters": ("tenmon.cli.clusters", "find star-cluster candidates in a catalogue table"),

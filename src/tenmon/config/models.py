@@ -97,6 +97,52 @@ class DaemonConfig(_Model):
     )
 
 
+class AlertsConfig(_Model):
+    """Who is told when something needs a person: apprise URLs, which events, how often.
+
+    Alerted: every event at ``min_level`` or above (alarms: safe state not reached, storage
+    failure, sensor lost, ...), and an unclean restart whatever ``min_level`` says. Delivery runs
+    on its own threads, so a slow or dead notification server never delays the control loop.
+    """
+
+    urls: list[str] = Field(
+        default_factory=list,
+        description="apprise URLs, one per target (mailtos://, ntfys://, tgram://, json://, ...); "
+                    "they may hold passwords: keep the file mode 0640")
+    min_level: Literal["warning", "error", "alarm"] = Field(
+        default="alarm", description="lowest event level that is sent")
+    rate_limit_min: float = Field(
+        default=15.0, ge=0, le=1440,
+        description="at most one message per kind of alert in this many minutes; the ones held "
+                    "back are counted and sent as one digest when the time is up (0: no limit)")
+    site_name: str | None = Field(
+        default=None, description="name in every message's title; default [site] name")
+    timeout_s: float = Field(default=10.0, gt=0, le=300,
+                             description="connect and read timeout of one delivery attempt")
+    retries: int = Field(default=3, ge=0, le=20,
+                         description="further attempts after a failed delivery")
+    retry_delay_s: float = Field(default=30.0, ge=0, le=3600,
+                                 description="wait before the first retry; doubled each time")
+    queue_size: int = Field(default=200, ge=1, le=100000,
+                            description="alerts waiting per target before the oldest is dropped")
+
+
+class HeartbeatConfig(_Model):
+    """A GPIO output the control loop toggles while it is healthy, for an external dead-man
+    relay (docs/install.md): when the pulses stop, that relay closes the slit by itself."""
+
+    pin: int = Field(ge=0, le=53, description="BCM GPIO number of the heartbeat output")
+    period_s: float = Field(
+        default=0.5, gt=0, le=60,
+        description="the output changes level every period_s (a square wave of 2 * period_s); "
+                    "set the external relay's timeout to several periods (e.g. 5 s for 0.5 s)")
+    active_high: bool = Field(default=True, description="false: the output idles high")
+    stop_when_close_fails: bool = Field(
+        default=True,
+        description="stop the pulses while the safe state cannot be reached (after the "
+                    "supervisor's retries), so that the external relay closes the slit")
+
+
 # --------------------------------------------------------------------------- relay banks
 
 
@@ -471,6 +517,8 @@ class TenmonConfig(_Model):
     api: ApiConfig = Field(default_factory=ApiConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
+    heartbeat: HeartbeatConfig | None = None
     relays: dict[str, RelayBankConfig]
     dome: DomeConfig
     slit: SlitConfig
@@ -534,6 +582,23 @@ def wiring_problems(cfg: TenmonConfig) -> list[tuple[str, str]]:
             problems.append((f"relays.{bank_name}.interlocks",
                              f"must list [{a}, {b}] ({dev}): opposite directions must never be "
                              "on together"))
+    if cfg.heartbeat is not None:
+        if cfg.heartbeat.period_s < cfg.daemon.tick_s:
+            problems.append(("heartbeat.period_s",
+                             f"{cfg.heartbeat.period_s:g} s is shorter than the control tick "
+                             f"(daemon.tick_s = {cfg.daemon.tick_s:g} s), which toggles it"))
+        gpio: dict[int, str] = {}
+        for n, b in cfg.relays.items():
+            if isinstance(b, GpioRelayConfig):
+                gpio.update({pin: f"relays.{n}.pins" for pin in b.pins})
+        if isinstance(cfg.weather, GpioRainConfig):
+            gpio[cfg.weather.pin] = "weather.pin"
+        if cfg.cover.limit_switches is not None:
+            gpio[cfg.cover.limit_switches.open_pin] = "cover.limit_switches.open_pin"
+            gpio[cfg.cover.limit_switches.closed_pin] = "cover.limit_switches.closed_pin"
+        if cfg.heartbeat.pin in gpio:
+            problems.append(("heartbeat.pin", f"GPIO {cfg.heartbeat.pin} is already used by "
+                             f"{gpio[cfg.heartbeat.pin]}"))
     if cfg.mode == "simulated":
         if cfg.sim is None:
             problems.append(("sim", "mode = 'simulated' needs a [sim] section"))

@@ -19,7 +19,6 @@ import collections
 import concurrent.futures
 import inspect
 import logging
-import multiprocessing
 import os
 import time
 from dataclasses import dataclass, field
@@ -81,8 +80,12 @@ Callback = Callable[[FrameOutcome], Awaitable[None] | None]
 _MASTERS_CACHE: dict[tuple, Any] = {}
 
 
-def _init_worker(nice: int, threads: int) -> None:
-    """Pool initializer: lower priority and cap library threads in the worker process."""
+def _init_worker(nice: int, threads: int, origin_pid: int | None = None) -> None:
+    """Pool initializer: die with the daemon (``origin_pid``, see :mod:`tenmon.lifeline`), lower
+    priority and cap library threads in the worker process."""
+    from tenmon.lifeline import die_with_parent
+
+    die_with_parent(origin_pid)
     if nice:
         try:
             os.nice(nice)
@@ -251,11 +254,12 @@ class FrameWorker:
     # ------------------------------------------------------------------ internals
 
     def _make_pool(self) -> concurrent.futures.ProcessPoolExecutor:
-        methods = multiprocessing.get_all_start_methods()
-        ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+        from tenmon.lifeline import pool_context
+
+        ctx = pool_context()  # its fork server and workers die with the daemon
         return concurrent.futures.ProcessPoolExecutor(
             max_workers=self.settings.processes, mp_context=ctx, initializer=_init_worker,
-            initargs=(self.settings.nice, self.settings.threads_per_process))
+            initargs=(self.settings.nice, self.settings.threads_per_process, os.getpid()))
 
     def _start_available(self) -> None:
         """Start queued frames while workers are free (synchronous: called from submit and when

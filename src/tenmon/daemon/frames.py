@@ -208,11 +208,15 @@ def _masters(directory: Path | None):
     return _MASTERS[key]
 
 
-def _init_worker(nice: int, threads: int) -> None:
-    """Pool initializer: a lower CPU priority and one library thread, so the control loop keeps
-    its core (the same policy as ``frame_worker``'s own pool)."""
+def _init_worker(nice: int, threads: int, origin_pid: int | None = None) -> None:
+    """Pool initializer: die with the daemon (``origin_pid``; a SIGKILLed daemon leaves no
+    worker behind), a lower CPU priority and one library thread, so the control loop keeps its
+    core (the same policy as ``frame_worker``'s own pool)."""
     import os
 
+    from tenmon.lifeline import die_with_parent
+
+    die_with_parent(origin_pid)
     if nice:
         try:
             os.nice(nice)
@@ -226,13 +230,14 @@ def make_pool(settings: FrameWorkerSettings):
     """The process pool (forkserver where available: forking a process that runs an event loop
     and threads is not safe)."""
     import concurrent.futures
-    import multiprocessing
+    import os
 
-    methods = multiprocessing.get_all_start_methods()
-    ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
+    from tenmon.lifeline import pool_context
+
+    ctx = pool_context()  # its fork server and workers die with the daemon
     return concurrent.futures.ProcessPoolExecutor(
         max_workers=settings.processes, mp_context=ctx, initializer=_init_worker,
-        initargs=(settings.nice, settings.threads_per_process))
+        initargs=(settings.nice, settings.threads_per_process, os.getpid()))
 
 
 def run_frame_solved(path: str, out_dir: str, job_json: str) -> dict[str, Any]:

@@ -13,7 +13,7 @@ import logging
 import math
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from tenmon import __version__
 from tenmon.astro import lst_deg, radec_to_altaz, sun_altitude_deg
@@ -113,14 +113,28 @@ class Observatory:
         #: extra HTTP routes ``(method, path under /api/v1, async handler(request))`` that
         #: services installed on this observatory serve (centring, Nayuta sync)
         self.api_routes: list = []
+        #: Called by :meth:`emit` with every event as ``{"time_utc", "level", "kind", "message",
+        #: "data"}``, before the event is stored, so that a storage failure cannot hold back an
+        #: alert. A listener must return at once (the alerts enqueue; delivery is elsewhere);
+        #: one that raises is logged and the others still run.
+        self.event_listeners: list[Callable[[dict], None]] = []
 
     # ------------------------------------------------------------------ events
 
     def emit(self, level: str, kind: str, message: str, **data) -> None:
-        """Record an event (and log it; journald keeps the log)."""
+        """Record an event: log it (journald keeps the log), tell the event listeners, store it."""
         getattr(log, {"info": "info", "warning": "warning"}.get(level, "error"))(
             "[%s] %s", kind, message)
-        self.store.add_event(self.clock.now(), level, kind, message, data)
+        now = self.clock.now()
+        if self.event_listeners:
+            event = {"time_utc": utc_iso(now), "level": level, "kind": kind, "message": message,
+                     "data": data}
+            for listener in list(self.event_listeners):
+                try:
+                    listener(event)
+                except Exception:  # noqa: BLE001 - a listener never reaches the caller of emit
+                    log.exception("event listener %r failed", listener)
+        self.store.add_event(now, level, kind, message, data)
 
     # ------------------------------------------------------------------ life cycle
 

@@ -1,10 +1,17 @@
 """The daemon's main loop: start devices, serve the API, tick, and shut down safely on a signal.
 
+Start-up order: first the site lock (``DATA_DIR/tenmon.lock``: a second daemon stops here, before
+it has opened the database or touched a relay board), then the observatory, the alerts (so that
+the start-up warnings reach a person), the devices, the last good device map and alert targets
+(for ``relays_off`` and ``tenmon alerts send`` when the config cannot be read), the heartbeat
+output, night operations and the API.
+
 SIGTERM and SIGINT take the same path: stop taking commands, abort the dome, reach the safe
 state (slit closed, cover closed, mount parked) within ``daemon.shutdown_timeout_s``, switch
 every relay off, exit. A second signal skips the wait (relays still go off). A crash in the tick
 also ends with every relay off (``finally``), and systemd restarts the daemon, whose start-up
-reconcile finds the slit and closes it if needed.
+reconcile finds the slit and closes it if needed. The control loop toggles the heartbeat output
+after every completed tick, so an external dead-man relay closes the slit when it stops.
 """
 
 from __future__ import annotations
@@ -13,18 +20,25 @@ import asyncio
 import logging
 import signal
 import time
+from pathlib import Path
 
 from aiohttp import web
 
-from tenmon.clock import FakeClock
+from tenmon.clock import FakeClock, RealClock
 from tenmon.config.models import TenmonConfig
+from tenmon.daemon.alerts import AlertManager
 from tenmon.daemon.api import build_app
 from tenmon.daemon.compose import build_observatory
+from tenmon.daemon.heartbeat import Heartbeat, close_failed, open_heartbeat
+from tenmon.daemon.lock import DaemonLock
 from tenmon.daemon.notify import SystemdNotifier
 from tenmon.daemon.observatory import Observatory
 from tenmon.errors import DeviceError, TenmonError
 
 log = logging.getLogger(__name__)
+
+#: Longest wait at exit for queued alerts to go out (the unit's TimeoutStopSec leaves room).
+ALERTS_FLUSH_S = 10.0
 
 
 class DaemonStartError(TenmonError):
@@ -32,15 +46,85 @@ class DaemonStartError(TenmonError):
 
 
 async def run_daemon(config: TenmonConfig, *, fresh: bool = False,
-                     notifier: SystemdNotifier | None = None) -> int:
-    """Run until a signal; return the process exit code."""
-    notifier = notifier or SystemdNotifier()
-    obs = build_observatory(config, fresh=fresh)
+                     notifier: SystemdNotifier | None = None,
+                     config_path: Path | str | None = None) -> int:
+    """Run until a signal; return the process exit code.
+
+    Raises:
+        DaemonLocked: another daemon runs on this data directory (nothing was touched).
+        DaemonStartError: a device, the frame service or the API port could not start.
+    """
+    lock = DaemonLock(config.paths.data_dir)
     try:
-        obs.start()
+        lock.acquire()  # the very first step: before the database or any device
+    except OSError as exc:
+        raise DaemonStartError(f"cannot take the site lock {lock.path}: "
+                               f"{exc.strerror or exc}") from None
+    try:
+        return await _run(config, fresh, notifier or SystemdNotifier(), config_path)
+    finally:
+        lock.release()
+
+
+async def _run(config: TenmonConfig, fresh: bool, notifier: SystemdNotifier,
+               config_path: Path | str | None) -> int:
+    obs = build_observatory(config, fresh=fresh)
+    alerts = AlertManager(config.alerts, site_name=config.site.name, clock=RealClock())
+    alert_problems = alerts.start()
+    if alerts.enabled:
+        obs.event_listeners.append(alerts.listener)
+        obs.status_hooks["alerts"] = alerts.status
+    heartbeat: Heartbeat | None = None
+    try:
+        try:
+            obs.start()
+        except DeviceError as exc:
+            obs.emit("alarm", "daemon", f"cannot start: {exc}; the daemon exits (systemd "
+                     "retries); relays off")
+            obs.stop()
+            raise DaemonStartError(f"cannot start: {exc}") from None
+        for problem in alert_problems:
+            obs.emit("error", "alerts", problem)
+        _save_last_good(obs, config, config_path)
+        heartbeat = _start_heartbeat(obs, config)
+        return await _serve(obs, config, notifier, heartbeat)
+    finally:
+        if heartbeat is not None:
+            heartbeat.close()
+        alerts.stop(ALERTS_FLUSH_S)
+
+
+def _save_last_good(obs: Observatory, config: TenmonConfig, config_path) -> None:
+    """The device map and alert targets of this good start, for relays_off and alerts send."""
+    from tenmon.lastgood import save_alerts, save_device_map
+
+    source = str(Path(config_path).resolve()) if config_path else None
+    try:
+        save_device_map(config, config.paths.data_dir, source)
+        save_alerts(config, config.paths.data_dir, source)
+    except OSError as exc:
+        obs.emit("error", "daemon", f"cannot write the last good device map to "
+                 f"{config.paths.data_dir}: {exc.strerror or exc}; relays_off depends on a "
+                 "readable config until it can")
+
+
+def _start_heartbeat(obs: Observatory, config: TenmonConfig) -> Heartbeat | None:
+    if config.heartbeat is None:
+        return None
+    try:
+        hb = open_heartbeat(config.heartbeat, RealClock(), simulated=config.mode == "simulated")
     except DeviceError as exc:
-        obs.stop()
-        raise DaemonStartError(f"cannot start: {exc}") from None
+        obs.emit("alarm", "heartbeat", f"{exc.detail}: no heartbeat pulses, so the external "
+                 "dead-man relay will close the slit; fix the wiring or [heartbeat] pin")
+        return None
+    obs.status_hooks["heartbeat"] = hb.status
+    obs.emit("info", "heartbeat", f"heartbeat on GPIO {config.heartbeat.pin}, toggled every "
+             f"{config.heartbeat.period_s:g} s while the control loop runs")
+    return hb
+
+
+async def _serve(obs: Observatory, config: TenmonConfig, notifier: SystemdNotifier,
+                 heartbeat: Heartbeat | None) -> int:
     # The camera, the frame service (process pool), the night's jobs and sequencer (when
     # [night] enabled), centring and Nayuta following: all driven by the control tick.
     from tenmon.daemon.centring import install_centring
@@ -63,7 +147,7 @@ async def run_daemon(config: TenmonConfig, *, fresh: bool = False,
         obs.stop()
         await runner.cleanup()
         raise DaemonStartError(f"cannot listen on {config.api.host}:{config.api.port}: "
-                               f"{exc.strerror} (is another tenmon daemon running?)") from None
+                               f"{exc.strerror} (is another program using the port?)") from None
     speed = config.sim.speed if config.sim else 1.0
     url = f"http://{config.api.host}:{config.api.port}"
     obs.emit("info", "daemon", f"API listening on {url}"
@@ -88,7 +172,7 @@ async def run_daemon(config: TenmonConfig, *, fresh: bool = False,
 
     code = 0
     try:
-        await _loop(obs, config, speed, notifier, lambda: signals)
+        await _loop(obs, config, speed, notifier, lambda: signals, heartbeat)
     except Exception:
         log.exception("control loop crashed: switching every relay off")
         code = 1
@@ -104,7 +188,8 @@ async def run_daemon(config: TenmonConfig, *, fresh: bool = False,
 
 
 async def _loop(obs: Observatory, config: TenmonConfig, speed: float,
-                notifier: SystemdNotifier, signals) -> None:
+                notifier: SystemdNotifier, signals, heartbeat: Heartbeat | None = None) -> None:
+    """Tick until the shutdown ends; ping systemd's watchdog and the heartbeat after each tick."""
     tick_s = config.daemon.tick_s
     simulated = isinstance(obs.clock, FakeClock)
     wd_every = notifier.watchdog_interval_s() if config.daemon.watchdog else None
@@ -117,6 +202,9 @@ async def _loop(obs: Observatory, config: TenmonConfig, speed: float,
         if simulated:
             obs.clock.advance(tick_s)
         obs.tick()
+        if heartbeat is not None:
+            held = close_failed(obs) if heartbeat.config.stop_when_close_fails else None
+            heartbeat.beat(healthy=held is None, why_not=held or "")
         if wd_every is not None and time.monotonic() - wd_last >= wd_every:
             notifier.watchdog()
             wd_last = time.monotonic()

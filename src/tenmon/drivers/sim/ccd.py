@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -111,13 +112,12 @@ class SimulatedCcd:
         self.frames_dir.mkdir(parents=True, exist_ok=True)
         if self._pool is None:
             if self.render_in == "process":
-                import multiprocessing
+                from tenmon.lifeline import pool_context
 
-                methods = multiprocessing.get_all_start_methods()
-                ctx = multiprocessing.get_context("forkserver" if "forkserver" in methods
-                                                  else "spawn")
+                ctx = pool_context()  # its fork server and the renderer die with the daemon
                 self._pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx,
-                                                 initializer=_init_render, initargs=(10,))
+                                                 initializer=_init_render,
+                                                 initargs=(10, os.getpid()))
                 # start the process and import the renderer now, not at the first readout
                 self._pool.submit(_sky_from, _sky_spec(self.sky)
                                   if hasattr(self.sky, "tile") else None)
@@ -299,10 +299,12 @@ def _sep_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
     return math.degrees(math.acos(max(-1.0, min(1.0, c))))
 
 
-def _init_render(nice: int) -> None:
-    """Render process: a lower CPU priority than the control loop's (as the frame workers)."""
-    import os
+def _init_render(nice: int, origin_pid: int | None = None) -> None:
+    """Render process: dies with the daemon (``origin_pid``), a lower CPU priority than the
+    control loop's (as the frame workers)."""
+    from tenmon.lifeline import die_with_parent
 
+    die_with_parent(origin_pid)
     try:
         os.nice(nice)
     except OSError:
