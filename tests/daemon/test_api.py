@@ -10,8 +10,11 @@ from tenmon.daemon.api import build_app
 
 
 def _call(rig, method, path, **kw):
+    """One request; commands carry the token as the CLI finds it."""
     async def go():
         async with TestClient(TestServer(build_app(rig.obs))) as client:
+            if method != "GET":
+                kw["headers"] = {**rig.api_headers(), **kw.get("headers", {})}
             resp = await client.request(method, path, **kw)
             return resp.status, await resp.json()
     return asyncio.run(go())
