@@ -173,6 +173,15 @@ def _bounded_int(text: str) -> int:
     return int(text)
 
 
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"the key {_short(k)} is given twice")
+        out[k] = v
+    return out
+
+
 def _depth(data: Any) -> int:
     deepest, stack = 0, [(data, 1)]
     while stack:
@@ -191,7 +200,7 @@ def parse_json(raw: bytes) -> Any:
     Raises:
         CommandRefused: ``bad_request`` naming the problem: not UTF-8 (with the offending byte),
             a byte-order mark, not JSON (with line and column), ``NaN``/``Infinity``, a number
-            out of range, nested deeper than :data:`MAX_DEPTH`.
+            out of range, a key given twice, nested deeper than :data:`MAX_DEPTH`.
     """
     if raw.startswith(codecs.BOM_UTF8):
         raise bad_request("the request body starts with a byte-order mark: send plain UTF-8 JSON")
@@ -202,7 +211,7 @@ def parse_json(raw: bytes) -> Any:
                           f"offset {exc.start}): send JSON in UTF-8") from None
     try:
         data = json.loads(text, parse_constant=_no_constant, parse_float=_finite_float,
-                          parse_int=_bounded_int)
+                          parse_int=_bounded_int, object_pairs_hook=_no_duplicates)
     except json.JSONDecodeError as exc:
         raise bad_request(f"the request body is not JSON: {exc.msg} at line {exc.lineno} "
                           f"column {exc.colno}") from None
@@ -343,9 +352,8 @@ QueryTime = Annotated[datetime, BeforeValidator(_iso_time)]
 
 def parse_query(request, model: type[BaseModel] = NoQuery) -> Any:
     """The query parameters of ``request`` as ``model``; a parameter given twice is refused."""
-    keys = list(request.query.keys())
     seen: set[str] = set()
-    for k in keys:
+    for k, _v in request.query.items():
         if k in seen:
             raise bad_request(f"query parameter {k!r} is given twice")
         seen.add(k)

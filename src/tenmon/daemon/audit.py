@@ -113,12 +113,14 @@ class AuditLog:
 
 
 def audit_page(conn: sqlite3.Connection, *, after_id: int | None = None,
-               before_id: int | None = None, limit: int = 100) -> dict[str, Any]:
-    """A page of audit rows, oldest first (see ``daemon.api_reads.page``)."""
+               before_id: int | None = None, limit: int = 100) -> str:
+    """A page of audit rows as JSON text, oldest first (see ``daemon.api_reads.page``)."""
     from tenmon.daemon.api_reads import page
 
-    return page(conn, "audit", "id, time_utc, client, method, route, body, status, code, auth",
-                key="audit", after_id=after_id, before_id=before_id, limit=limit)
+    return page(conn, "audit", "json_object('id', id, 'time_utc', time_utc, 'client', client, "
+                "'method', method, 'route', route, 'body', body, 'status', status, 'code', code, "
+                "'auth', auth)", key="audit", after_id=after_id, before_id=before_id,
+                limit=limit)
 
 
 __all__ = ["AuditLog", "AuditRow", "write_row", "audit_page", "body_text", "SCHEMA",
