@@ -33,7 +33,8 @@ def _parser():
 
 
 async def _serve(r, body):
-    """Serve the observatory's API, tick it until ``body(url, session)`` returns."""
+    """Serve the observatory's API, tick it until ``body(url, session)`` returns; the session
+    sends the API token, as the CLI finds it."""
     port = _free_port()
     runner = web.AppRunner(build_app(r.obs), access_log=None)
     await runner.setup()
@@ -41,12 +42,24 @@ async def _serve(r, body):
     finished = False
     ticker = asyncio.create_task(r.run(lambda: finished, sim_s=1e9, wall_s=300))
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=r.base.api_headers()) as session:
             return await body(f"http://127.0.0.1:{port}", session)
     finally:
         finished = True
         await ticker
         await runner.cleanup()
+
+
+@pytest.fixture
+def rig(rig, monkeypatch):
+    """conftest's ``rig``; the CLI run in-process then finds the API token as an operator's
+    does, from the data directory of the daemon's config (the rig's, as
+    TENMON_PATHS__DATA_DIR)."""
+    def make(**kw):
+        r = rig(**kw)
+        monkeypatch.setenv("TENMON_PATHS__DATA_DIR", str(r.obs.config.paths.data_dir))
+        return r
+    return make
 
 
 def _cli(argv):
