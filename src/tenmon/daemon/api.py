@@ -19,7 +19,9 @@ every command.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import re
 from typing import Any, Literal
 
 from aiohttp import web
@@ -28,8 +30,9 @@ from pydantic import Field
 from tenmon import __version__
 from tenmon.daemon.api_access import ApiAccess, load_token
 from tenmon.daemon.api_kit import (AUTH_KEY, BODY_KEY, CODE_KEY, COMMAND_ERRORS, MAX_BODY_BYTES,
-                                   MAX_PAGE, PREFIX, READ_ERRORS, STATUS_OF, Body, NoBody, Query, QueryInt, QueryTime, Route,
-                                   error_response, json_response, legacy_route, read_body)
+                                   MAX_PAGE, PREFIX, READ_ERRORS, STATUS_OF, Body, NoBody, Query,
+                                   QueryCount, QueryInt, QueryTime, Route, error_response,
+                                   json_response, legacy_route, read_body)
 from tenmon.daemon.api_reads import StoreReader, events_page, history_page
 from tenmon.daemon.audit import AuditLog, audit_page
 from tenmon.daemon.observatory import Observatory
@@ -65,34 +68,57 @@ class SimWeather(Body):
 
 
 class SimFault(Body):
-    name: str = Field(default="", max_length=64, description="dome-stall, slit-stall, "
+    name: str = Field(max_length=64, description="dome-stall, slit-stall, "
                       "cover-stall, encoder-dropout, slit-state-hidden, relay-unplugged, "
                       "relay-stuck:CHANNEL, mount-disconnect, weather-stale; with clear: the "
                       "fault to clear, or '' / 'all'")
     clear: bool = Field(default=False, description="clear the fault instead of injecting it")
 
 
+def fault_names(obs: Observatory) -> list[str]:
+    """The faults the simulated world can be given here (``relay-stuck:N`` for each channel
+    that every relay bank has)."""
+    from tenmon.drivers.sim.world import FAULTS
+
+    channels = min((bank.channels for bank in obs.config.relays.values()), default=0)
+    return sorted(set(FAULTS) - {"relay-stuck"}) + [f"relay-stuck:{c}"
+                                                    for c in range(1, channels + 1)]
+
+
+def _sim_fault_schema(names: list[str]) -> dict[str, Any]:
+    """The body of ``POST /sim/fault``: a fault to inject; with clear, one to clear or all."""
+    any_fault = "^(" + "|".join(re.escape(n) for n in names) + ")$"
+    return {"type": "object", "additionalProperties": False,
+            "properties": {"name": {"type": "string", "maxLength": 64,
+                                    "description": SimFault.model_fields["name"].description},
+                           "clear": {"type": "boolean", "default": False}},
+            "required": ["name"],
+            "if": {"properties": {"clear": {"const": True}}, "required": ["clear"]},
+            "then": {"properties": {"name": {"pattern": any_fault[:-2] + "|all|)$"}}},
+            "else": {"properties": {"name": {"pattern": any_fault}}}}
+
+
 class EventsQuery(Query):
     since: QueryTime | None = Field(default=None, description="only events at or after this "
                                     "ISO time (UTC unless it names a zone)")
     level: Literal["info", "warning", "error", "alarm"] | None = None
-    after_id: QueryInt | None = Field(default=None, ge=0, description="page forward: the "
-                                      "oldest events after this id")
-    before_id: QueryInt | None = Field(default=None, ge=0, description="page back: the newest "
+    after_id: QueryInt | None = Field(default=None, description="page forward: the oldest "
+                                      "events after this id")
+    before_id: QueryInt | None = Field(default=None, description="page back: the newest "
                                        "events before this id")
-    limit: QueryInt = Field(default=200, ge=1, description=f"at most this many (values over "
-                            f"{MAX_PAGE} are capped to {MAX_PAGE})")
+    limit: QueryCount = Field(default=200, description=f"at most this many (values over "
+                              f"{MAX_PAGE} are capped to {MAX_PAGE})")
 
 
 class HistoryQuery(Query):
-    limit: QueryInt = Field(default=100, ge=1, description=f"at most this many (capped to "
-                            f"{MAX_PAGE})")
+    limit: QueryCount = Field(default=100, description=f"at most this many (capped to "
+                              f"{MAX_PAGE})")
 
 
 class AuditQuery(Query):
-    after_id: QueryInt | None = Field(default=None, ge=0)
-    before_id: QueryInt | None = Field(default=None, ge=0)
-    limit: QueryInt = Field(default=100, ge=1, description=f"capped to {MAX_PAGE}")
+    after_id: QueryInt | None = None
+    before_id: QueryInt | None = None
+    limit: QueryCount = Field(default=100, description=f"capped to {MAX_PAGE}")
 
 
 # --------------------------------------------------------------------------- answer schemas
@@ -199,7 +225,7 @@ def core_routes(obs: Observatory, reader: StoreReader) -> list[Route]:
                         query=HistoryQuery, answers={200: "the newest states, oldest first"},
                         answer_schema=HISTORY_SCHEMA,
                         errors={**READ_ERRORS, 404: "no such device"},
-                        path_params={"device": {"type": "string"}}))
+                        path_params={"device": {"enum": list(HISTORY_DEVICES)}}))
     routes.append(Route("GET", "/audit", audit, "the audit trail: who commanded what",
                         query=AuditQuery, answers={200: "a page of audit rows, oldest first"},
                         answer_schema=AUDIT_SCHEMA, secret=True,
@@ -223,6 +249,9 @@ def core_routes(obs: Observatory, reader: StoreReader) -> list[Route]:
         "POST", "/stop", stop, "EMERGENCY STOP: stop all motion, close the slit (latched)",
         body=Stop, raw_body=True, answers={200: "stopped (with a note when the body was not "
                                                 "understood: it stops all the same)"},
+        body_schema={"description": "any body: {\"reason\": TEXT} (at most 200 characters) "
+                     "is recorded; anything else stops all the same",
+                     "anyOf": [Stop.model_json_schema(), {}]},
         answer_schema=COMMAND_SCHEMA,
         errors={k: v for k, v in COMMAND_ERRORS.items() if k in (401, 403, 503)},
         description="Stops whatever its body holds: a body that is not JSON, not UTF-8 or not "
@@ -230,8 +259,22 @@ def core_routes(obs: Observatory, reader: StoreReader) -> list[Route]:
     command("/resume", "clear a latched emergency stop", lambda b: obs.resume())
     command("/sim/weather", "simulated observatory: set the weather",
             lambda b: obs.sim_weather(b.condition, b.wind_ms), body=SimWeather, errors=SIM_ERRORS)
-    command("/sim/fault", "simulated observatory: inject or clear a fault",
-            lambda b: obs.sim_fault(b.name, b.clear), body=SimFault, errors=SIM_ERRORS)
+    faults = fault_names(obs)
+
+    def sim_fault(b: SimFault) -> None:
+        if b.clear and b.name in ("", "all"):
+            pass
+        elif b.name not in faults:
+            raise CommandRefused("bad_request", f"unknown fault {b.name[:64]!r}; known: "
+                                 + ", ".join(faults))
+        elif b.clear and obs.world is not None and b.name not in obs.world.state.faults:
+            raise CommandRefused("not_active", f"the fault {b.name!r} is not active (active: "
+                                 + (", ".join(obs.world.state.faults) or "none") + ")")
+        obs.sim_fault(b.name, b.clear)
+
+    command("/sim/fault", "simulated observatory: inject or clear a fault", sim_fault,
+            body=SimFault, errors={**SIM_ERRORS, 409: "the fault to clear is not active"})
+    routes[-1] = dataclasses.replace(routes[-1], body_schema=_sim_fault_schema(faults))
     return routes
 
 

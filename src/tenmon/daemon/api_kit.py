@@ -32,7 +32,7 @@ from pathlib import PurePath
 from typing import Annotated, Any, Awaitable, Callable, Mapping
 
 from aiohttp import web
-from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from tenmon.errors import CommandRefused
 
@@ -67,8 +67,8 @@ STATUS_OF: dict[str, int] = {
     "bad_request": 400, "unauthorized": 401, "forbidden": 403, "not_found": 404,
     "not_simulated": 404, "method_not_allowed": 405, "too_large": 413,
     "unsupported_media_type": 415, "unsafe": 409, "emergency": 409, "below_horizon": 409,
-    "not_latched": 409, "not_open": 409, "busy": 409, "sequencer_busy": 409,
-    "no_camera": 409, "not_running": 409, "not_configured": 409, "device_error": 502,
+    "not_latched": 409, "not_active": 409, "not_open": 409, "busy": 409, "sequencer_busy": 409,
+    "no_camera": 409, "not_running": 409, "not_configured": 409, "no_star": 409, "device_error": 502,
     "shutting_down": 503, "no_token": 503, "reads_busy": 503, "http_error": 400,
     "internal": 500,
 }
@@ -332,11 +332,13 @@ def _whole(v: Any) -> Any:
 
 def _iso_time(v: Any) -> Any:
     if isinstance(v, str):
-        text = v.strip()
+        text = re.sub(r"[zZ]$", "+00:00", v.strip()).replace("t", "T")
         if len(text) > 40:
             raise ValueError("must be an ISO time such as 2026-11-21T13:00:00Z")
+        # RFC 3339 allows a leap second; Python's datetime does not: take the second before
+        text = re.sub(r"(T\d\d:\d\d):60(\.\d+)?", r"\1:59.999999", text)
         try:
-            t = datetime.fromisoformat(re.sub(r"[zZ]$", "+00:00", text).replace("t", "T"))
+            t = datetime.fromisoformat(text)
             t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
             return t.astimezone(timezone.utc)
         except (ValueError, OverflowError):
@@ -344,10 +346,20 @@ def _iso_time(v: Any) -> Any:
     return v
 
 
+def _integral(v: Any) -> Any:
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 53:
+        return int(v)  # JSON has one number type: 6.0 is the integer 6 (as JSON Schema says)
+    return v
+
+
 #: A whole number in a query string (digits only: ``-1``, ``1.0``, ``1e3`` are refused).
-QueryInt = Annotated[int, BeforeValidator(_whole)]
-#: A time in a query string (ISO 8601; UTC when it names no zone).
+QueryInt = Annotated[int, Field(ge=0, le=10 ** 15 - 1), BeforeValidator(_whole)]
+#: A count in a query string (1 or more).
+QueryCount = Annotated[int, Field(ge=1, le=10 ** 15 - 1), BeforeValidator(_whole)]
+#: A time in a query string (ISO 8601 / RFC 3339; UTC when it names no zone).
 QueryTime = Annotated[datetime, BeforeValidator(_iso_time)]
+#: An integer in a JSON body: a number without a fraction (``6`` or ``6.0``; never ``true``).
+JsonInt = Annotated[int, BeforeValidator(_integral)]
 
 
 def parse_query(request, model: type[BaseModel] = NoQuery) -> Any:
@@ -387,7 +399,8 @@ class Route:
     it reads the body itself (the emergency stop). ``answers`` maps the success statuses to
     their descriptions and ``answer_schema`` describes the success body (JSON Schema).
     ``secret`` reads need the token even on loopback. ``path_params``: JSON Schemas of the
-    ``{name}`` parts of the path.
+    ``{name}`` parts of the path. ``body_schema`` documents the body instead of ``body``'s
+    schema when the handler checks more than the model says (it must check exactly that).
     """
 
     method: str
@@ -395,6 +408,7 @@ class Route:
     handler: Callable[[Any, Any], Awaitable[Any]]
     summary: str
     body: type[BaseModel] | None = None
+    body_schema: Mapping[str, Any] | None = None
     query: type[BaseModel] | None = None
     answers: Mapping[int, str] = field(default_factory=lambda: {200: "done"})
     answer_schema: Mapping[str, Any] | None = None
@@ -452,5 +466,5 @@ def legacy_route(method: str, path: str, handler: Callable[[Any], Awaitable[Any]
 
 __all__ = ["PREFIX", "MAX_BODY_BYTES", "MAX_DEPTH", "MAX_PAGE", "STATUS_OF", "status_of",
            "BODY_KEY", "AUTH_KEY", "CODE_KEY", "dumps", "finite", "json_response", "error_response", "bad_request", "Body", "NoBody",
-           "Query", "NoQuery", "QueryInt", "QueryTime", "parse_json", "validate", "read_raw",
+           "Query", "NoQuery", "QueryInt", "QueryCount", "QueryTime", "JsonInt", "parse_json", "validate", "read_raw",
            "read_body", "parse_query", "Route", "legacy_route", "COMMAND_ERRORS", "READ_ERRORS"]

@@ -33,9 +33,9 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from tenmon.astro import lst_deg, radec_to_altaz
 from tenmon.daemon.dome_geometry import azimuth_error_deg, dome_azimuth_radec
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 HTTP_STATUS = {"bad_request": 400, "not_simulated": 404, "not_found": 404, "unsafe": 409,
                "emergency": 409, "shutting_down": 503, "below_horizon": 409, "device_error": 502,
                "not_open": 409, "busy": 409, "sequencer_busy": 409, "no_camera": 409,
-               "not_running": 409, "not_configured": 409}
+               "not_running": 409, "not_configured": 409, "no_star": 409}
 
 #: Phases of a running job; a finished job's state is ``done``, ``failed`` or ``aborted``.
 PHASES = ("slewing", "settling", "exposing", "solving")
@@ -652,6 +652,12 @@ class _AnyObject(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
 
 
+def _integral(v: Any) -> Any:
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 53:
+        return int(v)  # JSON's 6.0 is the integer 6 (as the API's schema says)
+    return v
+
+
 class CenterBody(BaseModel):
     """``POST /center``: the target (ICRS degrees) and optional overrides of the settings."""
 
@@ -661,7 +667,8 @@ class CenterBody(BaseModel):
     dec_deg: float = Field(ge=-90, le=90, description="ICRS declination, degrees")
     tolerance_arcsec: float | None = Field(default=None, gt=0, le=3600,
                                            description="centred when this close (arcsec)")
-    max_tries: int | None = Field(default=None, ge=1, le=50, description="frames at most")
+    max_tries: Annotated[int, Field(ge=1, le=50), BeforeValidator(_integral)] | None = Field(
+        default=None, description="frames at most")
     exposure_s: float | None = Field(default=None, gt=0, le=600, description="per frame, s")
 
 

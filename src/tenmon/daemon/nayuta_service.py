@@ -209,7 +209,7 @@ class NayutaService:
 
         Raises:
             CentringError: ``not_simulated`` with a directory feed or at a site; ``bad_request``
-                for a position out of range or with no simulated star near it.
+                for a position out of range; ``no_star`` (409) with no simulated star near it.
         """
         if not self.simulated or self.feed is None or self.s.feed.type != "simulated":
             raise CentringError("not_simulated", "`/sim/nayuta` needs the simulated observatory "
@@ -220,8 +220,8 @@ class NayutaService:
         try:
             star = self.feed.nearest_star(ra_deg, dec_deg, mag_bright=t.mag_bright,
                                           mag_faint=t.mag_faint, radius_deg=t.search_radius_deg)
-        except DeviceError as exc:
-            raise CentringError("bad_request", str(exc)) from None
+        except DeviceError as exc:  # no simulated star there: the sky's state, not the request
+            raise CentringError("no_star", str(exc)) from None
         self.sim_target = star
         moved = separation_arcsec(ra_deg, dec_deg, star[0], star[1])
         self.obs.emit("info", "sim", f"simulated Nayuta now on the star at RA {star[0]:.5f} "
@@ -649,8 +649,8 @@ class SyncBody(BaseModel):
 
     once: bool = Field(default=True, description="true: one sync; false: keep following Nayuta")
     wait_s: float | None = Field(default=None, ge=0, le=600, description="once: hold the "
-                                 "answer this long (wall s) for the result; default "
-                                 "[nayuta] answer_wait_s")
+                                 "answer at most this long (wall s) for the result; at most, and "
+                                 "by default, [nayuta] answer_wait_s")
 
 
 class SimNayutaBody(BaseModel):
@@ -668,7 +668,9 @@ def nayuta_routes(service: NayutaService) -> list:
     from tenmon.daemon.api_kit import COMMAND_ERRORS, Route, json_response
 
     async def post_sync(request, b: SyncBody):
-        wait = service.s.answer_wait_s if b.wait_s is None else b.wait_s
+        # the site's answer_wait_s bounds how long a request may hold a connection
+        wait = service.s.answer_wait_s if b.wait_s is None else min(b.wait_s,
+                                                                    service.s.answer_wait_s)
         run = service.sync(once=b.once)
         if b.once:
             deadline = time.monotonic() + min(float(wait), 600.0)

@@ -427,7 +427,7 @@ class Observatory:
                 self.world.clear_fault(None if name in ("", "all") else name)
             else:
                 self.world.inject_fault(name)
-        except ValueError as exc:
+        except (ValueError, DeviceError) as exc:  # an unknown fault, a channel no bank has
             raise CommandRefused("bad_request", str(exc)) from None
         self.emit("warning", "sim", f"simulated fault {'cleared' if clear else 'injected'}: "
                   f"{name or 'all'}")

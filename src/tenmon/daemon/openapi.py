@@ -46,6 +46,14 @@ def _query_parameters(model: type[BaseModel], components: dict[str, Any]) -> lis
         prop = dict(prop)
         desc = prop.pop("description", None)
         prop.pop("title", None)
+        if "default" in prop and prop["default"] is None:
+            del prop["default"]
+        # a query parameter is absent or a string, never null
+        alts = [a for a in prop.pop("anyOf", []) if a.get("type") != "null"]
+        if len(alts) == 1:
+            prop.update(alts[0])
+        elif alts:
+            prop["anyOf"] = alts
         p = {"name": name, "in": "query", "required": name in required, "schema": prop}
         if desc:
             p["description"] = desc
@@ -73,8 +81,9 @@ def document(routes: Iterable[Route], *, version: str, remote: bool = False) -> 
             params += _query_parameters(route.query, components) if route.query else []
         if params:
             op["parameters"] = params
-        if route.command and route.body is not None:
-            schema = _model_schema(route.body, "validation", components)
+        if route.command and (route.body is not None or route.body_schema is not None):
+            schema = (dict(route.body_schema) if route.body_schema is not None
+                      else _model_schema(route.body, "validation", components))
             op["requestBody"] = {
                 "required": bool(schema.get("required")),
                 "description": "JSON (UTF-8); an empty body is {}",
