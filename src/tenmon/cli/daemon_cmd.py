@@ -73,7 +73,10 @@ def register(sub) -> None:
         description="Run the daemon: a real site from --config (default "
                     "/etc/tenmon/tenmon.toml), or the simulated observatory with --simulate. "
                     "SIGTERM/SIGINT close the slit, close the cover and park the mount before "
-                    "exit; a second signal exits at once (relays still switched off).")
+                    "exit; a second signal exits at once (relays still switched off). Commands to "
+                    "its API need the token it makes at its first start in DATA_DIR/api.token "
+                    "(or [api] token_file / token_env); every command is audited (`tenmon "
+                    "audit`).")
     p.add_argument("--simulate", action="store_true",
                    help="run the simulated observatory (packaged simulated.toml unless --config)")
     p.add_argument("--speed", type=float, help="simulated time per wall second (e.g. 10)")
