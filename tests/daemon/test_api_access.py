@@ -44,7 +44,7 @@ def test_cross_site_text_plain_open_is_refused_and_the_slit_stays_closed(sim_rig
     async def body(c):
         evil = {"Content-Type": "text/plain", "Origin": "http://evil.example",
                 "Host": "evil.example"}
-        out = [await call(c, "POST", "/api/v1/slit/open", data="x", headers=evil)]
+        out = [await call(c, "POST", "/api/v1/slit/open", data="{}", headers=evil)]
         # each part alone is refused too, even with the right token
         h = rig.api_headers()
         out.append(await call(c, "POST", "/api/v1/slit/open", data="{}",
