@@ -329,15 +329,23 @@ def test_large_event_reads_never_stall_the_control_tick(sim_rig):
 def test_an_event_whose_data_is_not_strict_json_is_read_with_null(sim_rig):
     rig = sim_rig()
     rig.obs.emit("warning", "weather", "odd wind reading", wind_ms=float("nan"), gust=1.5)
+    tricky = 'a "quoted" 雨\nline, \\ and\ttabs; NaN and Infinity as words'
+    rig.obs.emit("info", "test", tricky, note=tricky, n=[1, 2.5, None, True])
+    rig.obs.emit("info", "test", "plain", value=-0.0, big=1e300)
 
     async def body(c):
         resp = await c.get("/api/v1/events?limit=5")
         return resp.status, await resp.text()
 
     status, text = serve(rig, body)
-    assert status == 200 and "NaN" not in text
-    odd = [e for e in strict_json(text)["events"] if e["message"] == "odd wind reading"]
+    assert status == 200
+    events = strict_json(text)["events"]
+    odd = [e for e in events if e["message"] == "odd wind reading"]
     assert odd and odd[0]["data"] == {"wind_ms": None, "gust": 1.5}
+    [t] = [e for e in events if e["message"] == tricky]
+    assert t["data"] == {"note": tricky, "n": [1, 2.5, None, True]}
+    [plain] = [e for e in events if e["message"] == "plain"]
+    assert plain["data"] == {"value": -0.0, "big": 1e300}
 
 
 def test_history_device_and_limit(sim_rig):

@@ -94,7 +94,15 @@ def page(conn: sqlite3.Connection, table: str, row_json: str, *, key: str,
             f'"next_before_id": {"null" if nxt_before is None else int(nxt_before)}}}')
 
 
-_EVENT_JSON = ("CASE WHEN json_valid(data) THEN json_object('id', id, 'time_utc', time_utc, "
+def _strict(column: str) -> str:
+    """SQL: ``column`` holds strict JSON. Python's encoder writes NaN and Infinity, which some
+    SQLite versions (3.42+, JSON5) accept and render as null or 9e999: those rows take the
+    Python path, whose output is strict (so does a row whose text merely mentions them)."""
+    return (f"json_valid({column}) AND instr({column}, 'NaN') = 0 "
+            f"AND instr({column}, 'Infinity') = 0")
+
+
+_EVENT_JSON = (f"CASE WHEN {_strict('data')} THEN json_object('id', id, 'time_utc', time_utc, "
                "'level', level, 'kind', kind, 'message', message, 'data', json(data)) END")
 
 
@@ -124,7 +132,7 @@ def events_page(conn: sqlite3.Connection, *, since: datetime | None = None,
                 after_id=after_id, before_id=before_id, limit=limit, fallback=_event_fallback)
 
 
-_HISTORY_JSON = ("CASE WHEN json_valid(state) AND json_type(state) = 'object' "
+_HISTORY_JSON = (f"CASE WHEN {_strict('state')} AND json_type(state) = 'object' "
                  "THEN json_insert(state, '$.time_utc', time_utc) END")
 
 
