@@ -276,3 +276,23 @@ def test_an_audit_write_that_fails_does_not_fail_the_command(sim_rig):
 def test_allowed_hosts_are_plain_names(bad):
     with pytest.raises(ValueError):
         ApiConfig(allowed_hosts=[bad])
+
+
+def test_a_flood_of_refused_requests_is_counted_not_recorded_row_by_row(sim_rig):
+    from tenmon.daemon.audit import UNAUTHENTICATED_PER_MINUTE, AuditLog
+
+    rig = sim_rig()
+    log = AuditLog(rig.obs.store, rig.clock, keep_days=30)
+    for i in range(UNAUTHENTICATED_PER_MINUTE + 40):
+        log.record(client="10.0.0.9", method="POST", route="/api/v1/slit/open", body=b"{}",
+                   status=401, code="unauthorized", auth="wrong")
+    log.record(client="127.0.0.1", method="POST", route="/api/v1/stop", body=b"{}",
+               status=200, code="ok", auth="ok")  # an operator's command is always recorded
+    rig.clock.advance(61)
+    log.record(client="10.0.0.9", method="POST", route="/api/v1/slit/open", body=b"{}",
+               status=401, code="unauthorized", auth="wrong")
+    rows = rig.obs.store.db.execute("SELECT route, code, body FROM audit ORDER BY id").fetchall()
+    assert len(rows) == UNAUTHENTICATED_PER_MINUTE + 3
+    assert rows[UNAUTHENTICATED_PER_MINUTE][0] == "/api/v1/stop"
+    assert rows[-2][1] == "flood" and rows[-2][2].startswith("40 more requests")
+    assert rows[-1][1] == "unauthorized"

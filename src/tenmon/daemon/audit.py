@@ -8,7 +8,9 @@ the request was refused before the token was looked at). The token itself is nev
 
 Rows live in the ``audit`` table of the daemon's SQLite database and are written by
 :func:`write_row` only: the one function to reroute when store writes move off the event loop.
-It also prunes rows older than ``api.audit_keep_days``, at most once a day. A write that fails
+It also prunes rows older than ``api.audit_keep_days``, at most once a day. Requests without the
+right token are recorded up to :data:`UNAUTHENTICATED_PER_MINUTE` a minute; beyond that they are
+counted and the count is recorded in one row (code ``flood``). A write that fails
 (disk full, database locked) is logged and dropped: an audit row never stops a command, and the
 command has already been done when its row is written.
 """
@@ -40,6 +42,9 @@ CREATE TABLE IF NOT EXISTS audit (
 CREATE INDEX IF NOT EXISTS audit_time ON audit (time_utc);
 """
 
+#: Requests without the right token recorded per minute at most; the rest are counted, and the
+#: count recorded in one row, so that a flood of refused requests cannot fill the disk.
+UNAUTHENTICATED_PER_MINUTE = 60
 #: Longest body kept in a row (characters); longer ones are cut and say their size.
 MAX_BODY_CHARS = 1000
 #: Longest route (path and query) kept.
@@ -96,13 +101,40 @@ class AuditLog:
         self.clock = clock
         self.keep = timedelta(days=keep_days)
         self._pruned_at: float | None = None
+        self._window_at = clock.monotonic()
+        self._unauthenticated = 0
+        self._dropped = 0
         store.add_schema(SCHEMA)
+
+    def _flood(self, now_m: float, authenticated: bool) -> bool:
+        """Count a request; True when it is one too many unauthenticated ones to record."""
+        if now_m - self._window_at >= 60.0:
+            if self._dropped:
+                write_row(self.store, AuditRow(
+                    time_utc=utc_iso(self.clock.now()), client="-", method="-",
+                    route="(not recorded)", body=f"{self._dropped} more requests without the "
+                    "right token in the minute before this row", status=0, code="flood",
+                    auth="-"))
+            self._window_at, self._unauthenticated, self._dropped = now_m, 0, 0
+        if authenticated:
+            return False
+        self._unauthenticated += 1
+        if self._unauthenticated <= UNAUTHENTICATED_PER_MINUTE:
+            return False
+        if not self._dropped:
+            log.warning("more than %d API requests without the right token this minute: "
+                        "the rest are counted, not recorded one by one",
+                        UNAUTHENTICATED_PER_MINUTE)
+        self._dropped += 1
+        return True
 
     def record(self, *, client: str | None, method: str, route: str, body: bytes | None,
                status: int, code: str, auth: str) -> None:
         now = self.clock.now()
         prune = None
         now_m = self.clock.monotonic()
+        if self._flood(now_m, auth == "ok"):
+            return
         if self._pruned_at is None or now_m - self._pruned_at >= PRUNE_EVERY_S:
             self._pruned_at = now_m
             prune = utc_iso(now - self.keep)
