@@ -638,20 +638,6 @@ def error_response(code: str, message: str, status: int | None = None):
     return _error(code, message, status or HTTP_STATUS.get(code))
 
 
-async def read_body(request, model=None) -> Any:
-    """The request's body under the API's strict rules (``daemon.api_kit.read_body``); with no
-    ``model``, any JSON object (as a dict). Raises ``CommandRefused`` (``bad_request``...)."""
-    from tenmon.daemon.api_kit import read_body as _read
-
-    if model is None:
-        return (await _read(request, _AnyObject)).model_dump()
-    return await _read(request, model)
-
-
-class _AnyObject(BaseModel):
-    model_config = ConfigDict(extra="allow", strict=True, allow_inf_nan=False)
-
-
 def _integral(v: Any) -> Any:
     if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 53:
         return int(v)  # JSON's 6.0 is the integer 6 (as the API's schema says)
@@ -786,4 +772,4 @@ def install_centring(obs, night_ops, *, settings: CentringServiceSettings | None
 
 __all__ = ["CentringService", "CentringServiceSettings", "CentringJob", "CentringTry",
            "CentringError", "HTTP_STATUS", "install_centring", "centring_routes",
-           "error_response", "read_body", "CenterBody", "CenterAbortBody", "CenterQuery"]
+           "error_response", "CenterBody", "CenterAbortBody", "CenterQuery"]
