@@ -105,8 +105,12 @@ def latency(seconds: float) -> dict:
                 break
             except OSError:
                 time.sleep(0.2)
+        from tenmon.cli.client import resolve_token  # the daemon made it in its data dir
+
+        token = resolve_token(env={"TENMON_PATHS__DATA_DIR": d}).value
         req = urllib.request.Request(url + "/dome/goto", data=b'{"azimuth_deg": 200}',
-                                     method="POST", headers={"Content-Type": "application/json"})
+                                     method="POST", headers={"Content-Type": "application/json",
+                                                             "Authorization": f"Bearer {token}"})
         urllib.request.urlopen(req, timeout=5)
         time.sleep(seconds)
         st = json.loads(urllib.request.urlopen(url + "/status", timeout=5).read())

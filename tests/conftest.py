@@ -53,6 +53,18 @@ class SimRig:
     def messages(self) -> list[str]:
         return [e["message"] for e in self.events()]
 
+    def api_token(self) -> str:
+        """The API token (made by ``build_app``) as the CLI finds it: the rig's data directory
+        given as TENMON_PATHS__DATA_DIR, as for the daemon."""
+        from tenmon.cli.client import resolve_token
+
+        token = resolve_token(env={"TENMON_PATHS__DATA_DIR": str(self.obs.config.paths.data_dir)})
+        assert token.value, f"no API token at {token.where} (build the app first)"
+        return token.value
+
+    def api_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_token()}"}
+
 
 @pytest.fixture
 def sim_rig(tmp_path):

@@ -33,7 +33,8 @@ def _parser():
 
 
 async def _serve(r, body):
-    """Serve the observatory's API, tick it until ``body(url, session)`` returns."""
+    """Serve the observatory's API, tick it until ``body(url, session)`` returns; the session
+    sends the API token, as the CLI finds it."""
     port = _free_port()
     runner = web.AppRunner(build_app(r.obs), access_log=None)
     await runner.setup()
@@ -41,12 +42,24 @@ async def _serve(r, body):
     finished = False
     ticker = asyncio.create_task(r.run(lambda: finished, sim_s=1e9, wall_s=300))
     try:
-        async with aiohttp.ClientSession() as session:
+        async with aiohttp.ClientSession(headers=r.base.api_headers()) as session:
             return await body(f"http://127.0.0.1:{port}", session)
     finally:
         finished = True
         await ticker
         await runner.cleanup()
+
+
+@pytest.fixture
+def rig(rig, monkeypatch):
+    """conftest's ``rig``; the CLI run in-process then finds the API token as an operator's
+    does, from the data directory of the daemon's config (the rig's, as
+    TENMON_PATHS__DATA_DIR)."""
+    def make(**kw):
+        r = rig(**kw)
+        monkeypatch.setenv("TENMON_PATHS__DATA_DIR", str(r.obs.config.paths.data_dir))
+        return r
+    return make
 
 
 def _cli(argv):
@@ -141,3 +154,36 @@ def test_tenmon_nayuta_sync_end_to_end(rig, capsys):
     for key in ("target_ra_deg", "target_dec_deg", "route", "tries", "final_separation_arcsec",
                 "mag_slit_viewer", "mag_60cm", "elapsed_s"):
         assert answer[key] is not None, key
+
+
+def test_service_routes_follow_the_api_rules(rig):
+    """Centring and Nayuta routes take the same strict input, token and content type as the
+    core routes (one shared set of rules: daemon.api_kit)."""
+    r = rig()
+
+    async def body(url, s):
+        out = []
+        for path, payload in [
+            ("/api/v1/center", {"ra_deg": True, "dec_deg": 40}),
+            ("/api/v1/center", {"ra_deg": 10, "dec_deg": 40, "max_tries": "3"}),
+            ("/api/v1/center", {"ra_deg": 10, "dec_deg": 40, "max_tries": 2.5}),
+            ("/api/v1/center", {"ra_deg": 10, "dec_deg": 40, "speed": 1}),
+            ("/api/v1/center/abort", {"reason": 5}),
+            ("/api/v1/nayuta/sync", {"once": "false"}),
+            ("/api/v1/nayuta/sync", {"wait_s": -1}),
+            ("/api/v1/sim/nayuta", {"ra_deg": True, "dec_deg": 1}),
+        ]:
+            async with s.post(url + path, json=payload) as resp:
+                out.append((path, resp.status, (await resp.json())["error"]["code"]))
+        async with s.post(url + "/api/v1/center", data="ra=1", headers={
+                "Content-Type": "application/x-www-form-urlencoded"}) as resp:
+            out.append(("form", resp.status, (await resp.json())["error"]["code"]))
+        async with aiohttp.ClientSession() as bare:  # no token
+            async with bare.post(url + "/api/v1/nayuta/stop", json={}) as resp:
+                out.append(("no token", resp.status, (await resp.json())["error"]["code"]))
+        return out
+
+    out = asyncio.run(_serve(r, body))
+    assert [x[1:] for x in out] == [(400, "bad_request")] * 8 + [
+        (415, "unsupported_media_type"), (401, "unauthorized")], out
+    assert r.service.job is None and r.obs.nayuta.run is None

@@ -149,3 +149,32 @@ def test_cli_validate_exit_codes(tmp_path, capsys):
     assert all(isinstance(r["line"], int) for r in rows)
     assert main(["config", "validate", str(tmp_path / "missing.toml")]) == 1
     assert "no such config file" in capsys.readouterr().out
+
+
+def test_a_remote_api_bind_without_a_named_token_is_invalid(tmp_path, capsys):
+    """The finding: host = "0.0.0.0" validated silently (any client on the network could then
+    command the observatory)."""
+    text = SITE.read_text()
+    assert 'host = "127.0.0.1"' in text
+    for host in ("0.0.0.0", "::", "192.168.1.20", "tenmon-pi.local"):
+        bad = tmp_path / "remote.toml"
+        bad.write_text(text.replace('host = "127.0.0.1"', f'host = "{host}"'))
+        assert main(["config", "validate", str(bad)]) == 1, host
+        out = capsys.readouterr().out
+        line = next(n for n, t in enumerate(text.splitlines(), 1)
+                    if t.startswith('host = "127.0.0.1"'))
+        assert f"{bad}:{line}: api.host:" in out and "api.token_file" in out, out
+    # naming the token makes it a deliberate choice: valid
+    ok = tmp_path / "remote-ok.toml"
+    ok.write_text(text.replace('host = "127.0.0.1"', 'host = "0.0.0.0"\ntoken_file = '
+                               '"/etc/tenmon/api.token"\nallowed_hosts = ["tenmon-pi.local"]'))
+    assert main(["config", "validate", str(ok)]) == 0
+    env_ok = tmp_path / "remote-env.toml"
+    env_ok.write_text(text.replace('host = "127.0.0.1"',
+                                   'host = "0.0.0.0"\ntoken_env = "TENMON_SITE_TOKEN"'))
+    assert main(["config", "validate", str(env_ok)]) == 0
+    # an environment override counts as the daemon applies it
+    with pytest.raises(ConfigError, match="api.host"):
+        load_config(SITE, env={"TENMON_API__HOST": "0.0.0.0"})
+    for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
+        load_config(SITE, env={"TENMON_API__HOST": host})

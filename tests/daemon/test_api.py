@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import asyncio
 
+import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tenmon.daemon.api import build_app
+from tenmon.errors import CommandRefused
 
 
 def _call(rig, method, path, **kw):
+    """One request; commands carry the token as the CLI finds it."""
     async def go():
         async with TestClient(TestServer(build_app(rig.obs))) as client:
+            if method != "GET":
+                kw["headers"] = {**rig.api_headers(), **kw.get("headers", {})}
             resp = await client.request(method, path, **kw)
             return resp.status, await resp.json()
     return asyncio.run(go())
@@ -63,3 +68,50 @@ def test_events_query(sim_rig):
     assert all(e["time_utc"] >= "2026-11-21T13:00:02" for e in body["events"])
     status, body = _call(rig, "GET", "/api/v1/events", params={"since": "yesterday"})
     assert status == 400
+
+
+def test_the_openapi_document_lists_every_route_with_its_rules(sim_rig):
+    rig = sim_rig()
+
+    async def go():
+        app = build_app(rig.obs)
+        served = {(r.method, r.resource.canonical) for r in app.router.routes()
+                  if r.method not in ("HEAD",)}
+        async with TestClient(TestServer(app)) as client:
+            resp = await client.get("/api/v1/openapi.json")
+            return served, resp.status, await resp.json()
+
+    served, status, doc = asyncio.run(go())
+    assert status == 200 and doc["openapi"].startswith("3.1")
+    documented = {(m.upper(), p) for p, ops in doc["paths"].items() for m in ops}
+    assert documented == served
+    for path, ops in doc["paths"].items():
+        for method, op in ops.items():
+            if method != "get":
+                assert op["security"] == [{"bearer": []}], path
+                assert {"401", "403"} <= set(op["responses"]), path
+    goto = doc["paths"]["/api/v1/dome/goto"]["post"]["requestBody"]["content"][
+        "application/json"]["schema"]
+    assert goto["additionalProperties"] is False and goto["required"] == ["azimuth_deg"]
+    assert goto["properties"]["azimuth_deg"]["type"] == "number"
+    assert (goto["properties"]["azimuth_deg"]["minimum"],
+            goto["properties"]["azimuth_deg"]["maximum"]) == (0, 360)
+    audit = doc["paths"]["/api/v1/audit"]["get"]
+    assert audit["security"] == [{"bearer": []}]
+    assert doc["paths"]["/api/v1/status"]["get"]["security"] == [{}, {"bearer": []}]
+
+
+def test_a_fault_on_a_channel_no_bank_has_is_refused_not_a_500(sim_rig):
+    """Found by the fuzz: relay-stuck:99 raised the relay bank's InterlockError (a 500)."""
+    rig = sim_rig()
+    for name in ("relay-stuck:99", "relay-stuck:0", "gremlins", ""):
+        status, body = _call(rig, "POST", "/api/v1/sim/fault", json={"name": name})
+        assert status == 400 and body["error"]["code"] == "bad_request", (name, body)
+    with pytest.raises(CommandRefused) as exc:  # the observatory itself: a refusal, not a crash
+        rig.obs.sim_fault("relay-stuck:99")
+    assert exc.value.code == "bad_request"
+    status, body = _call(rig, "POST", "/api/v1/sim/fault", json={"name": "dome-stall",
+                                                                 "clear": True})
+    assert status == 409 and body["error"]["code"] == "not_active"
+    status, body = _call(rig, "POST", "/api/v1/sim/fault", json={"name": "all", "clear": True})
+    assert status == 200

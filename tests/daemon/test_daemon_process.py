@@ -51,9 +51,12 @@ class Daemon:
                 time.sleep(0.2)
         raise AssertionError("daemon did not answer within 30 s")
 
-    def cli(self, *args, check=True, timeout=120) -> subprocess.CompletedProcess:
+    def cli(self, *args, check=True, timeout=120, env=None) -> subprocess.CompletedProcess:
+        """The CLI as an operator runs it; it finds the API token as it does at a site, from
+        the daemon's data directory (given as the daemon was: TENMON_PATHS__DATA_DIR)."""
+        env = {**os.environ, "TENMON_PATHS__DATA_DIR": str(self.data_dir), **(env or {})}
         r = subprocess.run([sys.executable, "-m", "tenmon.cli.main", "--url", self.url, *args],
-                           capture_output=True, text=True, timeout=timeout)
+                           capture_output=True, text=True, timeout=timeout, env=env)
         if check and r.returncode != 0:
             raise AssertionError(f"tenmon {' '.join(args)} -> {r.returncode}: {r.stderr}{r.stdout}")
         return r
@@ -229,3 +232,63 @@ def test_daemon_refuses_a_taken_port(tmp_path):
                            capture_output=True, text=True, timeout=60)
     assert r.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in r.stderr
+
+
+def test_readme_flow_finds_the_api_token_by_itself(tmp_path):
+    """`make run` in a checkout, then `.venv/bin/tenmon status` / `slit open` from another
+    terminal in the same directory: no option names the token, and the commands work."""
+    if Path("/etc/tenmon/tenmon.toml").exists():
+        pytest.skip("this machine has /etc/tenmon/tenmon.toml: the CLI would take it")
+    port = free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TENMON_")}  # as an operator's shell: nothing set
+    log = open(tmp_path / "daemon.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "tenmon.cli.main", "daemon", "--simulate",
+                             "--speed", SPEED, "--port", str(port), "--fresh"], cwd=tmp_path,
+                            stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "-m", "tenmon.cli.main", "--url",
+                               f"http://127.0.0.1:{port}", *args], capture_output=True,
+                              text=True, cwd=tmp_path, env=env, timeout=120)
+    try:
+        deadline = time.monotonic() + 30
+        while cli("status", "--json").returncode != 0:
+            assert proc.poll() is None and time.monotonic() < deadline, \
+                (tmp_path / "daemon.log").read_text()
+            time.sleep(0.2)
+        token = tmp_path / "var" / "tenmon-sim" / "api.token"
+        assert oct(token.stat().st_mode & 0o777) == "0o600"
+        r = cli("slit", "open", "--wait", "--json")
+        assert r.returncode == 0, r.stderr
+        assert json.loads(r.stdout)["slit"]["state"] == "open"
+        banner = (tmp_path / "daemon.log").read_text()
+        assert "API token var/tenmon-sim/api.token" in banner
+        assert token.read_text().strip() not in banner  # the token itself is never shown
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+def test_tenmon_audit_shows_who_commanded_what(daemon):
+    d = daemon()
+    d.cli("dome", "goto", "40")
+    r = d.cli("slit", "open", "--token", "not-the-token-of-this-daemon", check=False)
+    assert r.returncode == 1 and len(r.stderr.strip().splitlines()) == 1
+    assert str(d.data_dir / "api.token") in r.stderr and "--token" in r.stderr
+    r = d.cli("resume", check=False, env={"TENMON_TOKEN": "another-wrong-token-000"})
+    assert r.returncode == 1 and "$TENMON_TOKEN" in r.stderr
+    rows = [json.loads(line) for line in d.cli("audit", "--json").stdout.splitlines()]
+    assert [(a["method"], a["route"], a["status"], a["code"], a["auth"]) for a in rows] == [
+        ("POST", "/api/v1/dome/goto", 200, "ok", "ok"),
+        ("POST", "/api/v1/slit/open", 401, "unauthorized", "wrong"),
+        ("POST", "/api/v1/resume", 401, "unauthorized", "wrong")]
+    assert rows[0]["client"] == "127.0.0.1" and rows[0]["body"] == '{"azimuth_deg": 40.0}'
+    human = d.cli("audit", "--limit", "1").stdout
+    assert "/api/v1/resume" in human and "401" in human and "dome" not in human
+    r = d.cli("audit", check=False, env={"TENMON_TOKEN": "another-wrong-token-000"})
+    assert r.returncode == 1 and "api.token" in r.stderr

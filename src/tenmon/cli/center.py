@@ -8,7 +8,7 @@ import sys
 import time
 from typing import Any
 
-from tenmon.cli.client import ApiClient, resolve_url
+from tenmon.cli.client import client_for, resolve_url
 from tenmon.errors import ApiError, TenmonError
 
 PATH = "/center"
@@ -44,6 +44,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="exposure of each frame, seconds (default: the daemon's)")
     p.add_argument("--url", default=argparse.SUPPRESS,
                    help="the daemon's API URL (else as `tenmon --url`)")
+    p.add_argument("--token", default=argparse.SUPPRESS,
+                   help="the daemon's API token (else as `tenmon --token`)")
     p.add_argument("--timeout", type=float, default=900.0, metavar="S",
                    help="give up waiting after this many seconds (default 900); the job itself "
                         "goes on in the daemon (POST /api/v1/center/abort ends it)")
@@ -72,7 +74,7 @@ def cmd_center(args: argparse.Namespace) -> int:
     """POST /center, then follow ``GET /center`` until the job ends. Returns the exit code."""
     _validate(args)
     url = resolve_url(getattr(args, "url", None), getattr(args, "config", None))
-    client = ApiClient(url, timeout_s=30.0)
+    client = client_for(args, timeout_s=30.0)
     body: dict[str, Any] = {"ra_deg": args.ra_deg, "dec_deg": args.dec_deg}
     for key, value in (("tolerance_arcsec", args.tolerance), ("max_tries", args.max_tries),
                        ("exposure_s", args.exposure)):

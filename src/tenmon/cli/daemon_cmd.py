@@ -57,9 +57,17 @@ def cmd_daemon(args) -> int:
         url = f"http://{cfg.api.host}:{cfg.api.port}"
         tenmon = "tenmon" if not Path(".venv/bin/tenmon").exists() else ".venv/bin/tenmon"
         port_opt = "" if cfg.api.port == 8470 else f" --url {url}"
+        from tenmon.daemon.api_access import default_token_path
+
+        token = (f"${cfg.api.token_env}" if cfg.api.token_env
+                 else default_token_path(cfg.api, cfg.paths.data_dir))
+        how = ("the CLI run from this directory reads it" if args.data_dir is None
+               and args.config is None else "give the CLI the same --config, "
+               "TENMON_PATHS__DATA_DIR or --token")
         print(f"""
 tenmon: simulated observatory ({cfg.site.name}), time x{cfg.sim.speed:g}, seed {cfg.sim.seed}
   API {url}   data {cfg.paths.data_dir}
+  API token {token} (commands need it; {how})
   watch it from another terminal:  {tenmon}{port_opt} status --watch
   try:  {tenmon}{port_opt} slit open --wait
         {tenmon}{port_opt} dome goto 123 --wait
@@ -75,7 +83,10 @@ def register(sub) -> None:
         description="Run the daemon: a real site from --config (default "
                     "/etc/tenmon/tenmon.toml), or the simulated observatory with --simulate. "
                     "SIGTERM/SIGINT close the slit, close the cover and park the mount before "
-                    "exit; a second signal exits at once (relays still switched off).")
+                    "exit; a second signal exits at once (relays still switched off). Commands to "
+                    "its API need the token it makes at its first start in DATA_DIR/api.token "
+                    "(or [api] token_file / token_env); every command is audited (`tenmon "
+                    "audit`).")
     p.add_argument("--simulate", action="store_true",
                    help="run the simulated observatory (packaged simulated.toml unless --config)")
     p.add_argument("--speed", type=float, help="simulated time per wall second (e.g. 10)")

@@ -23,6 +23,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stop": ("tenmon.cli.ops", "EMERGENCY: stop all motion and close the slit"),
     "resume": ("tenmon.cli.ops", "clear a latched emergency stop"),
     "events": ("tenmon.cli.ops", "show the event log"),
+    "audit": ("tenmon.cli.ops", "show who commanded what through the API"),
     "sim": ("tenmon.cli.ops", "simulated observatory only: weather and faults"),
     "daemon": ("tenmon.cli.daemon_cmd", "run the observatory daemon (tenmond)"),
     "config": ("tenmon.cli.config_cmd", "check a site configuration file"),
@@ -54,11 +55,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
                     "daemon (tenmond) over its local HTTP API; `tenmon daemon` runs it.",
         epilog="`tenmon COMMAND --help` tells more. Every reporting command takes --json (JSON "
                "only on stdout). The daemon's address: --url, $TENMON_URL, or [api] of --config "
-               "(default /etc/tenmon/tenmon.toml, else http://127.0.0.1:8470).")
+               "(default /etc/tenmon/tenmon.toml, else http://127.0.0.1:8470). Commands send the "
+               "daemon's API token: --token, $TENMON_TOKEN, or the file the daemon made, "
+               "api.token in [paths] data_dir of that config (without one, the simulated "
+               "observatory's: var/tenmon-sim/api.token under the current directory).")
     parser.add_argument("--version", action="version", version=f"tenmon {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     parser.add_argument("--url", help="the daemon's API URL (default: see below)")
     parser.add_argument("--config", help="site config file (default /etc/tenmon/tenmon.toml)")
+    parser.add_argument("--token", help="the daemon's API token (default: $TENMON_TOKEN, else "
+                        "read from the daemon's data directory)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     registered: set[str] = set()
     for name, (module_name, help_text) in COMMANDS.items():
@@ -74,7 +80,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 def _command_of(argv: list[str]) -> str | None:
     """The sub-command named in ``argv`` (skipping global options and their values)."""
-    takes_value = {"--url", "--config"}
+    takes_value = {"--url", "--config", "--token"}
     skip = False
     for arg in argv:
         if skip:

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tenmon.cli.client import ApiClient, resolve_url
+from tenmon.cli.client import client_for, resolve_url
 from tenmon.errors import ApiError, TenmonError
 
 #: Exit status when the frames were read but the target was not located (1 is kept for errors).
@@ -98,6 +98,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     mode.add_argument("--stop", dest="mode", action="store_const", const="stop",
                       help="stop following Nayuta (and a sync in progress)")
     syn.add_argument("--url", default=argparse.SUPPRESS, help="the daemon's API URL (else as `tenmon --url`)")
+    syn.add_argument("--token", default=argparse.SUPPRESS,
+                     help="the daemon's API token (else as `tenmon --token`)")
     syn.add_argument("--timeout", type=float, default=600.0, metavar="S",
                      help="how long to wait for the result of --once (default 600 s: a sync slews, takes "
                           "frames and centres); the sync goes on in the daemon after that")
@@ -246,7 +248,7 @@ def _sync(args: argparse.Namespace) -> int:
     # The daemon holds the answer of a --once sync until it is done or for up to its
     # [nayuta] answer_wait_s (default 100 s), then answers 202 with the sync in progress, which
     # is then polled (GET /nayuta) until --timeout. The HTTP timeout covers that hold.
-    client = ApiClient(url, timeout_s=max(args.timeout, DAEMON_ANSWER_WAIT_S) + 30.0)
+    client = client_for(args, timeout_s=max(args.timeout, DAEMON_ANSWER_WAIT_S) + 30.0)
     try:
         if mode == "stop":
             answer = client.post(STOP_PATH, {})

@@ -1,4 +1,4 @@
-"""Operator commands: status, dome, slit, cover, mount, stop, resume, events, sim."""
+"""Operator commands: status, dome, slit, cover, mount, stop, resume, events, audit, sim."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
-from tenmon.cli.client import ApiClient, resolve_url
+from tenmon.cli.client import ApiClient, client_for
 from tenmon.errors import ApiError, TenmonError
 
 
@@ -24,7 +24,7 @@ class WaitFailed(TenmonError):
 
 
 def _client(args) -> ApiClient:
-    return ApiClient(resolve_url(args.url, args.config))
+    return client_for(args)
 
 
 def _emit(args, obj: dict[str, Any]) -> None:
@@ -373,13 +373,33 @@ def _print_event(args, e: dict) -> None:
               f"{e['message']}", flush=True)
 
 
+#: Rows per request (the daemon caps a page at 1000).
+PAGE = 1000
+
+
+def newest(client: ApiClient, path: str, key: str, limit: int, **query) -> list[dict]:
+    """The newest ``limit`` rows of a paged read (``/events``, ``/audit``), oldest first,
+    fetched a page at a time backwards."""
+    rows: list[dict] = []
+    before = None
+    while len(rows) < limit:
+        page = client.get(path, limit=min(PAGE, limit - len(rows)), before_id=before, **query)
+        rows[:0] = page[key]
+        if not page["more"] or not page[key]:
+            break
+        before = page["next_before_id"]
+    return rows
+
+
 def cmd_events(args) -> int:
+    if args.limit < 1:
+        raise TenmonError(f"--limit {args.limit}: must be 1 or more")
     client = _client(args)
     since = None
     if args.since:
         since = parse_since(args.since)
-    rows = client.get("/events", since=since.isoformat() if since else None,
-                      limit=args.limit)["events"]
+    rows = newest(client, "/events", "events", args.limit,
+                  since=since.isoformat() if since else None)
     for e in rows:
         _print_event(args, e)
     last = rows[-1]["id"] if rows else 0
@@ -388,9 +408,24 @@ def cmd_events(args) -> int:
             time.sleep(1.0)
         except KeyboardInterrupt:
             return 0
-        for e in client.get("/events", after_id=last, limit=1000)["events"]:
+        page = client.get("/events", after_id=last, limit=PAGE)
+        for e in page["events"]:
             _print_event(args, e)
-            last = e["id"]
+        last = page["next_after_id"]
+    return 0
+
+
+def cmd_audit(args) -> int:
+    if args.limit < 1:
+        raise TenmonError(f"--limit {args.limit}: must be 1 or more")
+    rows = newest(_client(args), "/audit", "audit", args.limit)
+    for a in rows:
+        if args.json:
+            _emit(args, a)
+        else:
+            print(f"{a['time_utc'][:19].replace('T', ' ')}  {a['client']:<15} {a['method']} "
+                  f"{a['route']}  -> {a['status']} {a['code']}  (token {a['auth']})"
+                  + (f"  {a['body']}" if a["body"] else ""), flush=True)
     return 0
 
 
@@ -433,7 +468,10 @@ def _common(p: argparse.ArgumentParser, wait: bool = False) -> None:
     p.add_argument("--json", action="store_true", help="print JSON only")
     # also accepted after the command (tenmon status --url ...); default: the global option
     p.add_argument("--url", default=argparse.SUPPRESS, help="the daemon's API URL")
-    p.add_argument("--config", default=argparse.SUPPRESS, help="site config (for the API address)")
+    p.add_argument("--config", default=argparse.SUPPRESS,
+                   help="site config (for the API address and token)")
+    p.add_argument("--token", default=argparse.SUPPRESS,
+                   help="the API token (default: $TENMON_TOKEN, else the daemon's api.token)")
     if wait:
         p.add_argument("--wait", action="store_true",
                        help="wait until the motion has finished; exit 1 at once if it ends "
@@ -506,10 +544,20 @@ def register(sub) -> None:
     p = sub.add_parser("events", help="show the event log",
                        description="Show the daemon's event log, oldest first.")
     p.add_argument("--since", metavar="T", help="ISO time (UTC) or a span back: 90s, 10m, 2h, 1d")
-    p.add_argument("--limit", type=int, default=200, help="at most this many (default 200)")
+    p.add_argument("--limit", type=int, default=200, help="the newest this many (default 200)")
     p.add_argument("--follow", "-f", action="store_true", help="keep printing new events")
     _common(p)
     p.set_defaults(func=cmd_events)
+
+    p = sub.add_parser("audit", help="show who commanded what through the API",
+                       description="Show the daemon's audit trail, oldest first: every command "
+                                   "sent to its API (refused ones too) with the time, the "
+                                   "client's address, the route, the body, the answer (HTTP "
+                                   "status and code) and whether the token was right. Needs the "
+                                   "API token.")
+    p.add_argument("--limit", type=int, default=50, help="the newest this many (default 50)")
+    _common(p)
+    p.set_defaults(func=cmd_audit)
 
     p = sub.add_parser("sim", help="simulated observatory only: weather and faults",
                        description="Change the simulated world (refused by a real site).")

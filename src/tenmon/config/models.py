@@ -48,9 +48,66 @@ class PathsConfig(_Model):
         return self.products_dir or (self.data_dir / "products")
 
 
+#: Bind addresses that only this machine can reach.
+LOOPBACK_HOSTS = ("127.0.0.1", "::1", "localhost")
+
+
+def is_loopback_host(host: str) -> bool:
+    """``host`` (a bind address or name) reaches this machine only: 127.0.0.0/8, ::1, localhost."""
+    import ipaddress
+
+    h = host.strip().strip("[]").lower().rstrip(".")
+    if h == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
 class ApiConfig(_Model):
-    host: str = "127.0.0.1"
+    """The daemon's HTTP API. Commands always need the API token (``Authorization: Bearer``).
+
+    The token is, in this order: the environment variable named by ``token_env``; the file
+    ``token_file``; else ``<data_dir>/api.token``, created (mode 0600) at the first start. A bind
+    that other machines can reach (``host`` not 127.0.0.1, ::1 or localhost) must name its token
+    (``token_file`` or ``token_env``): remote access is then a deliberate choice, and reads need
+    the token too.
+    """
+
+    host: str = Field(default="127.0.0.1", min_length=1)
     port: int = Field(default=8470, ge=1, le=65535)
+    token_file: Path | None = Field(
+        default=None, description="file holding the API token; created (0600) when missing; "
+        "default <data_dir>/api.token")
+    token_env: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="name of an environment variable holding the API token (e.g. from a "
+        "systemd EnvironmentFile or credential); wins over token_file")
+    allowed_hosts: list[str] = Field(
+        default_factory=list, description="extra host names clients may use to reach the API "
+        "(Host and Origin headers), e.g. the Pi's name on the LAN; the bind address, localhost, "
+        "127.0.0.1 and [::1] are always allowed")
+    audit_keep_days: float = Field(default=365.0, gt=0, le=36500,
+                                   description="audit rows (who commanded what) older than this "
+                                   "are pruned")
+
+    @field_validator("allowed_hosts")
+    @classmethod
+    def _plain_names(cls, v: list[str]) -> list[str]:
+        out = []
+        for name in v:
+            n = name.strip().lower().rstrip(".")
+            if not n or any(c in n for c in "/ @?#") or "://" in n:
+                raise ValueError(f"{name!r} is not a host name (give a name or address, without "
+                                 "scheme, port or path)")
+            out.append(n)
+        return out
+
+    @property
+    def loopback(self) -> bool:
+        """Only this machine can reach the API."""
+        return is_loopback_host(self.host)
 
 
 class SafetyConfig(_Model):
@@ -551,6 +608,11 @@ def wiring_problems(cfg: TenmonConfig) -> list[tuple[str, str]]:
     a simulated site uses simulated devices only (a site never falls back to a simulator).
     """
     problems: list[tuple[str, str]] = []
+    if not cfg.api.loopback and cfg.api.token_file is None and cfg.api.token_env is None:
+        problems.append(("api.host", f"{cfg.api.host!r} lets other machines reach the API: name "
+                         "its token with api.token_file (or api.token_env), or bind to "
+                         "127.0.0.1; without one any client on the network could command the "
+                         "observatory"))
     uses = [
         ("dome", cfg.dome.relays, ("cw_channel", cfg.dome.cw_channel),
          ("ccw_channel", cfg.dome.ccw_channel), cfg.dome.slew_timeout_s),

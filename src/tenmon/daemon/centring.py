@@ -33,9 +33,9 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Annotated, Any, Callable, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from tenmon.astro import lst_deg, radec_to_altaz
 from tenmon.daemon.dome_geometry import azimuth_error_deg, dome_azimuth_radec
@@ -52,7 +52,7 @@ log = logging.getLogger(__name__)
 HTTP_STATUS = {"bad_request": 400, "not_simulated": 404, "not_found": 404, "unsafe": 409,
                "emergency": 409, "shutting_down": 503, "below_horizon": 409, "device_error": 502,
                "not_open": 409, "busy": 409, "sequencer_busy": 409, "no_camera": 409,
-               "not_running": 409, "not_configured": 409}
+               "not_running": 409, "not_configured": 409, "no_star": 409}
 
 #: Phases of a running job; a finished job's state is ``done``, ``failed`` or ``aborted``.
 PHASES = ("slewing", "settling", "exposing", "solving")
@@ -632,82 +632,94 @@ class CentringService:
 # ---------------------------------------------------------------------------- HTTP
 
 def error_response(code: str, message: str, status: int | None = None):
-    """The API's error format ``{"error": {"code", "message"}}``."""
-    from aiohttp import web
+    """The API's error format ``{"error": {"code", "message"}}`` (``daemon.api_kit``'s)."""
+    from tenmon.daemon.api_kit import error_response as _error
 
-    return web.json_response({"error": {"code": code, "message": message}},
-                             status=status or HTTP_STATUS.get(code, 409))
-
-
-async def read_body(request) -> dict[str, Any]:
-    """The JSON object of a request (``{}`` without a body). Raises ``CentringError``."""
-    import json
-
-    if not request.can_read_body:
-        return {}
-    try:
-        data = await request.json()
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CentringError("bad_request", f"request body is not JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise CentringError("bad_request", "request body must be a JSON object")
-    return data
+    return _error(code, message, status or HTTP_STATUS.get(code))
 
 
-def _opt_number(body: dict[str, Any], key: str, kind=float):
-    if body.get(key) is None:
-        return None
-    v = body[key]
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise CentringError("bad_request", f"{key!r} must be a number, got {v!r}")
-    if kind is int:
-        if float(v) != int(v):
-            raise CentringError("bad_request", f"{key!r} must be an integer, got {v!r}")
-        return int(v)
-    return float(v)
+def _integral(v: Any) -> Any:
+    if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 53:
+        return int(v)  # JSON's 6.0 is the integer 6 (as the API's schema says)
+    return v
 
 
-def _number(body: dict[str, Any], key: str) -> float:
-    if key not in body:
-        raise CentringError("bad_request", f"missing {key!r}")
-    return _opt_number(body, key)
+class CenterBody(BaseModel):
+    """``POST /center``: the target (ICRS degrees) and optional overrides of the settings."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    ra_deg: float = Field(ge=0, lt=360, description="ICRS right ascension, degrees")
+    dec_deg: float = Field(ge=-90, le=90, description="ICRS declination, degrees")
+    tolerance_arcsec: float | None = Field(default=None, gt=0, le=3600,
+                                           description="centred when this close (arcsec)")
+    max_tries: Annotated[int, Field(ge=1, le=50), BeforeValidator(_integral)] | None = Field(
+        default=None, description="frames at most")
+    exposure_s: float | None = Field(default=None, gt=0, le=600, description="per frame, s")
 
 
-def centring_routes(service: CentringService) -> list[tuple[str, str, Any]]:
-    """``(method, path, handler)`` of ``POST /center``, ``GET /center``, ``POST /center/abort``."""
-    from aiohttp import web
+class CenterAbortBody(BaseModel):
+    """``POST /center/abort``: why (recorded)."""
 
-    async def post_center(request):
-        try:
-            body = await read_body(request)
-            job = service.start(_number(body, "ra_deg"), _number(body, "dec_deg"),
-                                tolerance_arcsec=_opt_number(body, "tolerance_arcsec"),
-                                max_tries=_opt_number(body, "max_tries", int),
-                                exposure_s=_opt_number(body, "exposure_s"))
-        except CommandRefused as exc:
-            return error_response(exc.code, str(exc))
-        return web.json_response({"ok": True, "job": job.to_json()}, status=202)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
 
-    async def get_center(request):
-        job_id = request.query.get("id")
-        job = service.get(job_id)
+    reason: str = Field(default="aborted by the operator", min_length=1, max_length=200)
+
+
+class CenterQuery(BaseModel):
+    """``GET /center``: which job (default the running or last one)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str | None = Field(default=None, max_length=100, description="a job id")
+
+
+#: JSON Schema of a centring job as the API answers it (``CentringJob.to_json``).
+JOB_SCHEMA = {"type": "object", "required": ["id", "state"],
+              "properties": {"id": {"type": "string"}, "state": {"type": "string"}}}
+
+
+def centring_routes(service: CentringService) -> list:
+    """The :class:`~tenmon.daemon.api_kit.Route` s of ``POST /center``, ``GET /center`` and
+    ``POST /center/abort``."""
+    from tenmon.daemon.api_kit import COMMAND_ERRORS, READ_ERRORS, Route, json_response
+
+    async def post_center(request, b: CenterBody):
+        job = service.start(b.ra_deg, b.dec_deg, tolerance_arcsec=b.tolerance_arcsec,
+                            max_tries=b.max_tries, exposure_s=b.exposure_s)
+        return json_response({"ok": True, "job": job.to_json()}, status=202)
+
+    async def get_center(request, q: CenterQuery):
+        job = service.get(q.id)
         if job is None:
-            if job_id is not None:
-                return error_response("not_found", f"no centring job {job_id!r}", 404)
-            return web.json_response({"job": None, "running": False})
-        return web.json_response({"job": job, "running": service.busy
-                                  and job["id"] == service.job.id})
+            if q.id is not None:
+                return error_response("not_found", f"no centring job {q.id!r}", 404)
+            return json_response({"job": None, "running": False})
+        return json_response({"job": job, "running": service.busy
+                              and job["id"] == service.job.id})
 
-    async def post_abort(request):
-        try:
-            body = await read_body(request)
-            job = service.abort(str(body.get("reason") or "aborted by the operator"))
-        except CommandRefused as exc:
-            return error_response(exc.code, str(exc))
-        return web.json_response({"ok": True, "job": job.to_json()})
+    async def post_abort(request, b: CenterAbortBody):
+        job = service.abort(b.reason)
+        return json_response({"ok": True, "job": job.to_json()})
 
-    return [("POST", "/center", post_center), ("GET", "/center", get_center),
-            ("POST", "/center/abort", post_abort)]
+    return [
+        Route("POST", "/center", post_center, "centre the 60 cm on RA/Dec by plate solving",
+              body=CenterBody, answers={202: "the job started (follow it with GET /center)"},
+              answer_schema={"type": "object", "required": ["ok", "job"],
+                             "properties": {"ok": {"const": True}, "job": JOB_SCHEMA}},
+              tag="centring"),
+        Route("GET", "/center", get_center, "a centring job (the running or last one)",
+              query=CenterQuery, answers={200: "the job, or null"},
+              answer_schema={"type": "object", "required": ["job", "running"],
+                             "properties": {"job": {"anyOf": [JOB_SCHEMA, {"type": "null"}]},
+                                            "running": {"type": "boolean"}}},
+              errors={**READ_ERRORS, 404: "no such job"}, tag="centring"),
+        Route("POST", "/center/abort", post_abort, "abort the running centring job",
+              body=CenterAbortBody, answers={200: "the job, aborted"},
+              answer_schema={"type": "object", "required": ["ok", "job"],
+                             "properties": {"ok": {"const": True}, "job": JOB_SCHEMA}},
+              errors={**COMMAND_ERRORS}, tag="centring"),
+    ]
 
 
 # ---------------------------------------------------------------------------- install
@@ -760,4 +772,4 @@ def install_centring(obs, night_ops, *, settings: CentringServiceSettings | None
 
 __all__ = ["CentringService", "CentringServiceSettings", "CentringJob", "CentringTry",
            "CentringError", "HTTP_STATUS", "install_centring", "centring_routes",
-           "error_response", "read_body"]
+           "error_response", "CenterBody", "CenterAbortBody", "CenterQuery"]

@@ -38,7 +38,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tenmon.daemon.centring import (CentringError, CentringService, error_response, read_body)
+from tenmon.daemon.centring import CentringError, CentringService
 from tenmon.daemon.sections import section
 from tenmon.daemon.store import utc_iso
 from tenmon.drivers.nayuta_feed import NayutaFeedSettings, SlitViewerFrame, make_feed
@@ -209,7 +209,7 @@ class NayutaService:
 
         Raises:
             CentringError: ``not_simulated`` with a directory feed or at a site; ``bad_request``
-                for a position out of range or with no simulated star near it.
+                for a position out of range; ``no_star`` (409) with no simulated star near it.
         """
         if not self.simulated or self.feed is None or self.s.feed.type != "simulated":
             raise CentringError("not_simulated", "`/sim/nayuta` needs the simulated observatory "
@@ -220,8 +220,8 @@ class NayutaService:
         try:
             star = self.feed.nearest_star(ra_deg, dec_deg, mag_bright=t.mag_bright,
                                           mag_faint=t.mag_faint, radius_deg=t.search_radius_deg)
-        except DeviceError as exc:
-            raise CentringError("bad_request", str(exc)) from None
+        except DeviceError as exc:  # no simulated star there: the sky's state, not the request
+            raise CentringError("no_star", str(exc)) from None
         self.sim_target = star
         moved = separation_arcsec(ra_deg, dec_deg, star[0], star[1])
         self.obs.emit("info", "sim", f"simulated Nayuta now on the star at RA {star[0]:.5f} "
@@ -641,49 +641,69 @@ def _r(v: float | None, nd: int = 3) -> float | None:
 
 # ---------------------------------------------------------------------------- HTTP
 
-def nayuta_routes(service: NayutaService) -> list[tuple[str, str, Any]]:
-    """``POST /nayuta/sync``, ``GET /nayuta``, ``POST /nayuta/stop``, ``POST /sim/nayuta``."""
-    from aiohttp import web
 
-    async def post_sync(request):
-        try:
-            body = await read_body(request)
-            once = body.get("once", True)
-            if not isinstance(once, bool):
-                raise CentringError("bad_request", f"'once' must be true or false, got {once!r}")
-            wait = body.get("wait_s", service.s.answer_wait_s)
-            if isinstance(wait, bool) or not isinstance(wait, (int, float)) or wait < 0:
-                raise CentringError("bad_request", f"'wait_s' must be a number >= 0, got {wait!r}")
-            run = service.sync(once=once)
-        except CommandRefused as exc:
-            return error_response(exc.code, str(exc))
-        if once:
+class SyncBody(BaseModel):
+    """``POST /nayuta/sync``."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    once: bool = Field(default=True, description="true: one sync; false: keep following Nayuta")
+    wait_s: float | None = Field(default=None, ge=0, le=600, description="once: hold the "
+                                 "answer at most this long (wall s) for the result; at most, and "
+                                 "by default, [nayuta] answer_wait_s")
+
+
+class SimNayutaBody(BaseModel):
+    """``POST /sim/nayuta``: point the simulated Nayuta at the star nearest this position."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+    ra_deg: float = Field(ge=0, lt=360, description="ICRS right ascension, degrees")
+    dec_deg: float = Field(ge=-90, le=90, description="ICRS declination, degrees")
+
+
+def nayuta_routes(service: NayutaService) -> list:
+    """The :class:`~tenmon.daemon.api_kit.Route` s of ``POST /nayuta/sync``, ``GET /nayuta``,
+    ``POST /nayuta/stop`` and ``POST /sim/nayuta``."""
+    from tenmon.daemon.api_kit import COMMAND_ERRORS, Route, json_response
+
+    async def post_sync(request, b: SyncBody):
+        # the site's answer_wait_s bounds how long a request may hold a connection
+        wait = service.s.answer_wait_s if b.wait_s is None else min(b.wait_s,
+                                                                    service.s.answer_wait_s)
+        run = service.sync(once=b.once)
+        if b.once:
             deadline = time.monotonic() + min(float(wait), 600.0)
             while not run.finished and time.monotonic() < deadline:
                 await asyncio.sleep(0.1)
         res = service.result(run)
-        return web.json_response(res, status=200 if run.finished else 202)
+        return json_response(res, status=200 if run.finished else 202)
 
-    async def get_nayuta(request):
-        return web.json_response(service.result())
+    async def get_nayuta(request, _q):
+        return json_response(service.result())
 
-    async def post_stop(request):
-        return web.json_response(service.stop())
+    async def post_stop(request, _b):
+        return json_response(service.stop())
 
-    async def post_sim(request):
-        try:
-            body = await read_body(request)
-            for k in ("ra_deg", "dec_deg"):
-                v = body.get(k)
-                if isinstance(v, bool) or not isinstance(v, (int, float)):
-                    raise CentringError("bad_request", f"{k!r} must be a number, got {v!r}")
-            out = service.set_sim_target(float(body["ra_deg"]), float(body["dec_deg"]))
-        except CommandRefused as exc:
-            return error_response(exc.code, str(exc))
-        return web.json_response(out)
+    async def post_sim(request, b: SimNayutaBody):
+        return json_response(service.set_sim_target(b.ra_deg, b.dec_deg))
 
-    return [("POST", "/nayuta/sync", post_sync), ("GET", "/nayuta", get_nayuta),
-            ("POST", "/nayuta/stop", post_stop), ("POST", "/sim/nayuta", post_sim)]
+    obj = {"type": "object"}
+    return [
+        Route("POST", "/nayuta/sync", post_sync, "centre the 60 cm on Nayuta's target (once, "
+              "or keep following)", body=SyncBody,
+              answers={200: "the sync's result", 202: "the sync goes on (GET /nayuta)"},
+              answer_schema=obj, tag="nayuta"),
+        Route("GET", "/nayuta", get_nayuta, "the current or last Nayuta sync",
+              answers={200: "the sync's state"}, answer_schema=obj, tag="nayuta"),
+        Route("POST", "/nayuta/stop", post_stop, "stop following Nayuta (and a sync in "
+              "progress)", answers={200: "stopped"},
+              answer_schema={"type": "object", "required": ["ok", "following"]}, tag="nayuta"),
+        Route("POST", "/sim/nayuta", post_sim, "simulated observatory: where Nayuta points",
+              body=SimNayutaBody, answers={200: "the simulated star chosen"},
+              answer_schema={"type": "object", "required": ["ok", "ra_deg", "dec_deg"]},
+              errors={**COMMAND_ERRORS, 404: "not the simulated observatory"}, tag="nayuta"),
+    ]
 
 
 def install_nayuta(obs, centring: CentringService, *, settings=None, executor=None
@@ -717,4 +737,4 @@ def install_nayuta(obs, centring: CentringService, *, settings=None, executor=No
 
 
 __all__ = ["NayutaService", "NayutaDaemonSettings", "SimulatedNayutaTarget", "SyncRun",
-           "install_nayuta", "nayuta_routes"]
+           "install_nayuta", "nayuta_routes", "SyncBody", "SimNayutaBody"]

@@ -35,24 +35,30 @@ SUN_CACHE_S = 30.0
 class LoopStats:
     """Rolling record of how late control ticks start (seconds), for status and benchmarks."""
 
+    #: A tick starting this late (s) counts as a stall (``late_100ms``, since the start).
+    STALL_S = 0.1
+
     def __init__(self, size: int = 6000):
         self.size = size
         self.values: list[float] = []
         self.count = 0
+        self.stalls = 0
 
     def add(self, late_s: float) -> None:
         self.values.append(late_s)
         self.count += 1
+        if late_s > self.STALL_S:
+            self.stalls += 1
         if len(self.values) > self.size:
             del self.values[: len(self.values) - self.size]
 
     def to_json(self) -> dict[str, float | int | None]:
         if not self.values:
-            return {"ticks": 0, "p50_ms": None, "p99_ms": None, "max_ms": None}
+            return {"ticks": 0, "p50_ms": None, "p99_ms": None, "max_ms": None, "late_100ms": 0}
         v = sorted(self.values)
         pick = lambda q: round(1000 * v[min(len(v) - 1, int(q * len(v)))], 2)  # noqa: E731
         return {"ticks": self.count, "p50_ms": pick(0.5), "p99_ms": pick(0.99),
-                "max_ms": round(1000 * v[-1], 2)}
+                "max_ms": round(1000 * v[-1], 2), "late_100ms": self.stalls}
 
 
 class Observatory:
@@ -513,7 +519,7 @@ class Observatory:
                 self.world.clear_fault(None if name in ("", "all") else name)
             else:
                 self.world.inject_fault(name)
-        except ValueError as exc:
+        except (ValueError, DeviceError) as exc:  # an unknown fault, a channel no bank has
             raise CommandRefused("bad_request", str(exc)) from None
         self.emit("warning", "sim", f"simulated fault {'cleared' if clear else 'injected'}: "
                   f"{name or 'all'}")
