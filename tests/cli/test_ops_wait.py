@@ -10,6 +10,7 @@ import threading
 import pytest
 from aiohttp import web
 
+from tenmon.cli.client import resolve_token
 from tenmon.cli.main import main
 from tenmon.cli.ops import shutter_outcome
 from tenmon.daemon.api import build_app
@@ -46,15 +47,23 @@ class LiveApi:
     def __enter__(self) -> str:
         self._thread.start()
         assert self._ready.wait(10)
-        return f"http://127.0.0.1:{self.port}"
+        url = f"http://127.0.0.1:{self.port}"
+        # the API's token (made by build_app), found as the CLI finds it at a site
+        _TOKENS[url] = resolve_token(
+            env={"TENMON_PATHS__DATA_DIR": str(self.obs.config.paths.data_dir)}).value
+        return url
 
     def __exit__(self, *exc) -> None:
         self._stop.set()
         self._thread.join(10)
 
 
+_TOKENS: dict[str, str | None] = {}
+
+
 def _cli(url: str, *args: str, capsys) -> tuple[int, dict]:
-    rc = main(["--url", url, *args, "--wait", "--timeout", "60", "--poll", "0.05", "--json"])
+    rc = main(["--url", url, "--token", _TOKENS[url], *args, "--wait", "--timeout", "60",
+               "--poll", "0.05", "--json"])
     out = capsys.readouterr().out.strip().splitlines()
     return rc, json.loads(out[-1])
 
@@ -94,7 +103,8 @@ def test_wait_without_json_prints_one_friendly_line(sim_rig, capsys):
     rig = sim_rig()
     rig.world.inject_fault("slit-state-hidden")
     with LiveApi(rig.obs) as url:
-        rc = main(["--url", url, "slit", "open", "--wait", "--timeout", "60", "--poll", "0.05"])
+        rc = main(["--url", url, "--token", _TOKENS[url], "slit", "open", "--wait", "--timeout",
+                   "60", "--poll", "0.05"])
     err = capsys.readouterr().err  # the in-process daemon logs here too
     mine = [line for line in err.splitlines() if line.startswith("tenmon:")]
     assert rc == 1 and "Traceback" not in err

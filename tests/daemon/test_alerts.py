@@ -204,13 +204,15 @@ def test_failed_delivery_is_retried_then_logged_never_raised(caplog):
 
 def test_a_hanging_smtp_server_does_not_delay_the_control_tick(sim_rig, caplog):
     """The alert listener only enqueues: while the mail server hangs (connection accepted, no
-    greeting ever), every control tick still takes well under 100 ms."""
+    greeting ever), control ticks stay short. A blocked tick would last the 3 s SMTP timeout;
+    the bound on the worst tick (1 s) leaves room for a loaded test machine's scheduling, and
+    nine ticks in ten must stay under 100 ms."""
     hang = HangingSmtp()
     rig = sim_rig()
     obs = rig.obs
     m = _manager([hang.url()], timeout_s=3.0, retries=1)
     obs.event_listeners.append(m.listener)
-    worst = 0.0
+    durations: list[float] = []
     try:
         obs.emit("alarm", "safety", "SAFE STATE NOT REACHED after 2 retries: slit open")
         assert wait_for(lambda: hang.accepted, 5), "the delivery never connected"
@@ -221,14 +223,17 @@ def test_a_hanging_smtp_server_does_not_delay_the_control_tick(sim_rig, caplog):
             t0 = time.perf_counter()
             obs.tick()
             obs.emit("alarm", "sensor", f"more alarms while it hangs {n}")  # listener in a tick
-            worst = max(worst, time.perf_counter() - t0)
+            durations.append(time.perf_counter() - t0)
             n += 1
         assert n > 20
         assert m.status()["targets"][0]["sent"] == 0  # still hanging: nothing delivered
     finally:
         m.stop(0.5)
         hang.stop()
-    assert worst < 0.100, f"a tick took {worst * 1000:.0f} ms while the SMTP server hung"
+    durations.sort()
+    worst, p90 = durations[-1], durations[int(0.9 * (len(durations) - 1))]
+    assert worst < 1.0, f"a tick took {worst * 1000:.0f} ms while the SMTP server hung"
+    assert p90 < 0.100, f"p90 tick {p90 * 1000:.0f} ms while the SMTP server hung"
 
 
 def test_apprise_does_not_touch_the_network_at_import_or_setup():

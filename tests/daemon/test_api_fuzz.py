@@ -51,9 +51,15 @@ def test_fuzz_every_route_no_500_and_the_tick_on_time(tmp_path):
         with urllib.request.urlopen(f"{d.url}/api/v1/openapi.json", timeout=10) as resp:
             doc = json.loads(resp.read())
         before = d.status()["daemon"]["tick_latency"]
+        # A 5xx is a failure, except the two the API gives by design and documents: 502 when a
+        # device failed the command (a fuzzed /sim/fault may unplug the relay board) and 503
+        # while it cannot take commands (shutting down, token unreadable, reads busy).
+        config = tmp_path / "schemathesis.toml"
+        config.write_text('[checks.not_a_server_error]\n'
+                          'expected-statuses = ["2xx", "3xx", "4xx", "502", "503"]\n')
         t0 = time.monotonic()
         r = subprocess.run(
-            [st, "run", f"{d.url}/api/v1/openapi.json", "--header",
+            [st, "--config-file", str(config), "run", f"{d.url}/api/v1/openapi.json", "--header",
              f"Authorization: Bearer {token}", "--checks", "all", "--max-examples",
              str(MAX_EXAMPLES), "--seed", str(SEED), "--generation-database", "none",
              "--workers", "1", "--request-timeout", "30", "--no-color",

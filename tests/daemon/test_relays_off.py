@@ -52,6 +52,7 @@ port = "/dev/null"
 type = "ir-camera"
 [weather]
 type = "gpio-rain"
+wet_when_high = true
 pin = 17
 """
 
