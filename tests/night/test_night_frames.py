@@ -80,6 +80,7 @@ def test_frames_are_processed_solved_and_recorded(sim_rig, tmp_path):
 
     asyncio.run(go())
     assert fs.counts == {"received": 3, "done": 3, "solved": 3, "failed": 0, "dropped": 0}
+    assert rig.obs.store.flush(10)  # rows are written by the store's writer thread
     db = rig.obs.store.db
     rows = db.execute("SELECT * FROM frames ORDER BY path").fetchall()
     assert [r["status"] for r in rows] == ["done"] * 3
@@ -116,6 +117,7 @@ def test_a_restart_loses_no_frame(sim_rig, tmp_path):
         fs.tick()
     assert fs.counts["received"] == 2
     fs.stop_now()
+    assert rig.obs.store.flush(10)  # rows are written by the store's writer thread
     db = rig.obs.store.db
     assert [r[0] for r in db.execute("SELECT status FROM frames")] == ["queued", "queued"]
     fs2 = _service(rig, tmp_path, executor=ThreadPoolExecutor(max_workers=1))
@@ -128,6 +130,7 @@ def test_a_restart_loses_no_frame(sim_rig, tmp_path):
             await fs2.stop()
 
     asyncio.run(go())
+    assert rig.obs.store.flush(10)
     rows = db.execute("SELECT path, status, solved FROM frames").fetchall()
     assert sorted(r["path"] for r in rows) == sorted(str(p) for p in paths)  # no duplicates
     assert all(r["status"] == "done" and r["solved"] == 1 for r in rows)
@@ -149,6 +152,7 @@ def test_a_full_queue_drops_visibly(sim_rig, tmp_path):
             await fs.stop()
 
     asyncio.run(go())
+    assert rig.obs.store.flush(10)
     st = dict(rig.obs.store.db.execute("SELECT status, COUNT(*) FROM frames GROUP BY status"
                                        ).fetchall())
     assert st.get("dropped", 0) >= 1 and st["done"] + st["dropped"] == 4

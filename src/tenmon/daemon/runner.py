@@ -5,6 +5,11 @@ state (slit closed, cover closed, mount parked) within ``daemon.shutdown_timeout
 every relay off, exit. A second signal skips the wait (relays still go off). A crash in the tick
 also ends with every relay off (``finally``), and systemd restarts the daemon, whose start-up
 reconcile finds the slit and closes it if needed.
+
+Nothing before the control loop needs the disk: the store opens its database on its writer
+thread (starting in memory when it cannot, and retrying), and night operations that cannot be
+set up (a frames directory that cannot be created, ...) are an alarm, not a reason to exit, so
+the start-up reconcile always runs and closes what is open when it is unsafe.
 """
 
 from __future__ import annotations
@@ -40,6 +45,7 @@ async def run_daemon(config: TenmonConfig, *, fresh: bool = False,
         obs.start()
     except DeviceError as exc:
         obs.stop()
+        obs.store.close()
         raise DaemonStartError(f"cannot start: {exc}") from None
     # The camera, the frame service (process pool), the night's jobs and sequencer (when
     # [night] enabled), centring and Nayuta following: all driven by the control tick.
@@ -51,9 +57,11 @@ async def run_daemon(config: TenmonConfig, *, fresh: bool = False,
         install_centring(obs, night)
         await night.start()
     except (TenmonError, OSError) as exc:
-        obs.stop()  # relays off: nothing was commanded yet
-        raise DaemonStartError(f"cannot start night operations (frames, camera, night jobs): "
-                               f"{exc}") from None
+        # the control loop (safety, the start-up reconcile, the API) runs without them
+        log.exception("night operations failed to start")
+        obs.emit("alarm", "daemon", f"cannot start night operations (frames, camera, night "
+                 f"jobs): {exc}; the observatory runs without them (safety, commands and the "
+                 "API work); fix the cause and restart")
     runner = web.AppRunner(build_app(obs), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.api.host, config.api.port)
@@ -61,6 +69,7 @@ async def run_daemon(config: TenmonConfig, *, fresh: bool = False,
         await site.start()
     except OSError as exc:
         obs.stop()
+        obs.store.close()
         await runner.cleanup()
         raise DaemonStartError(f"cannot listen on {config.api.host}:{config.api.port}: "
                                f"{exc.strerror} (is another tenmon daemon running?)") from None
@@ -99,6 +108,7 @@ async def run_daemon(config: TenmonConfig, *, fresh: bool = False,
             obs.emit("alarm", "daemon", "exiting before the safe state was verified: "
                      + obs.supervisor.describe())
         obs.stop(clean=code == 0)
+        obs.store.close(timeout_s=0.0)  # stop() gave the writer its bounded flush already
         await runner.cleanup()
     return code
 
