@@ -210,7 +210,12 @@ def test_a_full_disk_keeps_the_loop_alive(tmpfs, sim_rig):
     # the free-space watch saw it too: no new exposure would start
     assert any(m.startswith("disk almost full") for m in storage_alarms(rig))
     assert not rig.obs.storage.exposures_allowed()
-    assert rig.obs.status()["storage"]["state"] == "degraded"
+    st = rig.obs.status()
+    assert st["storage"]["state"] == "degraded"
+    from tenmon.cli.ops import format_status
+
+    line = [x for x in format_status(st).splitlines() if x.startswith("storage")][0]
+    assert "DEGRADED" in line and "EXPOSURES REFUSED" in line and "rows wait in memory" in line
     seen = rig.events()
     filler.unlink()
     rig.obs.store.retry_now()

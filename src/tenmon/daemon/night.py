@@ -346,7 +346,14 @@ class _NoJobs:
 
 
 class SiteJobs:
-    """The night's jobs in apscheduler's ``BackgroundScheduler`` with its SQLite job store."""
+    """The night's jobs in apscheduler's ``BackgroundScheduler`` with its SQLite job store.
+
+    The tick never reads the job store (a locked or failing ``jobs.sqlite`` must not hold up
+    the loop): next run times are read on a thread of their own every ``REFRESH_S`` and the
+    tick answers from that snapshot.
+    """
+
+    REFRESH_S = 30.0
 
     def __init__(self, path: Path, settings: SchedulerSettings, site_location):
         from tenmon.scheduler.jobs import build_scheduler, register_night_jobs
@@ -355,25 +362,45 @@ class SiteJobs:
         self.scheduler.start(paused=True)
         self.jobs = register_night_jobs(self.scheduler, night_actions(), site_location, settings)
         self.scheduler.resume()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tenmon-jobstore")
+        self._refresh: Future | None = None
+        self._refreshed: datetime | None = None
+        try:
+            self._next: dict[str, datetime | None] = self._read()
+        except Exception as exc:  # noqa: BLE001 - read again from the tick
+            log.warning("job store unreadable: %s", exc)
+            self._next = {}
+
+    def _read(self) -> dict[str, datetime | None]:
+        return {job.id: job.next_run_time for job in self.scheduler.get_jobs()}
 
     def next_run(self, job_id: str) -> datetime | None:
-        job = self.scheduler.get_job(job_id)
-        return job.next_run_time if job is not None else None
+        return self._next.get(job_id)
 
     def tick(self, now: datetime) -> None:
-        pass  # apscheduler's thread fires the jobs; they reach the loop through request()
+        """apscheduler's thread fires the jobs (they reach the loop through ``request()``);
+        here only the snapshot of next run times is refreshed, off the loop."""
+        fut = self._refresh
+        if fut is not None and fut.done():
+            self._refresh = None
+            try:
+                self._next = fut.result()
+            except Exception as exc:  # noqa: BLE001 - the last snapshot stands; logged
+                log.warning("job store unreadable: %s", exc)
+        if self._refresh is None and (self._refreshed is None or (
+                now - self._refreshed).total_seconds() >= self.REFRESH_S):
+            self._refreshed = now
+            self._refresh = self._pool.submit(self._read)
 
     def stop(self) -> None:
         from tenmon.scheduler.jobs import shutdown_scheduler
 
+        self._pool.shutdown(wait=False, cancel_futures=True)
         shutdown_scheduler(self.scheduler, wait=False)
 
     def status(self) -> dict[str, Any]:
-        out = {}
-        for job in self.scheduler.get_jobs():
-            out[job.id] = {"next_run_utc": utc_iso(job.next_run_time) if job.next_run_time
-                           else None}
-        return out
+        return {job_id: {"next_run_utc": utc_iso(t) if t else None}
+                for job_id, t in self._next.items()}
 
 
 # ---------------------------------------------------------------------------- NightOps
