@@ -147,3 +147,18 @@ def test_cli_validate_exit_codes(tmp_path, capsys):
     assert all(isinstance(r["line"], int) for r in rows)
     assert main(["config", "validate", str(tmp_path / "missing.toml")]) == 1
     assert "no such config file" in capsys.readouterr().out
+
+
+def test_storage_limits_are_finite_and_ordered():
+    for env, key in (({"TENMON_STORAGE__WARN_FREE_MB": "inf"}, "storage.warn_free_mb"),
+                     ({"TENMON_STORAGE__EVENTS_KEEP_DAYS": "nan"}, "storage.events_keep_days"),
+                     ({"TENMON_DAEMON__HISTORY_KEEP_DAYS": "inf"}, "daemon.history_keep_days"),
+                     ({"TENMON_STORAGE__BUFFER_MAX_ROWS": "0"}, "storage.buffer_max_rows")):
+        with pytest.raises(ConfigError) as info:
+            load_config(SITE, env=env)
+        assert key in {k for k, _, _ in info.value.problems}, info.value.problems
+    with pytest.raises(ConfigError) as info:
+        load_config(SITE, env={"TENMON_STORAGE__REFUSE_FREE_MB": "4096"})
+    assert "refuse_free_mb (4096) must be below warn_free_mb (2048)" in str(info.value.problems)
+    cfg = load_config(SITE, env={})
+    assert cfg.storage.refuse_free_mb < cfg.storage.warn_free_mb

@@ -82,7 +82,7 @@ class StorageWatch:
         self._next_check = -1e9
         self._hung_alarmed = False
         self._pruned_at: float | None = None
-        self._refusal_noted: str | None = None
+        self._writer_lost = False
 
     # ------------------------------------------------------------------ the tick
 
@@ -91,6 +91,10 @@ class StorageWatch:
         obs = self.obs
         for level, kind, message, data in obs.store.drain_notices():
             obs.emit(level, kind, message, **data)
+        if not self._writer_lost and not obs.store.writer_alive:
+            self._writer_lost = True
+            obs.emit("alarm", "storage", "the database writer thread has stopped: events go to "
+                     "the journal only; restart the daemon")
         now_m = obs.clock.monotonic()
         fut = self._future
         if fut is not None and fut.done():

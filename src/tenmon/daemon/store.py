@@ -415,6 +415,11 @@ class Store:
                 "writer_alive": self._thread.is_alive(),
             }
 
+    @property
+    def writer_alive(self) -> bool:
+        """Whether the writer thread runs (it survives every error; false after ``close``)."""
+        return self._thread.is_alive()
+
     def retry_now(self) -> None:
         """Retry the database at once instead of after the back-off (e.g. space was freed)."""
         with self._lock:
@@ -877,7 +882,8 @@ class Store:
 
     def _write_batch(self) -> None:
         conn = self._conn
-        assert conn is not None  # noqa: S101 - the writer loop opens first
+        if conn is None:
+            raise StorageError(f"{self.path} is not open")
         if self._identity() != self._file_id:
             # removed or replaced under us: SQLite would go on writing to the old file
             raise StorageError(f"the database file {self.path} was replaced or removed")
