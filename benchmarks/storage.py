@@ -26,7 +26,6 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from tenmon.config.loader import load_config, simulated_config_path
-from tenmon.config.models import StorageConfig
 from tenmon.daemon.compose import build_observatory
 from tenmon.daemon.store import Store
 from tenmon.drivers.base import ShutterState
