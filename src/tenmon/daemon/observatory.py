@@ -2,8 +2,9 @@
 
 Everything here runs on the event-loop thread, one ``tick()`` at a time, so no state is shared
 between threads. Nothing here waits on storage: events, history and daemon state go to the
-store's writer thread (``daemon.store``), and ``emit`` never raises. Commands (from the HTTP API, later the sequencer) are plain methods that check
-safety first and raise :class:`~tenmon.errors.CommandRefused` with a stable code.
+store's writer thread (``daemon.store``), and ``emit`` never raises. Commands (from the HTTP
+API, later the sequencer) are plain methods that check safety first and raise
+:class:`~tenmon.errors.CommandRefused` with a stable code.
 """
 
 from __future__ import annotations
