@@ -457,19 +457,26 @@ class Store:
             self._work.notify()
 
     def _shed_locked(self) -> None:
-        """Drop rows down to 90 % of the buffer: the least kept first, oldest first."""
+        """Drop rows down to 90 % of the buffer: the least kept first, oldest first. Alarms and
+        records go only when nothing else is left to drop and the buffer is still over its
+        limit (the rows the writer holds in its transaction count, and are never dropped)."""
         limit = self.settings.buffer_max_rows
-        need = len(self._ops) + len(self._inflight) - (limit - limit // 10)
+        total = len(self._ops) + len(self._inflight)
+        need = total - (limit - limit // 10)
+        must = total - limit   # alarms and records only to stay within the limit itself
         drop: set[int] = set()
         for keep in sorted({op.keep for op in self._ops}):
+            if keep == KEEP_ALWAYS:
+                need = min(need, must)
             if need <= 0:
                 break
             for i, op in enumerate(self._ops):
                 if need <= 0:
                     break
-                if op.keep == keep and i not in drop:
+                if op.keep == keep:
                     drop.add(i)
                     need -= 1
+                    must -= 1
         kept: collections.deque[_Op] = collections.deque()
         for i, op in enumerate(self._ops):
             if i in drop:
@@ -893,7 +900,9 @@ class Store:
             _apply_schema(conn, sql)
         with self._lock:
             self._schemas_applied += len(schemas)
-            n = min(BATCH_ROWS, len(self._ops))
+            # a batch is at most a tenth of the buffer, so the rows held by the writer's
+            # transaction never crowd out the alarms when the buffer overflows
+            n = min(BATCH_ROWS, max(1, self.settings.buffer_max_rows // 10), len(self._ops))
             batch = [self._ops.popleft() for _ in range(n)]
             self._inflight = batch
             state = dict(self._state_dirty)
