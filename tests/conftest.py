@@ -94,3 +94,4 @@ def sim_rig(tmp_path):
             obs.stop()
         except Exception:  # noqa: BLE001 - teardown of an already-stopped rig
             pass
+        obs.store.close(timeout_s=2.0)

@@ -59,6 +59,11 @@ class CommandRefused(TenmonError):
         self.code = code
 
 
+class StorageError(TenmonError):
+    """The daemon's database cannot be read or written now (full, read-only, locked, corrupt,
+    gone). Writes never raise it: they wait in memory; reads that cannot be answered do."""
+
+
 class VisionError(TenmonError):
     """Image input that cannot be processed (unreadable, empty, wrong shape)."""
 

@@ -178,3 +178,18 @@ def test_a_remote_api_bind_without_a_named_token_is_invalid(tmp_path, capsys):
         load_config(SITE, env={"TENMON_API__HOST": "0.0.0.0"})
     for host in ("127.0.0.1", "127.0.0.2", "::1", "localhost"):
         load_config(SITE, env={"TENMON_API__HOST": host})
+
+
+def test_storage_limits_are_finite_and_ordered():
+    for env, key in (({"TENMON_STORAGE__WARN_FREE_MB": "inf"}, "storage.warn_free_mb"),
+                     ({"TENMON_STORAGE__EVENTS_KEEP_DAYS": "nan"}, "storage.events_keep_days"),
+                     ({"TENMON_DAEMON__HISTORY_KEEP_DAYS": "inf"}, "daemon.history_keep_days"),
+                     ({"TENMON_STORAGE__BUFFER_MAX_ROWS": "0"}, "storage.buffer_max_rows")):
+        with pytest.raises(ConfigError) as info:
+            load_config(SITE, env=env)
+        assert key in {k for k, _, _ in info.value.problems}, info.value.problems
+    with pytest.raises(ConfigError) as info:
+        load_config(SITE, env={"TENMON_STORAGE__REFUSE_FREE_MB": "4096"})
+    assert "refuse_free_mb (4096) must be below warn_free_mb (2048)" in str(info.value.problems)
+    cfg = load_config(SITE, env={})
+    assert cfg.storage.refuse_free_mb < cfg.storage.warn_free_mb

@@ -80,6 +80,7 @@ def test_frames_are_processed_solved_and_recorded(sim_rig, tmp_path):
 
     asyncio.run(go())
     assert fs.counts == {"received": 3, "done": 3, "solved": 3, "failed": 0, "dropped": 0}
+    assert rig.obs.store.flush(10)  # rows are written by the store's writer thread
     db = rig.obs.store.db
     rows = db.execute("SELECT * FROM frames ORDER BY path").fetchall()
     assert [r["status"] for r in rows] == ["done"] * 3
@@ -116,6 +117,7 @@ def test_a_restart_loses_no_frame(sim_rig, tmp_path):
         fs.tick()
     assert fs.counts["received"] == 2
     fs.stop_now()
+    assert rig.obs.store.flush(10)  # rows are written by the store's writer thread
     db = rig.obs.store.db
     assert [r[0] for r in db.execute("SELECT status FROM frames")] == ["queued", "queued"]
     fs2 = _service(rig, tmp_path, executor=ThreadPoolExecutor(max_workers=1))
@@ -128,6 +130,7 @@ def test_a_restart_loses_no_frame(sim_rig, tmp_path):
             await fs2.stop()
 
     asyncio.run(go())
+    assert rig.obs.store.flush(10)
     rows = db.execute("SELECT path, status, solved FROM frames").fetchall()
     assert sorted(r["path"] for r in rows) == sorted(str(p) for p in paths)  # no duplicates
     assert all(r["status"] == "done" and r["solved"] == 1 for r in rows)
@@ -149,6 +152,7 @@ def test_a_full_queue_drops_visibly(sim_rig, tmp_path):
             await fs.stop()
 
     asyncio.run(go())
+    assert rig.obs.store.flush(10)
     st = dict(rig.obs.store.db.execute("SELECT status, COUNT(*) FROM frames GROUP BY status"
                                        ).fetchall())
     assert st.get("dropped", 0) >= 1 and st["done"] + st["dropped"] == 4
@@ -157,3 +161,41 @@ def test_a_full_queue_drops_visibly(sim_rig, tmp_path):
     assert len(warn) == st["dropped"] and all(e["level"] == "warning" for e in warn)
     summary = fs.summary()
     assert summary["dropped"] == st["dropped"] and summary["done"] == st["done"]
+
+
+def test_frames_recorded_while_the_database_is_locked_are_all_written(sim_rig, tmp_path):
+    """Frames on disk = frame rows after a storage fault clears: another process holds the
+    database's write lock while frames arrive and are processed."""
+    import subprocess
+    import sys
+
+    rig = sim_rig(TENMON_STORAGE__RETRY_MAX_S="0.5", TENMON_STORAGE__WRITE_BUSY_TIMEOUT_S="0.5")
+    fs = _service(rig, tmp_path, executor=ThreadPoolExecutor(max_workers=1))
+    locker = subprocess.Popen(
+        [sys.executable, "-c", "import sqlite3, sys, time\n"
+         "c = sqlite3.connect(sys.argv[1], isolation_level=None)\n"
+         "c.execute('BEGIN EXCLUSIVE'); print('locked', flush=True); time.sleep(6)",
+         str(rig.obs.config.paths.database)], stdout=subprocess.PIPE, text=True)
+    assert locker.stdout.readline().strip() == "locked"
+    try:
+        paths = [_write(fs.frames_dir, i, rig.clock.now() + timedelta(seconds=i))[0]
+                 for i in range(3)]
+
+        async def go():
+            await fs.start()
+            try:
+                await _until(rig, fs, lambda: fs.counts["done"] >= 3)
+            finally:
+                await fs.stop()
+
+        asyncio.run(go())
+        assert rig.obs.store.health()["buffered_rows"] > 0   # the rows wait in memory
+    finally:
+        locker.wait(30)
+    assert rig.obs.store.flush(15)
+    db = rig.obs.store.db
+    rows = db.execute("SELECT path, status, solved, solve_id FROM frames").fetchall()
+    assert sorted(r["path"] for r in rows) == sorted(str(p) for p in paths)
+    assert all(r["status"] == "done" and r["solved"] == 1 for r in rows)
+    solves = {r["id"]: r["frame"] for r in db.execute("SELECT id, frame FROM solves")}
+    assert all(solves[r["solve_id"]] == r["path"] for r in rows)

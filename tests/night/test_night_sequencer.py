@@ -22,6 +22,7 @@ RAIN_THEN_CLEAR = '[{after_s = 0, condition = "rain"}, {after_s = 1800, conditio
 
 
 def _night_log(obs):
+    assert obs.store.flush(10)  # the rows are written by the store's writer thread
     return [(r["time_utc"], r["kind"], r["target"], json.loads(r["detail"]))
             for r in obs.store.db.execute("SELECT * FROM night_log ORDER BY id")]
 
@@ -133,6 +134,7 @@ def test_site_frames_are_awaited_and_attributed(sim_rig):
         (frames / f"ccdprog_{i}.fits").write_bytes(_tiny_fits())
         rig.run(10)
     rig.run(60, until=lambda: ops.sequencer.phase != Phase.EXPOSING)
+    assert rig.obs.store.flush(10)
     rows = rig.obs.store.db.execute("SELECT path, target, block FROM frames").fetchall()
     assert {Path(r["path"]).name for r in rows} == {"ccdprog_0.fits", "ccdprog_1.fits"}
     assert all(r["target"] == "C" and r["block"] == key for r in rows)

@@ -131,6 +131,9 @@ def format_status(s: dict[str, Any]) -> str:
                          f"{f.get('solved', 0)} solved, {f.get('failed', 0)} failed, "
                          f"{f.get('queued', 0)} queued" + (f", {f['dropped']} dropped"
                                                             if f.get("dropped") else ""))
+    st = s.get("storage")
+    if st:
+        lines.append(f"storage  {_storage_line(st)}")
     c = s.get("centring")
     if c and c.get("id"):
         last = (c.get("tries") or [{}])[-1]
@@ -140,6 +143,26 @@ def format_status(s: dict[str, Any]) -> str:
     if s.get("sim") and s["sim"]["faults"]:
         lines.append("sim      faults: " + ", ".join(s["sim"]["faults"]))
     return "\n".join(lines)
+
+
+def _storage_line(st: dict[str, Any]) -> str:
+    """The database and free space, in one line: what is wrong first."""
+    if st.get("state") == "degraded":
+        txt = (f"DEGRADED: {st.get('error') or 'database not open'}; "
+               f"{st.get('buffered_rows', 0)} rows wait in memory")
+    else:
+        txt = "ok"
+    if st.get("dropped_rows"):
+        txt += f", {st['dropped_rows']} rows dropped"
+    free = [f"{d['label']} {d['free_mb']:.0f} MB" for d in st.get("directories") or []
+            if d.get("free_mb") is not None]
+    if free:
+        txt += "  free: " + ", ".join(free)
+    if st.get("disk") in ("low", "critical", "unknown") and st.get("directories"):
+        txt += f"  (disk {st['disk'].upper()})"
+    if st.get("exposures_allowed") is False:
+        txt += "  EXPOSURES REFUSED"
+    return txt
 
 
 def cmd_status(args) -> int:

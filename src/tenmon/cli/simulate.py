@@ -420,7 +420,8 @@ async def _run(opts: SimulationOptions) -> dict[str, Any]:
     from tenmon.daemon.compose import build_observatory
     from tenmon.daemon.night import night_report
     from tenmon.scheduler.errors import NoNightError
-    from tenmon.scheduler.queue import TargetQueue
+    from tenmon.scheduler import queue as target_queue
+    from tenmon.scheduler.targets import load_targets
     from tenmon.daemon.sections import section
     from tenmon.scheduler.settings import SchedulerSettings
 
@@ -455,13 +456,19 @@ async def _run(opts: SimulationOptions) -> dict[str, Any]:
     obs = build_observatory(cfg, fresh=True)
     obs.start()
     ops = _install(obs, cfg, sections)
-    queue = TargetQueue(obs.store.db)
     if opts.targets_file is not None:
-        n = queue.import_file(opts.targets_file, replace=True, now=obs.clock.now())
+        targets = load_targets(opts.targets_file)
     else:
         targets = synthetic_targets(opts.night, cfg, scheduler, n=opts.n_targets,
                                     exposure_s=opts.exposure_s, count=opts.count, seed=opts.seed)
-        n = queue.add_many(targets, replace=True, now=obs.clock.now())
+    now = obs.clock.now()
+    # through the daemon's own writer (the loop is not running yet, so waiting here is fine)
+    try:
+        n = obs.store.submit(lambda c: target_queue.add_rows_in(c, targets, replace=True,
+                                                                now=now),
+                             what="simulated night's targets").result(timeout=60)
+    except Exception as exc:  # noqa: BLE001 - a database that cannot take them: one clear line
+        raise SimulateError(f"cannot queue the targets in {cfg.paths.database}: {exc}") from None
     obs.emit("info", "sim", f"simulated night of {opts.night}: {n} target(s) queued; "
              f"{start:%H:%M} to {end:%H:%M} UTC at x{opts.speed:g}")
     bar = _progress_bar(opts, start, end)
@@ -520,6 +527,7 @@ def _keep_state(store, state_dir: Path, keep: Path) -> None:
 
     if state_dir == keep:
         return
+    store.flush(timeout_s=30.0)
     dest = sqlite3.connect(str(keep / "tenmon.sqlite"))
     try:
         store.db.backup(dest)

@@ -150,7 +150,8 @@ class DaemonConfig(_Model):
     watchdog: bool = True
     history_interval_s: float = Field(default=10.0, gt=0)
     history_keep_days: float = Field(
-        default=90.0, gt=0, description="device state history older than this is pruned daily"
+        default=90.0, gt=0, allow_inf_nan=False,
+        description="device state history older than this is pruned daily"
     )
 
 
@@ -198,6 +199,64 @@ class HeartbeatConfig(_Model):
         default=True,
         description="stop the pulses while the safe state cannot be reached (after the "
                     "supervisor's retries), so that the external relay closes the slit")
+
+
+class StorageConfig(_Model):
+    """How the daemon records (``[storage]``): the database never holds up the control loop.
+
+    Every write goes through one writer thread. While the database cannot be written (disk full,
+    read-only, locked, corrupt, gone) rows wait in a bounded buffer in memory (every event is in
+    the journal too), the writer retries with back-off and an alarm is raised; rows are written
+    in order when the database works again. docs/storage.md tells the whole story.
+    """
+
+    buffer_max_rows: int = Field(
+        default=5000, ge=100, le=1_000_000,
+        description="rows kept in memory while the database cannot be written; beyond it the "
+        "oldest device-history and info rows go first, alarms and frame rows last")
+    retry_min_s: float = Field(default=0.5, gt=0, le=60, allow_inf_nan=False,
+                               description="first retry after a failed write (then doubled)")
+    retry_max_s: float = Field(default=30.0, gt=0, le=3600, allow_inf_nan=False,
+                               description="longest wait between retries")
+    write_busy_timeout_s: float = Field(
+        default=5.0, gt=0, le=60, allow_inf_nan=False,
+        description="the writer thread waits this long for a lock another process holds")
+    open_wait_s: float = Field(
+        default=2.0, gt=0, le=60, allow_inf_nan=False,
+        description="at start, wait this long for the database to open; after it the daemon "
+        "starts with its record in memory and keeps trying")
+    stop_flush_s: float = Field(
+        default=5.0, ge=0, le=300, allow_inf_nan=False,
+        description="at stop, wait this long for buffered rows to be written")
+    max_read_rows: int = Field(default=10000, ge=1, le=1_000_000,
+                               description="hard cap on the rows one read returns")
+    events_keep_days: float = Field(
+        default=365.0, gt=0, le=36500, allow_inf_nan=False,
+        description="events older than this are pruned daily")
+    low_space_keep_days: float = Field(
+        default=7.0, gt=0, le=36500, allow_inf_nan=False,
+        description="below warn_free_mb, info events and device history older than this go too")
+    prune_batch_rows: int = Field(default=500, ge=10, le=100000,
+                                  description="rows deleted per writer transaction")
+    check_interval_s: float = Field(
+        default=10.0, gt=0, le=3600, allow_inf_nan=False,
+        description="free space of the data, frames and products directories checked this often")
+    warn_free_mb: float = Field(
+        default=2048.0, gt=0, allow_inf_nan=False,
+        description="below this free space (MB) on a watched directory: alarm and prune")
+    refuse_free_mb: float = Field(
+        default=512.0, gt=0, allow_inf_nan=False,
+        description="below this free space (MB): new exposures are refused")
+
+    @model_validator(mode="after")
+    def _check_limits(self):
+        if self.refuse_free_mb >= self.warn_free_mb:
+            raise ValueError(f"refuse_free_mb ({self.refuse_free_mb:g}) must be below "
+                             f"warn_free_mb ({self.warn_free_mb:g})")
+        if self.retry_min_s > self.retry_max_s:
+            raise ValueError(f"retry_min_s ({self.retry_min_s:g}) must not exceed retry_max_s "
+                             f"({self.retry_max_s:g})")
+        return self
 
 
 # --------------------------------------------------------------------------- relay banks
@@ -576,6 +635,7 @@ class TenmonConfig(_Model):
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     heartbeat: HeartbeatConfig | None = None
+    storage: StorageConfig = Field(default_factory=StorageConfig)
     relays: dict[str, RelayBankConfig]
     dome: DomeConfig
     slit: SlitConfig

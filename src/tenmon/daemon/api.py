@@ -299,7 +299,7 @@ def build_app(obs: Observatory) -> web.Application:
         obs.emit("warning", "api", token.warning)
     access = ApiAccess(api, token)
     audit_log = AuditLog(obs.store, obs.clock, api.audit_keep_days)
-    reader = StoreReader(getattr(obs.store, "path", None), fallback=obs.store.db)
+    reader = StoreReader(getattr(obs.store, "path", None), fallback=lambda: obs.store.db)
 
     routes = core_routes(obs, reader)
     for entry in getattr(obs, "api_routes", []):

@@ -156,11 +156,12 @@ class StoreReader:
     """Runs read functions ``fn(conn, **kw)`` on worker threads against the database at
     ``path`` (read-only connections, one per thread) and answers their JSON bytes.
 
-    ``path`` None (an in-memory store): ``fallback`` (the store's own connection) is used on the
-    event loop instead: only tests have such stores.
+    ``path`` None (an in-memory store): ``fallback()`` (the store's own connection) is used on
+    the event loop instead: only tests have such stores.
     """
 
-    def __init__(self, path: Path | str | None, *, fallback: sqlite3.Connection | None = None):
+    def __init__(self, path: Path | str | None, *,
+                 fallback: Callable[[], sqlite3.Connection] | None = None):
         self.path = None if path is None or str(path) == ":memory:" else Path(path).absolute()
         self.fallback = fallback
         self._pool = ThreadPoolExecutor(max_workers=READ_THREADS,
@@ -195,7 +196,7 @@ class StoreReader:
                 ``internal`` when the database cannot be read.
         """
         if self.path is None:
-            out = fn(self.fallback, **kw)
+            out = fn(self.fallback(), **kw)
             return (out if isinstance(out, str) else dumps(out)).encode()
         if self._pending >= MAX_PENDING:
             raise CommandRefused("reads_busy", f"{MAX_PENDING} reads are in progress: try again "

@@ -7,12 +7,12 @@ and whether the token was right (``ok``, ``missing``, ``wrong``, ``unavailable``
 the request was refused before the token was looked at). The token itself is never stored.
 
 Rows live in the ``audit`` table of the daemon's SQLite database and are written by
-:func:`write_row` only: the one function to reroute when store writes move off the event loop.
+:func:`write_row` only, through the store's writer thread (never on the control loop).
 It also prunes rows older than ``api.audit_keep_days``, at most once a day. Requests without the
 right token are recorded up to :data:`UNAUTHENTICATED_PER_MINUTE` a minute; beyond that they are
 counted and the count is recorded in one row (code ``flood``). A write that fails
-(disk full, database locked) is logged and dropped: an audit row never stops a command, and the
-command has already been done when its row is written.
+(disk full, database locked) waits in the store's buffer and is retried with its other rows: an audit
+row never stops a command, and the command has already been done when its row is written.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import logging
 import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import timedelta
-from typing import Any
 
 from tenmon.daemon.store import utc_iso
 
@@ -75,20 +74,25 @@ def body_text(raw: bytes | None) -> str:
 
 
 def write_row(store, row: AuditRow, prune_before: str | None = None) -> None:
-    """Write one audit row (and delete rows older than ``prune_before``, an ISO UTC time).
-
-    The only writer of the ``audit`` table. Never raises for a database error (logged).
+    """Queue one audit row (and the deletion of rows older than ``prune_before``, an ISO UTC
+    time) on the store's writer thread: never blocks the control loop. The only writer of the
+    ``audit`` table. A failed write is retried by the store with its other rows; a row the
+    store cannot take is logged.
     """
-    try:
-        store.db.execute(
+    values = asdict(row)
+
+    def write(conn: sqlite3.Connection) -> None:
+        conn.execute(
             "INSERT INTO audit (time_utc, client, method, route, body, status, code, auth) "
-            "VALUES (:time_utc, :client, :method, :route, :body, :status, :code, :auth)",
-            asdict(row))
+            "VALUES (:time_utc, :client, :method, :route, :body, :status, :code, :auth)", values)
         if prune_before is not None:
-            n = store.db.execute("DELETE FROM audit WHERE time_utc < ?", (prune_before,)).rowcount
+            n = conn.execute("DELETE FROM audit WHERE time_utc < ?", (prune_before,)).rowcount
             if n:
                 log.info("pruned %d audit rows older than %s", n, prune_before)
-    except sqlite3.Error as exc:
+
+    try:
+        store.submit(write, what="audit row")
+    except Exception as exc:  # noqa: BLE001 - an audit row never stops a command
         log.error("audit row not written (%s): %s %s from %s -> %s %s", exc, row.method,
                   row.route, row.client, row.status, row.code)
 

@@ -392,6 +392,11 @@ class CentringService:
         if self.obs.mount.state != MountState.TRACKING or now_m < job.settle_until:
             return
         cam = self.night_ops.camera
+        storage = getattr(self.obs, "storage", None)
+        refusal = storage.exposure_refusal() if storage is not None else None
+        if refusal is not None:
+            self._end(job, "failed", f"exposure refused: {refusal}")
+            return
         n = len(job.tries) + 1
         meta = {"OBJECT": "centring", "IMAGETYP": "Light Frame", "TMCENTRE": job.id[:68],
                 "TMTRY": n}

@@ -32,8 +32,12 @@ def build_observatory(config: TenmonConfig, *, clock: Clock | None = None, fresh
     world resumes from ``<data_dir>/sim-world.json`` unless ``fresh``.
     """
     data_dir = Path(config.paths.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(config.paths.database)
+    try:
+        data_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # the control loop runs without its disk; the store says so
+        log.error("cannot create the data directory %s: %s", data_dir, exc)
+    # never raises for a database it cannot open: it starts in memory and keeps trying
+    store = Store(config.paths.database, config.storage)
     if config.mode == "simulated":
         return _build_simulated(config, store, data_dir, clock, fresh)
     return _build_site(config, store, clock or RealClock())

@@ -10,8 +10,10 @@ backlog); the worker runs ``vision.pipeline.process_frame`` with the solver chai
 (the sequencer centres on it).
 
 Nothing here blocks the loop: ``tick()`` (a tick hook) polls the directory every ``poll_s`` of
-the daemon's clock (a few ``stat`` calls), submits paths (O(1)) and writes the rows of results
-that arrived since the last tick. A restart loses nothing: a frame written but not processed is
+the daemon's clock (a few ``stat`` calls), submits paths (O(1)) and queues the rows of results
+that arrived since the last tick for the store's writer thread (``daemon.store``): a database
+that is full, locked or gone delays the rows, in order, and loses none of them while the
+store's buffer holds; the frame's target and block are kept in memory for the listeners. A restart loses nothing: a frame written but not processed is
 not marked processed in the intake's state file, so the next start delivers it again; its row
 (keyed by path) is updated, never duplicated.
 """
@@ -32,7 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from tenmon.daemon.frame_worker import FrameOutcome, FrameWorker, FrameWorkerSettings
 from tenmon.daemon.store import utc_iso
 from tenmon.drivers.ccd_directory import FrameDirectory, FrameDirectorySettings
-from tenmon.errors import DeviceError
+from tenmon.errors import DeviceError, StorageError
 from tenmon.vision.pipeline import PipelineSettings
 from tenmon.vision.pointing import SOLVES_SCHEMA
 from tenmon.vision.solve.chain import SolverSettings
@@ -259,7 +261,9 @@ Listener = Callable[["FrameRecord"], None]
 
 
 class FrameRecord:
-    """One processed (or failed) frame as the loop sees it."""
+    """One processed (or failed) frame as the loop sees it. ``frame_id`` and ``solve_id`` are
+    ``None`` in the daemon (its rows are numbered by the store's writer thread, later; the
+    ``frames`` row links its solve by ``solve_id``)."""
 
     def __init__(self, path: str, ok: bool, context: dict[str, Any], result: dict | None,
                  error: str | None, frame_id: int | None, solve_id: int | None):
@@ -324,6 +328,8 @@ class FrameService:
         self.pier_side_for: Callable[[float | None, float | None, float | None], str | None] = (
             lambda ra, dec, lst: None)
         self._outcomes: collections.deque[tuple[str, FrameOutcome | None]] = collections.deque()
+        #: path -> {"target", "block"} of frames delivered and not yet recorded (bounded)
+        self._ctx: collections.OrderedDict[str, dict[str, Any]] = collections.OrderedDict()
         self._backlog: list[Path] = []   # delivered before the worker started
         self._next_poll = -1e9
         self._start_task: asyncio.Task | None = None
@@ -429,12 +435,16 @@ class FrameService:
     def _received(self, path: Path) -> None:
         ctx = dict(self.context_for(path) or {})
         self.counts["received"] += 1
-        self.obs.store.db.execute(
+        if not ctx.get("target"):
+            ctx = {**self._stored_context(str(path)), **{k: v for k, v in ctx.items() if v}}
+        self._remember(str(path), ctx)
+        self.obs.store.execute(
             "INSERT INTO frames (path, received_utc, status, target, block) VALUES (?, ?, "
             "'queued', ?, ?) ON CONFLICT(path) DO UPDATE SET status = 'queued', "
             "received_utc = excluded.received_utc, target = COALESCE(excluded.target, target), "
             "block = COALESCE(excluded.block, block)",
-            (str(path), utc_iso(self.obs.clock.now()), ctx.get("target"), ctx.get("block")))
+            (str(path), utc_iso(self.obs.clock.now()), ctx.get("target"), ctx.get("block")),
+            what=f"frame row {path.name}")
         if self.started:
             self._submit(path)
         else:
@@ -442,8 +452,27 @@ class FrameService:
 
     def set_context(self, path: str | Path, context: dict[str, Any]) -> None:
         """Attach a frame to its target and block (the sequencer knows once the camera is done)."""
-        self.obs.store.db.execute("UPDATE frames SET target = ?, block = ? WHERE path = ?",
-                                  (context.get("target"), context.get("block"), str(path)))
+        ctx = {"target": context.get("target"), "block": context.get("block")}
+        self._remember(str(path), ctx)
+        self.obs.store.execute("UPDATE frames SET target = ?, block = ? WHERE path = ?",
+                               (ctx["target"], ctx["block"], str(path)),
+                               what=f"frame context {Path(path).name}")
+
+    def _remember(self, path: str, ctx: dict[str, Any]) -> None:
+        self._ctx[path] = {"target": ctx.get("target"), "block": ctx.get("block")}
+        self._ctx.move_to_end(path)
+        while len(self._ctx) > 2000:
+            self._ctx.popitem(last=False)
+
+    def _stored_context(self, path: str) -> dict[str, Any]:
+        """Target and block a frame delivered again (after a restart) had in the database;
+        ``{}`` when the database cannot say now (its row keeps them anyway)."""
+        try:
+            rows = self.obs.store.query("SELECT target, block FROM frames WHERE path = ?",
+                                        (path,))
+        except StorageError:
+            return {}
+        return {"target": rows[0]["target"], "block": rows[0]["block"]} if rows else {}
 
     def _submit(self, path: Path) -> None:
         self.worker.submit(path)
@@ -466,47 +495,56 @@ class FrameService:
                 self.obs.emit("error", "frame", f"{Path(path).name}: cannot record: {exc}")
 
     def _record(self, path: str, outcome: FrameOutcome | None) -> None:
-        db = self.obs.store.db
-        row = db.execute("SELECT id, target, block FROM frames WHERE path = ?", (path,)).fetchone()
-        ctx = {"target": row["target"], "block": row["block"]} if row else {}
+        store = self.obs.store
+        ctx = dict(self._ctx.pop(path, None) or {})
         now = utc_iso(self.obs.clock.now())
         name = Path(path).name
         if outcome is None:
             self.counts["dropped"] += 1
-            db.execute("UPDATE frames SET status = 'dropped', processed_utc = ?, error = ? "
-                       "WHERE path = ?", (now, "dropped: the frame queue was full", path))
+            store.execute("UPDATE frames SET status = 'dropped', processed_utc = ?, error = ? "
+                          "WHERE path = ?", (now, "dropped: the frame queue was full", path),
+                          what=f"frame row {name}")
             self.obs.emit("warning", "frame", f"{name}: dropped (frame queue full); it stays in "
                           "the frames directory, unprocessed", path=path)
-            self._notify(FrameRecord(path, False, ctx, None, "dropped", row and row["id"], None))
+            self._notify(FrameRecord(path, False, ctx, None, "dropped", None, None))
             return
         if not outcome.ok:
             self.counts["failed"] += 1
-            db.execute("UPDATE frames SET status = 'failed', processed_utc = ?, error = ?, "
-                       "wall_queued_s = ? WHERE path = ?",
-                       (now, outcome.error, outcome.queued_s, path))
+            store.execute("UPDATE frames SET status = 'failed', processed_utc = ?, error = ?, "
+                          "wall_queued_s = ? WHERE path = ?",
+                          (now, outcome.error, outcome.queued_s, path), what=f"frame row {name}")
             self.obs.emit("error", "frame", f"{name}: processing failed: {outcome.error}",
                           path=path)
             self._mark_processed(path)
-            self._notify(FrameRecord(path, False, ctx, None, outcome.error, row and row["id"],
-                                     None))
+            self._notify(FrameRecord(path, False, ctx, None, outcome.error, None, None))
             return
         res = outcome.result or {}
         solve = res.get("solve") or {}
-        solve_id = self._insert_solve(path, res, solve) if solve else None
+        solve_row = self._solve_row(path, res, solve) if solve else None
         header = res.get("header") or {}
         small = {k: v for k, v in res.items() if k not in ("solve",)}
         if solve:
             small["solve"] = {k: v for k, v in solve.items() if k != "wcs"}
-        db.execute(
-            "UPDATE frames SET status = 'done', processed_utc = ?, date_obs = ?, exptime_s = ?, "
-            "n_sources = ?, n_cosmic_pixels = ?, fwhm_px = ?, background = ?, solved = ?, "
-            "solve_id = ?, ra_deg = ?, dec_deg = ?, rms_arcsec = ?, elapsed_ms = ?, "
-            "wall_queued_s = ?, error = NULL, result_json = ? WHERE path = ?",
-            (now, header.get("date_obs"), header.get("exptime_s"), res.get("n_sources"),
-             res.get("n_cosmic_pixels"), res.get("fwhm_px"), res.get("background"),
-             int(bool(solve.get("solved"))) if solve else None, solve_id,
-             solve.get("ra_deg"), solve.get("dec_deg"), solve.get("rms_arcsec"),
-             res.get("elapsed_ms"), outcome.queued_s, json.dumps(small, default=str), path))
+        values = (now, header.get("date_obs"), header.get("exptime_s"), res.get("n_sources"),
+                  res.get("n_cosmic_pixels"), res.get("fwhm_px"), res.get("background"),
+                  int(bool(solve.get("solved"))) if solve else None,
+                  solve.get("ra_deg"), solve.get("dec_deg"), solve.get("rms_arcsec"),
+                  res.get("elapsed_ms"), outcome.queued_s, json.dumps(small, default=str), path)
+
+        def write(conn) -> int | None:
+            # the solve and its frame in one step of the writer's transaction
+            from tenmon.vision.solve.base import insert_solve
+
+            solve_id = insert_solve(conn, solve_row) if solve_row is not None else None
+            conn.execute(
+                "UPDATE frames SET status = 'done', processed_utc = ?, date_obs = ?, "
+                "exptime_s = ?, n_sources = ?, n_cosmic_pixels = ?, fwhm_px = ?, background = ?, "
+                "solved = ?, solve_id = ?, ra_deg = ?, dec_deg = ?, rms_arcsec = ?, "
+                "elapsed_ms = ?, wall_queued_s = ?, error = NULL, result_json = ? WHERE path = ?",
+                values[:8] + (solve_id,) + values[8:])
+            return solve_id
+
+        store.submit(write, what=f"frame row and solve {name}")
         self.counts["done"] += 1
         if solve.get("solved"):
             self.counts["solved"] += 1
@@ -514,17 +552,15 @@ class FrameService:
                           f"{_f(res.get('fwhm_px'), 2)} px; solved by {solve.get('solver')} "
                           f"(RA {solve['ra_deg']:.4f} Dec {solve['dec_deg']:.4f}, rms "
                           f"{_f(solve.get('rms_arcsec'), 2)}\", {solve.get('n_matched')} stars) in "
-                          f"{outcome.elapsed_s:.1f} s", path=path, solve_id=solve_id)
+                          f"{outcome.elapsed_s:.1f} s", path=path)
         else:
             self.obs.emit("warning", "frame", f"{name}: {res.get('n_sources')} sources; NOT "
-                          f"solved: {solve.get('reason') or 'no solver'}", path=path,
-                          solve_id=solve_id)
+                          f"solved: {solve.get('reason') or 'no solver'}", path=path)
         self._mark_processed(path)
-        self._notify(FrameRecord(path, True, ctx, res, None, row and row["id"], solve_id))
+        self._notify(FrameRecord(path, True, ctx, res, None, None, None))
 
-    def _insert_solve(self, path: str, res: dict, solve: dict) -> int:
-        from tenmon.vision.solve.base import insert_solve
-
+    def _solve_row(self, path: str, res: dict, solve: dict) -> dict[str, Any]:
+        """The ``solves`` row of a frame's solve (written by the store's writer thread)."""
         header = res.get("header") or {}
         hint = solve.get("hint") or {}
         mid = _mid_exposure(header.get("date_obs"), header.get("exptime_s"))
@@ -554,7 +590,7 @@ class FrameService:
             "lst_deg": lst,
             "pier_side": pier,
         }
-        return insert_solve(self.obs.store.db, row)
+        return row
 
     def _mark_processed(self, path: str) -> None:
         try:
@@ -577,12 +613,16 @@ class FrameService:
                 "started": self.started, "pending_in_directory": self.intake.pending}
 
     def summary(self) -> dict[str, Any]:
-        """Totals from the ``frames`` table (all nights)."""
-        db = self.obs.store.db
-        r = db.execute("SELECT COUNT(*) AS n, SUM(status = 'done') AS done, "
+        """Totals from the ``frames`` table (all nights), as written so far (the store's
+        writer may still hold the newest rows: ``store.flush()`` first for the final word).
+
+        Raises:
+            StorageError: the database cannot be read now.
+        """
+        r = self.obs.store.query("SELECT COUNT(*) AS n, SUM(status = 'done') AS done, "
                        "SUM(status = 'failed') AS failed, SUM(status = 'dropped') AS dropped, "
                        "SUM(status = 'queued') AS queued, SUM(solved = 1) AS solved FROM frames"
-                       ).fetchone()
+                       )[0]
         return {k: int(r[k] or 0) for k in ("n", "done", "failed", "dropped", "queued", "solved")}
 
 

@@ -47,9 +47,10 @@ from tenmon.daemon.sections import section
 from tenmon.daemon.sequencer import Phase, Sequencer, SequencerSettings
 from tenmon.daemon.store import utc_iso
 from tenmon.drivers.camera import CameraSettings
-from tenmon.errors import ConfigError, TenmonError
+from tenmon.errors import ConfigError, StorageError, TenmonError
 from tenmon.scheduler.jobs import night_job_specs
 from tenmon.scheduler.night import local_night_date, twilight_altitude
+from tenmon.scheduler import queue as target_queue
 from tenmon.scheduler.queue import TargetQueue
 from tenmon.scheduler.settings import SchedulerSettings
 from tenmon.vision.pipeline import PipelineSettings
@@ -192,8 +193,7 @@ class TickJobs:
                 trigger = IntervalTrigger(seconds=trigger.interval.total_seconds(),
                                           start_date=now + trigger.interval, timezone=timezone.utc)
             job = _TickJob(spec.id, trigger, spec.misfire_grace_time, definition)
-            row = store.db.execute("SELECT definition, next_run_utc, last_run_utc FROM night_jobs "
-                                   "WHERE id = ?", (spec.id,)).fetchone()
+            row = _stored_job(store, spec.id)
             if row is not None and row["definition"] == definition:
                 # kept with its stored next run time: the misfire rules judge what it missed
                 job.next_run = _parse(row["next_run_utc"])
@@ -276,12 +276,12 @@ class TickJobs:
 
     def _save(self, job: _TickJob) -> None:
         self._status = None
-        self.store.db.execute(
+        self.store.execute(
             "INSERT INTO night_jobs (id, definition, next_run_utc, last_run_utc) "
             "VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET definition = excluded.definition, "
             "next_run_utc = excluded.next_run_utc, last_run_utc = excluded.last_run_utc",
             (job.id, job.definition, utc_iso(job.next_run) if job.next_run else None,
-             utc_iso(job.last_run) if job.last_run else None))
+             utc_iso(job.last_run) if job.last_run else None), what=f"night job {job.id}")
 
     def status(self) -> dict[str, Any]:
         if self._status is None:
@@ -289,6 +289,18 @@ class TickJobs:
                                    "last_run_utc": utc_iso(j.last_run) if j.last_run else None}
                             for j in self.jobs.values()}
         return self._status
+
+
+def _stored_job(store, job_id: str):
+    """The stored row of a job, or ``None`` (also when the database cannot be read: the job is
+    then scheduled afresh from now, which never replays a missed open)."""
+    try:
+        rows = store.query("SELECT definition, next_run_utc, last_run_utc FROM night_jobs "
+                           "WHERE id = ?", (job_id,))
+    except StorageError as exc:
+        log.warning("job %s: stored run times unreadable (%s): scheduled afresh", job_id, exc)
+        return None
+    return rows[0] if rows else None
 
 
 def _first_run(trigger, now: datetime) -> tuple[list[datetime], datetime | None]:
@@ -334,7 +346,14 @@ class _NoJobs:
 
 
 class SiteJobs:
-    """The night's jobs in apscheduler's ``BackgroundScheduler`` with its SQLite job store."""
+    """The night's jobs in apscheduler's ``BackgroundScheduler`` with its SQLite job store.
+
+    The tick never reads the job store (a locked or failing ``jobs.sqlite`` must not hold up
+    the loop): next run times are read on a thread of their own every ``REFRESH_S`` and the
+    tick answers from that snapshot.
+    """
+
+    REFRESH_S = 30.0
 
     def __init__(self, path: Path, settings: SchedulerSettings, site_location):
         from tenmon.scheduler.jobs import build_scheduler, register_night_jobs
@@ -343,25 +362,45 @@ class SiteJobs:
         self.scheduler.start(paused=True)
         self.jobs = register_night_jobs(self.scheduler, night_actions(), site_location, settings)
         self.scheduler.resume()
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tenmon-jobstore")
+        self._refresh: Future | None = None
+        self._refreshed: datetime | None = None
+        try:
+            self._next: dict[str, datetime | None] = self._read()
+        except Exception as exc:  # noqa: BLE001 - read again from the tick
+            log.warning("job store unreadable: %s", exc)
+            self._next = {}
+
+    def _read(self) -> dict[str, datetime | None]:
+        return {job.id: job.next_run_time for job in self.scheduler.get_jobs()}
 
     def next_run(self, job_id: str) -> datetime | None:
-        job = self.scheduler.get_job(job_id)
-        return job.next_run_time if job is not None else None
+        return self._next.get(job_id)
 
     def tick(self, now: datetime) -> None:
-        pass  # apscheduler's thread fires the jobs; they reach the loop through request()
+        """apscheduler's thread fires the jobs (they reach the loop through ``request()``);
+        here only the snapshot of next run times is refreshed, off the loop."""
+        fut = self._refresh
+        if fut is not None and fut.done():
+            self._refresh = None
+            try:
+                self._next = fut.result()
+            except Exception as exc:  # noqa: BLE001 - the last snapshot stands; logged
+                log.warning("job store unreadable: %s", exc)
+        if self._refresh is None and (self._refreshed is None or (
+                now - self._refreshed).total_seconds() >= self.REFRESH_S):
+            self._refreshed = now
+            self._refresh = self._pool.submit(self._read)
 
     def stop(self) -> None:
         from tenmon.scheduler.jobs import shutdown_scheduler
 
+        self._pool.shutdown(wait=False, cancel_futures=True)
         shutdown_scheduler(self.scheduler, wait=False)
 
     def status(self) -> dict[str, Any]:
-        out = {}
-        for job in self.scheduler.get_jobs():
-            out[job.id] = {"next_run_utc": utc_iso(job.next_run_time) if job.next_run_time
-                           else None}
-        return out
+        return {job_id: {"next_run_utc": utc_iso(t) if t else None}
+                for job_id, t in self._next.items()}
 
 
 # ---------------------------------------------------------------------------- NightOps
@@ -389,11 +428,19 @@ class NightOps:
                                                     site.latitude_deg * u.deg,
                                                     site.elevation_m * u.m)
         obs.store.add_schema(NIGHT_LOG_SCHEMA)
-        self.queue = TargetQueue(obs.store.db)
+        obs.store.add_schema(target_queue.SCHEMA)
+        self._queue: TargetQueue | None = None
         if settings.targets_file is not None:
-            n = self.queue.import_file(settings.targets_file, replace=True,
-                                       now=obs.clock.now())
-            obs.emit("info", "night", f"queued {n} target(s) from {settings.targets_file}")
+            from tenmon.scheduler.targets import load_targets
+
+            targets = load_targets(settings.targets_file)  # a bad file fails the start, as before
+            now = obs.clock.now()
+            fut = obs.store.submit(lambda c: target_queue.add_rows_in(c, targets, replace=True,
+                                                                      now=now),
+                                   what=f"targets from {settings.targets_file}")
+            fut.add_done_callback(_log_failure(f"queueing {settings.targets_file}"))
+            obs.emit("info", "night", f"queued {len(targets)} target(s) from "
+                     f"{settings.targets_file}")
         data_dir = Path(obs.config.paths.data_dir)
         frames_dir = Path(obs.config.paths.frames_dir or data_dir / "frames")
         self.calc = ThreadPoolExecutor(max_workers=1, thread_name_prefix="night-calc")
@@ -431,6 +478,15 @@ class NightOps:
         _ACTIVE.append(self)
         if settings.enabled:
             self._resume_if_mid_night()
+
+    @property
+    def queue(self) -> TargetQueue:
+        """The target queue on a connection of its own, for tools and tests (``add``, ``get``,
+        ``list``). The daemon itself never uses it: on the loop it queues its marks on the
+        store's writer and reads the queue on the planning thread."""
+        if self._queue is None:
+            self._queue = TargetQueue(self.obs.config.paths.database)
+        return self._queue
 
     # ------------------------------------------------------------------ construction helpers
 
@@ -587,9 +643,11 @@ class NightOps:
         if event is not None and plan is not None:
             self._plan_future = self.calc.submit(_replan_job, plan, t_event or now, event)
         else:
-            targets = self.queue.pending(now)
-            self._plan_future = self.calc.submit(_plan_job, targets, self._night_date(),
-                                                 self.location, self.scheduler_settings, now)
+            # the queue is read on the planning thread (after the writer has written the marks
+            # queued so far), never on the loop
+            self._plan_future = self.calc.submit(_plan_from_queue, self.obs.store,
+                                                 self._night_date(), self.location,
+                                                 self.scheduler_settings, now)
         self._plan_kind = kind
         return True
 
@@ -615,20 +673,20 @@ class NightOps:
         if outcome == "interrupted":
             return  # frames kept; the target stays pending and is planned again
         now = self.obs.clock.now()
-        try:
-            self.queue.mark_observed(block.name, now, f"{outcome}: {len(frames)}/{block.count} "
-                                                      "frames")
-        except TenmonError as exc:
-            self.obs.emit("warning", "night", f"{block.name}: cannot mark observed: {exc}")
+        detail = f"{outcome}: {len(frames)}/{block.count} frames"
+        fut = self.obs.store.submit(
+            lambda c: target_queue.mark_observed_in(c, block.name, now, detail),
+            what=f"target {block.name} observed")
+        fut.add_done_callback(_log_failure(f"{block.name}: cannot mark observed"))
 
     def _block_failed(self, block, reason: str) -> None:
         from tenmon.scheduler.planner import TargetFailed
 
         now = self.obs.clock.now()
-        try:
-            self.queue.mark_failed(block.name, now, reason)
-        except TenmonError as exc:
-            log.warning("cannot mark %s failed: %s", block.name, exc)
+        fut = self.obs.store.submit(
+            lambda c: target_queue.mark_failed_in(c, block.name, now, reason),
+            what=f"target {block.name} failed")
+        fut.add_done_callback(_log_failure(f"cannot mark {block.name} failed"))
         if self.sequencer.plan is not None and any(t.name == block.name
                                                    for t in self.sequencer.plan.targets):
             self._start_planning("target failed", TargetFailed(block.name, reason), now)
@@ -661,20 +719,24 @@ class NightOps:
             return
         self.obs.emit("info", "night", f"resuming the night of {state['date']} after a restart: "
                       "planning the rest of it from the queue")
-        opened = self.obs.store.db.execute(
-            "SELECT 1 FROM night_log WHERE night = ? AND kind = 'opened' LIMIT 1",
-            (state["date"],)).fetchone()
-        self.sequencer.opened_once = opened is not None
+        try:
+            opened = bool(self.obs.store.query(
+                "SELECT 1 FROM night_log WHERE night = ? AND kind = 'opened' LIMIT 1",
+                (state["date"],)))
+        except StorageError as exc:
+            log.warning("night log unreadable (%s): taking the night as opened before", exc)
+            opened = True
+        self.sequencer.opened_once = opened
         self.log_event("resume")
         self.sequencer.arm("resuming the night after a restart")
         self._start_planning("resume")
 
     def log_event(self, kind: str, target: str | None = None, **detail: Any) -> None:
-        """One row of ``night_log``."""
-        self.obs.store.db.execute(
+        """One row of ``night_log`` (queued for the store's writer: never blocks)."""
+        self.obs.store.execute(
             "INSERT INTO night_log (time_utc, night, kind, target, detail) VALUES (?, ?, ?, ?, ?)",
             (utc_iso(self.obs.clock.now()), self._night_date().isoformat(), kind, target,
-             json.dumps(detail, default=str)))
+             json.dumps(detail, default=str)), what=f"night log {kind}")
 
     # ------------------------------------------------------------------ life cycle
 
@@ -694,6 +756,9 @@ class NightOps:
             self.camera.disconnect()
         self.frames.stop_now()
         self.calc.shutdown(wait=False, cancel_futures=True)
+        if self._queue is not None:
+            self._queue.close()
+            self._queue = None
         if self in _ACTIVE:
             _ACTIVE.remove(self)
 
@@ -703,15 +768,36 @@ class NightOps:
         state = self._night_state
         t = self.obs.clock.monotonic()
         if self._pending_count is None or t - self._pending_count[0] > 60.0:
-            n = self.obs.store.db.execute("SELECT COUNT(*) FROM scheduler_targets WHERE "
-                                          "status = 'pending'").fetchone()[0]
-            self._pending_count = (t, int(n))
+            try:
+                n = int(self.obs.store.query("SELECT COUNT(*) FROM scheduler_targets WHERE "
+                                             "status = 'pending'")[0][0])
+            except StorageError:
+                n = self._pending_count[1] if self._pending_count else None
+            self._pending_count = (t, n)
         return {"night": state.get("date"), "active": bool(state.get("active")),
                 **self.sequencer.status(), "jobs": self.jobs.status(),
                 "frames": self.frames.status(),
                 "camera": None if self.camera is None else {
                     "state": self.camera.state.value, "error": self.camera.error},
                 "queue_pending": self._pending_count[1]}
+
+
+def _log_failure(what: str):
+    """A done-callback (it runs on the store's writer thread: it only logs)."""
+    def done(fut) -> None:
+        exc = fut.exception() if not fut.cancelled() else None
+        if exc is not None:
+            log.warning("%s: %s", what, exc)
+    return done
+
+
+def _plan_from_queue(store, night_date: date, location, settings: SchedulerSettings,
+                     now: datetime):
+    """On the planning thread: the pending targets (after the queued marks are written, up to a
+    few seconds), then the plan."""
+    store.flush(timeout_s=5.0)
+    targets = TargetQueue(store.db, create=False).pending(now)
+    return _plan_job(targets, night_date, location, settings, now)
 
 
 def _plan_job(targets, night_date: date, location, settings: SchedulerSettings, now: datetime):
@@ -840,6 +926,8 @@ def night_report(store, *, start: datetime, end: datetime) -> dict[str, Any]:
     (``centre_arcsec``: the offsets the centring acted on; ``offsets_arcsec``: every solved
     frame's distance from its target, in the order the solves arrived).
     """
+    if hasattr(store, "flush"):
+        store.flush(timeout_s=10.0)  # the rows queued so far, in the database first
     db = store.db
     s, e = utc_iso(start), utc_iso(end)
     rows = db.execute("SELECT time_utc, kind, target, detail FROM night_log WHERE time_utc >= ? "

@@ -1,17 +1,18 @@
 """The observatory as the daemon owns it: devices, the safety supervisor, the record, one tick.
 
 Everything here runs on the event-loop thread, one ``tick()`` at a time, so no state is shared
-between threads. Commands (from the HTTP API, the sequencer, the night's jobs) are plain methods
-that check safety first and raise :class:`~tenmon.errors.CommandRefused` with a stable code.
-Every open (slit or cover) goes through :meth:`Observatory.check_open`, the one place that
-refuses it while unsafe, while the supervisor is closing, or during the reopen hold-off.
+between threads. Nothing here waits on storage: events, history and daemon state go to the
+store's writer thread (``daemon.store``), and ``emit`` never raises. Commands (from the HTTP API,
+the sequencer, the night's jobs) are plain methods that check safety first and raise
+:class:`~tenmon.errors.CommandRefused` with a stable code. Every open (slit or cover) goes
+through :meth:`Observatory.check_open`, the one place that refuses it while unsafe, while the
+supervisor is closing, or during the reopen hold-off.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Callable
 
@@ -20,6 +21,7 @@ from tenmon.astro import lst_deg, radec_to_altaz, sun_altitude_deg
 from tenmon.clock import Clock
 from tenmon.config.models import TenmonConfig
 from tenmon.daemon.safety import SafetyInputs, SafetyVerdict, evaluate
+from tenmon.daemon.storage import StorageWatch
 from tenmon.daemon.store import Store, utc_iso
 from tenmon.daemon.supervisor import HOLD_OFF_KEY, Devices, ReopenHoldOff, SafetySupervisor
 from tenmon.daemon.watch import ActuatorWatch
@@ -98,7 +100,6 @@ class Observatory:
         self._history_key: dict[str, Any] = {}
         self._history_at: dict[str, float] = {}
         self._world_saved_at = -1e9
-        self._pruned_at = -1e9
         self._started_at = clock.monotonic()
         self._reconcile_at: float | None = None
         self._unclean = False
@@ -108,6 +109,9 @@ class Observatory:
         self._mount_state: MountState | None = None
         self._encoder_was_lost = False
         self.loop_stats = LoopStats()
+        #: free space, retention, the store's alarms as events, whether exposures may start
+        self.storage = StorageWatch(self)
+        self._world_save_failed = False
         #: Extensions (frame service, sequencer) called at the end of every tick, after safety.
         #: A hook that raises is logged as an error event and the tick carries on: safety and
         #: device control never depend on an extension.
@@ -128,9 +132,14 @@ class Observatory:
     # ------------------------------------------------------------------ events
 
     def emit(self, level: str, kind: str, message: str, **data) -> None:
-        """Record an event: log it (journald keeps the log), tell the event listeners, store it."""
-        getattr(log, {"info": "info", "warning": "warning"}.get(level, "error"))(
-            "[%s] %s", kind, message)
+        """Record an event: in the journal at once (journald keeps the log), to the event
+        listeners (alerts), then in the database through the store's writer thread. Never raises
+        and never waits on storage."""
+        try:
+            getattr(log, {"info": "info", "warning": "warning"}.get(level, "error"))(
+                "[%s] %s", kind, message)
+        except Exception:  # noqa: BLE001 - a logging handler's failure must not stop safety
+            pass
         now = self.clock.now()
         if self.event_listeners:
             event = {"time_utc": utc_iso(now), "level": level, "kind": kind, "message": message,
@@ -140,13 +149,26 @@ class Observatory:
                     listener(event)
                 except Exception:  # noqa: BLE001 - a listener never reaches the caller of emit
                     log.exception("event listener %r failed", listener)
-        self.store.add_event(now, level, kind, message, data)
+        try:
+            self.store.add_event(now, level, kind, message, data)
+        except Exception:  # noqa: BLE001 - the event is in the journal; safety goes on
+            log.exception("event not recorded in the database: [%s] %s", kind, message)
 
     # ------------------------------------------------------------------ life cycle
 
     def start(self) -> None:
-        """Connect every device (relays all off first), then plan the start-up reconcile."""
+        """Connect every device (relays all off first), then plan the start-up reconcile.
+
+        Nothing here needs the disk: the daemon state comes from the store's memory and events
+        are queued. A store that could not read its database (``state_known`` false) cannot
+        say whether the last run ended cleanly, so the reconcile assumes it did not.
+        """
         self._unclean = bool(self.store.get_state("running", False))
+        if not self.store.state_known:
+            self._unclean = True
+            self.emit("alarm", "reconcile", "the database could not be read at start: the "
+                      "previous run is taken as unclean (the start-up reconcile closes and "
+                      "parks unless the observatory is already in its safe state)")
         last = self.store.get_state("last_motion", {})
         self.supervisor.hold_off.restore(self.store.get_state(HOLD_OFF_KEY))
         self.store.set_state("running", True)
@@ -206,14 +228,18 @@ class Observatory:
                 dev.disconnect()
             except Exception as exc:  # noqa: BLE001 - teardown must finish; the error is logged
                 log.error("disconnect failed: %s", exc)
-        if self.world is not None and self.world_path is not None:
-            self.world.save(self.world_path)
+        self._save_world()
+        self.storage.close()
         if clean:
             self.store.set_state("running", False)
             self.emit("info", "daemon", "stopped cleanly: relays off")
         else:
             self.emit("alarm", "daemon", "stopped after a crash: relays off; the next start "
                       "will reconcile")
+        # relays are off: now give the writer a bounded moment to write what is buffered
+        if not self.store.flush(self.config.storage.stop_flush_s):
+            log.error("stopping with rows not yet in the database (%s); they are in the "
+                      "journal", self.store.health().get("error"))
 
     # ------------------------------------------------------------------ the tick
 
@@ -269,6 +295,10 @@ class Observatory:
         if self._reconcile_at is not None and now_m >= self._reconcile_at:
             self._reconcile_at = None
             self._reconcile()
+        try:
+            self.storage.tick()
+        except Exception:  # noqa: BLE001 - the storage watch must never stop safety
+            log.exception("storage watch failed")
         for hook in list(self.tick_hooks):
             try:
                 hook()
@@ -327,15 +357,26 @@ class Observatory:
                 self._history_key[device] = key
                 self._history_at[device] = now_m
                 self.store.add_history(now, device, snap[device])
-        if now_m - self._pruned_at >= 86400.0:
-            self._pruned_at = now_m
-            keep = timedelta(days=self.config.daemon.history_keep_days)
-            n = self.store.prune_history(now - keep)
-            if n:
-                log.info("pruned %d device-history rows older than %s", n, keep)
+        # retention (events and device history) is the storage watch's: obs.storage.prune()
         if self.world is not None and self.world_path is not None and now_m - self._world_saved_at >= 1.0:
             self._world_saved_at = now_m
+            self._save_world()
+
+    def _save_world(self) -> None:
+        """The simulated world's state file (simulated mode); a full or read-only disk is
+        logged once, not fatal."""
+        if self.world is None or self.world_path is None:
+            return
+        try:
             self.world.save(self.world_path)
+        except OSError as exc:
+            if not self._world_save_failed:
+                self._world_save_failed = True
+                log.error("cannot save the simulated world to %s: %s", self.world_path, exc)
+            return
+        if self._world_save_failed:
+            self._world_save_failed = False
+            log.info("the simulated world is saved again to %s", self.world_path)
 
     # ------------------------------------------------------------------ commands
 
@@ -610,6 +651,7 @@ class Observatory:
                         "state_age_s": _r(state_age, 1)},
             "weather": _weather_json(self.weather.reading(), now,
                                      getattr(self.weather, "error", None)),
+            "storage": self.storage.status(),
             "relays": {name: self._relay_json(name, b) for name, b in self.banks.items()},
         }
         for name, fn in self.status_hooks.items():

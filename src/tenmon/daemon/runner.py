@@ -12,6 +12,11 @@ every relay off, exit. A second signal skips the wait (relays still go off). A c
 also ends with every relay off (``finally``), and systemd restarts the daemon, whose start-up
 reconcile finds the slit and closes it if needed. The control loop toggles the heartbeat output
 after every completed tick, so an external dead-man relay closes the slit when it stops.
+
+Nothing before the control loop needs the disk: the store opens its database on its writer
+thread (starting in memory when it cannot, and retrying), and night operations that cannot be
+set up (a frames directory that cannot be created, ...) are an alarm, not a reason to exit, so
+the start-up reconcile always runs and closes what is open when it is unsafe.
 """
 
 from __future__ import annotations
@@ -82,6 +87,7 @@ async def _run(config: TenmonConfig, fresh: bool, notifier: SystemdNotifier,
             obs.emit("alarm", "daemon", f"cannot start: {exc}; the daemon exits (systemd "
                      "retries); relays off")
             obs.stop()
+            obs.store.close()
             raise DaemonStartError(f"cannot start: {exc}") from None
         for problem in alert_problems:
             obs.emit("error", "alerts", problem)
@@ -135,9 +141,11 @@ async def _serve(obs: Observatory, config: TenmonConfig, notifier: SystemdNotifi
         install_centring(obs, night)
         await night.start()
     except (TenmonError, OSError) as exc:
-        obs.stop()  # relays off: nothing was commanded yet
-        raise DaemonStartError(f"cannot start night operations (frames, camera, night jobs): "
-                               f"{exc}") from None
+        # the control loop (safety, the start-up reconcile, the API) runs without them
+        log.exception("night operations failed to start")
+        obs.emit("alarm", "daemon", f"cannot start night operations (frames, camera, night "
+                 f"jobs): {exc}; the observatory runs without them (safety, commands and the "
+                 "API work); fix the cause and restart")
     runner = web.AppRunner(build_app(obs), access_log=None)
     await runner.setup()
     site = web.TCPSite(runner, config.api.host, config.api.port)
@@ -145,6 +153,7 @@ async def _serve(obs: Observatory, config: TenmonConfig, notifier: SystemdNotifi
         await site.start()
     except OSError as exc:
         obs.stop()
+        obs.store.close()
         await runner.cleanup()
         raise DaemonStartError(f"cannot listen on {config.api.host}:{config.api.port}: "
                                f"{exc.strerror} (is another program using the port?)") from None
@@ -183,6 +192,7 @@ async def _serve(obs: Observatory, config: TenmonConfig, notifier: SystemdNotifi
             obs.emit("alarm", "daemon", "exiting before the safe state was verified: "
                      + obs.supervisor.describe())
         obs.stop(clean=code == 0)
+        obs.store.close(timeout_s=0.0)  # stop() gave the writer its bounded flush already
         await runner.cleanup()
     return code
 

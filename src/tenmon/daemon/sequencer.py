@@ -46,6 +46,9 @@ from tenmon.vision.solve.centering import CenteringSettings, centering_step
 
 log = logging.getLogger(__name__)
 
+#: while the storage watch refuses exposures (disk nearly full), ask again this often (s)
+STORAGE_RETRY_S = 10.0
+
 
 class SequencerSettings(BaseModel):
     """How the sequencer runs a night (``[night.sequencer]``). Times in seconds of the daemon's
@@ -127,6 +130,7 @@ class BlockRun:
     settle_until: float = 0.0
     slew_started: float = 0.0
     awaited: int = 0              # frames delivered while awaiting (no camera driver)
+    storage_wait: float | None = None  # exposures refused for want of space: retry at
 
     def context(self) -> dict[str, Any]:
         return {"target": self.block.name, "block": self.key}
@@ -411,6 +415,10 @@ class Sequencer:
                 return
             self._next_exposure(now_m, retry=True)
             return
+        if run.storage_wait is not None:
+            if now_m >= run.storage_wait:
+                self._next_exposure(now_m)
+            return
         path = cam.take_frame()
         if path is None:
             return
@@ -508,6 +516,19 @@ class Sequencer:
             return
         if self.camera is None:
             return  # await mode: frames arrive through the intake
+        storage = getattr(self.obs, "storage", None)
+        refusal = storage.exposure_refusal() if storage is not None else None
+        if refusal is not None:
+            if run.storage_wait is None:
+                self.obs.emit("warning", "sequencer", f"{b.name}: exposure refused: {refusal}; "
+                              "waiting for space (the block ends at its planned end)",
+                              reason=refusal)
+                self.log_event("exposure_refused", target=b.name, block=run.key, reason=refusal)
+            run.storage_wait = now_m + STORAGE_RETRY_S
+            return
+        if run.storage_wait is not None:
+            run.storage_wait = None
+            self.obs.emit("info", "sequencer", f"{b.name}: exposures resume (space again)")
         meta = {"OBJECT": b.name, "TMBLOCK": run.key[:68], "IMAGETYP": "Light Frame"}
         if b.filter:
             meta["FILTER"] = b.filter

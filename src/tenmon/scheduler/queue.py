@@ -92,12 +92,18 @@ class TargetQueue:
         db: a database file path (created if missing; WAL mode) or an open ``sqlite3.Connection``
             (e.g. the daemon's state database; the queue creates its tables there and leaves the
             connection open on :meth:`close`).
+        create: create the tables (``False`` for a read-only connection of the daemon's store,
+            which creates them through its writer).
+
+    The daemon never writes through this class on its control loop: it queues the same writes
+    (:func:`mark_observed_in`, :func:`mark_failed_in`, :func:`add_rows_in`) on its store's
+    writer thread, so a locked or full database cannot hold up the loop.
 
     Raises:
         QueueError: the database cannot be opened.
     """
 
-    def __init__(self, db: str | Path | sqlite3.Connection):
+    def __init__(self, db: str | Path | sqlite3.Connection, *, create: bool = True):
         if isinstance(db, sqlite3.Connection):
             self._conn = db
             self._owned = False
@@ -107,6 +113,8 @@ class TargetQueue:
             except sqlite3.Error as exc:
                 raise QueueError(f"{db}: cannot open queue database: {exc}") from None
             self._owned = True
+        if not create:
+            return
         try:
             self._conn.execute("PRAGMA journal_mode=WAL")
             self._conn.execute("PRAGMA foreign_keys=ON")
@@ -142,28 +150,17 @@ class TargetQueue:
         Raises:
             DuplicateTargetError: a name exists already (and ``replace`` is false) or repeats.
         """
-        added = _iso(_utc(now))
-        rows = [
-            (t.name, t.ra_deg, t.dec_deg, t.priority, t.exposure_s, t.count, t.filter, t.binning,
-             _iso(t.window_start), _iso(t.window_end), t.cadence_s, added)
-            for t in targets
-        ]
-        verb = "INSERT OR REPLACE" if replace else "INSERT"
+        targets = list(targets)
         try:
             with self._conn:
-                self._conn.executemany(
-                    f"{verb} INTO scheduler_targets (name, ra_deg, dec_deg, priority, exposure_s, "
-                    "count, filter, binning, window_start_utc, window_end_utc, cadence_s, "
-                    "added_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
-                )
+                n = add_rows_in(self._conn, targets, replace=replace, now=now)
         except sqlite3.IntegrityError as exc:
-            name = self._first_duplicate([r[0] for r in rows])
+            name = self._first_duplicate([t.name for t in targets])
             if name is not None:
                 raise DuplicateTargetError(name) from None
             raise QueueError(f"cannot add targets: {exc}") from None
-        log.info("queued %d target(s)", len(rows))
-        return len(rows)
+        log.info("queued %d target(s)", n)
+        return n
 
     def _first_duplicate(self, names: list[str]) -> str | None:
         seen: set[str] = set()
@@ -255,17 +252,8 @@ class TargetQueue:
         Raises:
             UnknownTargetError: no such target.
         """
-        when_s = _iso(_utc(when))
         with self._conn:
-            cur = self._conn.execute(
-                "UPDATE scheduler_targets SET n_observed = n_observed + 1, last_observed_utc = ?, "
-                "status = CASE WHEN cadence_s IS NULL THEN 'observed' ELSE 'pending' END "
-                "WHERE name = ?", (when_s, name))
-            if cur.rowcount == 0:
-                raise UnknownTargetError(name)
-            self._conn.execute(
-                "INSERT INTO scheduler_history (target, at_utc, outcome, detail) "
-                "VALUES (?, ?, 'observed', ?)", (name, when_s, detail))
+            mark_observed_in(self._conn, name, when, detail)
 
     def mark_failed(self, name: str, when: datetime | None = None, reason: str = "") -> None:
         """Record a failed visit; the target is held back (``failed``) until :meth:`reset`.
@@ -273,16 +261,8 @@ class TargetQueue:
         Raises:
             UnknownTargetError: no such target.
         """
-        when_s = _iso(_utc(when))
         with self._conn:
-            cur = self._conn.execute(
-                "UPDATE scheduler_targets SET n_failed = n_failed + 1, status = 'failed', "
-                "last_error = ? WHERE name = ?", (reason, name))
-            if cur.rowcount == 0:
-                raise UnknownTargetError(name)
-            self._conn.execute(
-                "INSERT INTO scheduler_history (target, at_utc, outcome, detail) "
-                "VALUES (?, ?, 'failed', ?)", (name, when_s, reason))
+            mark_failed_in(self._conn, name, when, reason)
 
     def reset(self, name: str) -> None:
         """Make a target ``pending`` again (after a failure or to observe it once more).
@@ -295,6 +275,71 @@ class TargetQueue:
                 "UPDATE scheduler_targets SET status = 'pending' WHERE name = ?", (name,))
             if cur.rowcount == 0:
                 raise UnknownTargetError(name)
+
+
+# ---------------------------------------------------------------------- writes on a connection
+# The statements of the queue's writes, for a caller that owns the transaction (the daemon's
+# store writer runs them inside its own; TargetQueue wraps them in ``with conn``). They neither
+# begin nor commit.
+
+def add_rows_in(conn: sqlite3.Connection, targets: Iterable[Target], *, replace: bool = False,
+                now: datetime | None = None) -> int:
+    """Insert ``targets`` as pending; returns how many.
+
+    Raises:
+        sqlite3.IntegrityError: a name exists already (and ``replace`` is false) or repeats.
+    """
+    added = _iso(_utc(now))
+    rows = [
+        (t.name, t.ra_deg, t.dec_deg, t.priority, t.exposure_s, t.count, t.filter, t.binning,
+         _iso(t.window_start), _iso(t.window_end), t.cadence_s, added)
+        for t in targets
+    ]
+    verb = "INSERT OR REPLACE" if replace else "INSERT"
+    conn.executemany(
+        f"{verb} INTO scheduler_targets (name, ra_deg, dec_deg, priority, exposure_s, "
+        "count, filter, binning, window_start_utc, window_end_utc, cadence_s, "
+        "added_utc) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rows,
+    )
+    return len(rows)
+
+
+def mark_observed_in(conn: sqlite3.Connection, name: str, when: datetime | None = None,
+                     detail: str = "") -> None:
+    """Record a completed visit (see :meth:`TargetQueue.mark_observed`).
+
+    Raises:
+        UnknownTargetError: no such target.
+    """
+    when_s = _iso(_utc(when))
+    cur = conn.execute(
+        "UPDATE scheduler_targets SET n_observed = n_observed + 1, last_observed_utc = ?, "
+        "status = CASE WHEN cadence_s IS NULL THEN 'observed' ELSE 'pending' END "
+        "WHERE name = ?", (when_s, name))
+    if cur.rowcount == 0:
+        raise UnknownTargetError(name)
+    conn.execute(
+        "INSERT INTO scheduler_history (target, at_utc, outcome, detail) "
+        "VALUES (?, ?, 'observed', ?)", (name, when_s, detail))
+
+
+def mark_failed_in(conn: sqlite3.Connection, name: str, when: datetime | None = None,
+                   reason: str = "") -> None:
+    """Record a failed visit (see :meth:`TargetQueue.mark_failed`).
+
+    Raises:
+        UnknownTargetError: no such target.
+    """
+    when_s = _iso(_utc(when))
+    cur = conn.execute(
+        "UPDATE scheduler_targets SET n_failed = n_failed + 1, status = 'failed', "
+        "last_error = ? WHERE name = ?", (reason, name))
+    if cur.rowcount == 0:
+        raise UnknownTargetError(name)
+    conn.execute(
+        "INSERT INTO scheduler_history (target, at_utc, outcome, detail) "
+        "VALUES (?, ?, 'failed', ?)", (name, when_s, reason))
 
 
 def _utc(when: datetime | None) -> datetime:

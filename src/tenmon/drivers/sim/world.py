@@ -369,7 +369,7 @@ class SimWorld:
             return WorldState(**data)
         except FileNotFoundError:
             return None
-        except (ValueError, TypeError) as exc:
+        except (OSError, ValueError, TypeError) as exc:
             log.warning("simulated world state %s unreadable (%s): starting fresh", path, exc)
             return None
 
