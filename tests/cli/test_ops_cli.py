@@ -12,6 +12,7 @@ import threading
 import pytest
 from aiohttp import web
 
+from conftest import add_events_bulk
 from tenmon.cli.client import resolve_token, resolve_url
 from tenmon.cli.main import main
 from tenmon.daemon.api import build_app
@@ -60,12 +61,8 @@ def served(sim_rig, monkeypatch):
 
 
 def _add_events(rig, n):
-    db = rig.obs.store.db
-    db.execute("BEGIN")
-    db.executemany("INSERT INTO events (time_utc, level, kind, message, data) VALUES "
-                   "('2026-11-21T12:00:00.000+00:00', 'info', 'test', ?, '{}')",
-                   ((f"event {i}",) for i in range(n)))
-    db.execute("COMMIT")
+    add_events_bulk(rig.obs.store, (("2026-11-21T12:00:00.000+00:00", "info", "test",
+                                     f"event {i}", {}) for i in range(n)))
 
 
 def test_events_limit_takes_the_newest_across_pages(served, capsys):

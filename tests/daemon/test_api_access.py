@@ -257,6 +257,7 @@ def test_audit_rows_are_pruned_after_audit_keep_days(sim_rig):
     rig.clock.advance(2 * 86400)
     log.record(client="127.0.0.1", method="POST", route="/b", body=b"", status=200, code="ok",
                auth="ok")
+    assert rig.obs.store.flush(10)
     routes = [r[0] for r in rig.obs.store.db.execute("SELECT route FROM audit")]
     assert routes == ["/b"]
 
@@ -265,7 +266,10 @@ def test_an_audit_write_that_fails_does_not_fail_the_command(sim_rig):
     rig = sim_rig()
 
     async def body(c):
-        rig.obs.store.db.execute("DROP TABLE audit")  # the write will fail
+        assert rig.obs.store.flush(10)
+        other = sqlite3.connect(rig.obs.store.path)  # another process's damage: writes fail
+        other.execute("DROP TABLE audit")
+        other.close()
         return await call(c, "POST", "/api/v1/slit/open", headers=rig.api_headers())
 
     status, answer = serve(rig, body)
@@ -291,6 +295,7 @@ def test_a_flood_of_refused_requests_is_counted_not_recorded_row_by_row(sim_rig)
     rig.clock.advance(61)
     log.record(client="10.0.0.9", method="POST", route="/api/v1/slit/open", body=b"{}",
                status=401, code="unauthorized", auth="wrong")
+    assert rig.obs.store.flush(10)
     rows = rig.obs.store.db.execute("SELECT route, code, body FROM audit ORDER BY id").fetchall()
     assert len(rows) == UNAUTHENTICATED_PER_MINUTE + 3
     assert rows[UNAUTHENTICATED_PER_MINUTE][0] == "/api/v1/stop"

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from conftest import add_events_bulk
 from tenmon.daemon.api import UNREADABLE_REASON, build_app
 from tenmon.daemon.api_kit import MAX_PAGE, dumps
 
@@ -202,14 +203,9 @@ def test_the_emergency_stop_still_needs_the_token(sim_rig):
 
 
 def _add_events(rig, n: int, size: int = 100) -> None:
-    db = rig.obs.store.db
     msg = "m" * size
-    db.execute("BEGIN")
-    db.executemany("INSERT INTO events (time_utc, level, kind, message, data) VALUES "
-                   "(?, ?, ?, ?, ?)",
-                   ((f"2026-11-20T12:{(i // 60) % 60:02d}:{i % 60:02d}.000+00:00", "info",
-                     "test", msg, '{"i": %d}' % i) for i in range(n)))
-    db.execute("COMMIT")
+    add_events_bulk(rig.obs.store, ((f"2026-11-20T12:{(i // 60) % 60:02d}:{i % 60:02d}.000+00:00",
+                                     "info", "test", msg, {"i": i}) for i in range(n)))
 
 
 @pytest.mark.parametrize("query", [
