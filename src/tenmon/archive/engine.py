@@ -59,7 +59,7 @@ class Engine:
                 with dask.config.set({"distributed.nanny.pre-spawn-environ": dict(WORKER_ENV),
                                       "distributed.scheduler.worker-ttl": None}):
                     self.cluster = LocalCluster(n_workers=self.workers, threads_per_worker=1, processes=True,
-                                                memory_limit=self.memory_limit, dashboard_address=None,
+                                                memory_limit=self.memory_limit, dashboard_address="127.0.0.1:0",
                                                 host="127.0.0.1", silence_logs=logging.ERROR)
                 self.client = Client(self.cluster, timeout=self.start_timeout_s)
         except (OSError, TimeoutError, ValueError) as exc:
