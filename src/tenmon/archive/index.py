@@ -117,6 +117,10 @@ FRAME_COLUMNS = (
 )
 
 
+#: Values of NOT NULL columns a row may leave out.
+_DEFAULTS = {"reasons": "[]", "missing_keywords": "[]", "warnings": "[]", "masters_key": "", "n_detections": 0}
+
+
 def index_path(archive: str | Path) -> Path:
     return Path(archive) / INDEX_NAME
 
@@ -174,7 +178,7 @@ def end_run(conn: sqlite3.Connection, run_id: int, *, status: str, finished_utc:
 def upsert_frame(conn: sqlite3.Connection, row: dict[str, Any]) -> int:
     """Insert or replace the row of ``row["path"]`` (keeping its ``frame_id``); returns the id.
     Call inside the writer's transaction."""
-    vals = [_sql(row.get(c)) for c in FRAME_COLUMNS]
+    vals = [_sql(row.get(c, _DEFAULTS.get(c)) if row.get(c) is not None else _DEFAULTS.get(c)) for c in FRAME_COLUMNS]
     sets = ", ".join(f"{c} = excluded.{c}" for c in FRAME_COLUMNS if c != "path")
     cur = conn.execute(
         f"INSERT INTO frames ({', '.join(FRAME_COLUMNS)}) VALUES ({', '.join('?' for _ in FRAME_COLUMNS)}) "

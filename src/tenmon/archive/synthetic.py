@@ -36,7 +36,6 @@ VARIABLE = (150.0042, 20.0031)
 VAR_MEAN_MAG, VAR_AMPLITUDE_MAG, VAR_PERIOD_D, VAR_EPOCH_MJD = 15.2, 0.6, 2.37, 61040.0
 ZERO_POINT_MAG = 22.5  # the magnitude giving 1 e-/s (skyrender's convention)
 SCALE_ARCSEC = 1.2
-FOCAL_MM = 206.265 * skyrender.PIXEL_SIZE_UM / SCALE_ARCSEC
 
 
 def variable_mag(mjd: float | np.ndarray) -> float | np.ndarray:
@@ -55,12 +54,12 @@ class SyntheticArchive:
 
 
 def render(mjd_start: float, *, style: str, seed: int, size: int = 256, exposure_s: float = 60.0,
-           variable: bool = True):
+           variable: bool = True, scale_arcsec: float = SCALE_ARCSEC):
     """One rendered frame of the field at ``mjd_start``: ``(RenderedFrame, header, true_wcs)``."""
     rng = np.random.default_rng(seed)
     ra0 = FIELD[0] + rng.uniform(-0.006, 0.006)
     dec0 = FIELD[1] + rng.uniform(-0.006, 0.006)
-    wcs = skyrender.simple_wcs((ra0, dec0), shape=(size, size), pixel_scale_arcsec=SCALE_ARCSEC,
+    wcs = skyrender.simple_wcs((ra0, dec0), shape=(size, size), pixel_scale_arcsec=scale_arcsec,
                                rotation_deg=float(rng.uniform(-3, 3)) + (180.0 if style == "B" else 0.0))
     stars = SimulatedSky(seed=0).stars_for_wcs(wcs, (size, size))
     mid = mjd_start + exposure_s / 2 / 86400.0
@@ -82,7 +81,7 @@ def render(mjd_start: float, *, style: str, seed: int, size: int = 256, exposure
     if style == "A":
         for k in ("EXPOSURE", "EGAIN", "OBJCTRA", "OBJCTDEC", "XPIXSZ", "YPIXSZ", "XBINNING", "YBINNING"):
             h.remove(k, ignore_missing=True)
-        h["PIXSCALE"] = (SCALE_ARCSEC, "[arcsec/px]")
+        h["PIXSCALE"] = (scale_arcsec, "[arcsec/px]")
         h["TELESCOP"] = "60cm Ritchey-Chretien"
         h["INSTRUME"] = "CCD-A 2k"
         h["OBSERVAT"] = "Site A"
@@ -92,7 +91,7 @@ def render(mjd_start: float, *, style: str, seed: int, size: int = 256, exposure
         for k in ("DATE-OBS", "EXPTIME", "GAIN", "RA", "DEC"):
             h.remove(k, ignore_missing=True)
         h["MJD-OBS"] = (mjd_start, "start of exposure")
-        h["FOCALLEN"] = (round(FOCAL_MM, 2), "[mm]")
+        h["FOCALLEN"] = (round(206.265 * skyrender.PIXEL_SIZE_UM / scale_arcsec, 2), "[mm]")
         h["TELESCOP"] = "old 60cm"
         h["INSTRUME"] = "ST-B camera"
         h["SITENAME"] = "Site B"
