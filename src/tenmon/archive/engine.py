@@ -62,7 +62,7 @@ class Engine:
                                                 memory_limit=self.memory_limit, dashboard_address="127.0.0.1:0",
                                                 host="127.0.0.1", silence_logs=logging.ERROR)
                 self.client = Client(self.cluster, timeout=self.start_timeout_s)
-        except (OSError, TimeoutError, ValueError) as exc:
+        except (OSError, TimeoutError, ValueError, RuntimeError) as exc:  # RuntimeError: a nanny failed
             self.__exit__(None, None, None)
             where = self.scheduler or "a local cluster"
             raise ArchiveError(f"cannot start the Dask engine ({where}): {exc}") from exc
