@@ -72,6 +72,10 @@ class SolveError(TenmonError):
     """Plate solving could not run (as opposed to a clean ``solved: false`` answer)."""
 
 
+class ArchiveError(TenmonError):
+    """The frame archive cannot be opened, written or queried (names the archive and the problem)."""
+
+
 class ApiError(TenmonError):
     """The daemon's HTTP API answered with an error or could not be reached."""
 

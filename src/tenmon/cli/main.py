@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate": ("tenmon.cli.simulate", "run a whole simulated night and report it"),
     "center": ("tenmon.cli.center", "centre the 60 cm on RA/Dec by plate solving"),
     "nayuta": ("tenmon.cli.nayuta", "follow the 2 m Nayuta's target"),
+    "archive": ("tenmon.cli.archive", "reprocess a tree of frames and query it: light curves, coverage"),
 }
 
 

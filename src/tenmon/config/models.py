@@ -658,6 +658,7 @@ class TenmonConfig(_Model):
     solver: dict[str, Any] | None = None
     centring: dict[str, Any] | None = None
     nayuta: dict[str, Any] | None = None
+    archive: dict[str, Any] | None = None
 
 
 def wiring_problems(cfg: TenmonConfig) -> list[tuple[str, str]]:

@@ -24,7 +24,6 @@ import asyncio
 import collections
 import json
 import logging
-import math
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Callable
@@ -101,96 +100,11 @@ class FrameJob(BaseModel):
 
 # ---------------------------------------------------------------------------- worker side
 
-_CHAINS: dict[str, Any] = {}
+def _make_solver(job: FrameJob):
+    """The pipeline's solver for this job (``vision.solve.header_solver``: hints from the header)."""
+    from tenmon.vision.solve.header_solver import header_solver
 
-
-class _Solved:
-    """What the pipeline expects of a solver's answer: ``.wcs`` and ``.to_json()``.
-
-    The solve's own fields go under ``"solve"`` so that they do not overwrite the frame's (both
-    have ``elapsed_ms``); the hint and the mount position read from the header come with them.
-    """
-
-    def __init__(self, result, hint, mount: tuple[float | None, float | None], lst: float | None):
-        self.result = result
-        self.wcs = result.wcs
-        self.hint = hint
-        self.mount = mount
-        self.lst = lst
-
-    def to_json(self) -> dict[str, Any]:
-        d = self.result.to_json(include_wcs=True)
-        d["hint"] = self.hint.to_json()
-        d["mount_ra_deg"], d["mount_dec_deg"] = self.mount
-        d["lst_deg"] = self.lst
-        return {"solved": bool(self.result.solved), "solve": d}
-
-
-def _chain_for(job: FrameJob):
-    key = job.solver.model_dump_json()
-    chain = _CHAINS.get(key)
-    if chain is None:
-        from tenmon.vision.solve.chain import build_chain
-
-        _CHAINS.clear()
-        chain = _CHAINS[key] = build_chain(job.solver)
-    return chain
-
-
-def _make_solver(job: FrameJob) -> Callable[..., _Solved]:
-    from tenmon.vision.solve.base import SolveHint
-    from tenmon.vision.solve.frames import hint_from_header
-
-    chain = _chain_for(job)
-    s = job.solver
-
-    def solve(*, image, sources, header) -> _Solved:
-        h = hint_from_header(header, image.shape)
-        hint = SolveHint(ra_deg=h.ra_deg, dec_deg=h.dec_deg, radius_deg=s.pointing_error_deg,
-                         scale_arcsec=s.pixel_scale_arcsec or h.scale_arcsec,
-                         scale_tolerance=s.scale_tolerance)
-        result = chain.solve(_for_solving(sources), image.shape, hint)
-        mra, mdec = _num(header.get("RA")), _num(header.get("DEC"))
-        return _Solved(result, hint, (mra, mdec), _apparent_lst(header, job.longitude_deg))
-
-    return solve
-
-
-#: Source flags that make a position useless for matching: saturated cores (and the pieces of
-#: their bleed trails), blends, elongated or extended shapes, cosmic-ray residue. In long
-#: exposures the brightest stars, which a solver tries first, are exactly the saturated ones.
-_UNFIT_FOR_SOLVING = 1 | 4 | 8 | 32 | 64
-
-
-def _for_solving(sources):
-    """The sources a solver should use (clean ones; all of them if too few are clean)."""
-    if sources is None or "flags" not in sources.colnames or len(sources) == 0:
-        return sources
-    import numpy as np
-
-    clean = (np.asarray(sources["flags"], dtype=int) & _UNFIT_FOR_SOLVING) == 0
-    return sources[clean] if clean.sum() >= 20 else sources
-
-
-def _apparent_lst(header, longitude_deg: float) -> float | None:
-    """Local apparent sidereal time at mid-exposure (degrees), from DATE-OBS and EXPTIME."""
-    try:
-        from tenmon import offline
-
-        offline.configure()
-        import astropy.units as u
-        from astropy.time import Time
-
-        t = Time(str(header["DATE-OBS"]), scale="utc") + float(header.get("EXPTIME", 0.0)) / 2 * u.s
-        return float(t.sidereal_time("apparent", longitude=longitude_deg * u.deg).deg)
-    except Exception:  # noqa: BLE001 - no usable date: the row simply has no LST
-        return None
-
-
-def _num(v: Any) -> float | None:
-    if isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(float(v)):
-        return float(v)
-    return None
+    return header_solver(job.solver, longitude_deg=job.longitude_deg)
 
 
 _MASTERS: dict[tuple, Any] = {}

@@ -459,6 +459,7 @@ class NightOps:
         self.frames.context_for = self.sequencer.context_for
         self.frames.pier_side_for = self.sequencer.pier_side
         self.frames.listeners.append(self.sequencer.on_frame)
+        self.archive_sink = None  # [archive] enabled: the hook that archives the frames
         self._actions: collections.deque[str] = collections.deque()
         self._last_action: dict[str, datetime] = {}
         self._night_state: dict[str, Any] = dict(obs.store.get_state("night", {}) or {})
@@ -899,7 +900,29 @@ def install_night_operations(obs, config, *, sections: dict[str, Any] | None = N
     obs.tick_hooks.append(ops.tick)
     obs.stop_hooks.append(ops.stop_now)
     obs.status_hooks["night"] = ops.status
+    _install_archive_hook(obs, ops, config, sections)
     return ops
+
+
+def _install_archive_hook(obs, ops: NightOps, config, sections: dict[str, Any] | None) -> None:
+    """``[archive] enabled``: the frame service's records also go into the archive (a listener
+    that queues them for the archive's own writer thread; ``tenmon.archive.hook``). An archive
+    that cannot be opened is an error event; the observatory runs on without it."""
+    from tenmon.archive.hook import ArchiveHookSettings, DaemonArchiveSink
+
+    settings = _section(config, "archive", ArchiveHookSettings, sections)
+    if not settings.enabled:
+        return
+    try:
+        sink = DaemonArchiveSink(settings, job=ops.frames.job, clock=obs.clock)
+    except TenmonError as exc:
+        obs.emit("error", "archive", f"[archive] is enabled but unusable: {exc}; frames are not archived")
+        return
+    sink.start()
+    ops.frames.listeners.append(sink.on_frame)
+    obs.stop_hooks.append(sink.close)  # after ops.stop_now: the last records are written first
+    obs.status_hooks["archive"] = sink.status
+    ops.archive_sink = sink
 
 
 def uninstall_night_operations(obs) -> None:

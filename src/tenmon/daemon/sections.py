@@ -16,6 +16,7 @@ from tenmon.errors import ConfigError
 
 def section_models() -> dict[str, type[BaseModel]]:
     """Section name -> its pydantic model (imported here, on demand)."""
+    from tenmon.archive.hook import ArchiveHookSettings
     from tenmon.daemon.centring import CentringServiceSettings
     from tenmon.daemon.dome_geometry import DomeGeometry
     from tenmon.daemon.frame_worker import FrameWorkerSettings
@@ -29,7 +30,8 @@ def section_models() -> dict[str, type[BaseModel]]:
     return {"night": NightSettings, "scheduler": SchedulerSettings, "dome_geometry": DomeGeometry,
             "camera": CameraSettings, "frames": FrameWorkerSettings,
             "pipeline": PipelineSettings, "solver": SolverSettings,
-            "centring": CentringServiceSettings, "nayuta": NayutaDaemonSettings}
+            "centring": CentringServiceSettings, "nayuta": NayutaDaemonSettings,
+            "archive": ArchiveHookSettings}
 
 
 def section(config: Any, name: str, model: type[BaseModel], given: Any = None) -> Any:
