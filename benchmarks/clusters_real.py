@@ -139,7 +139,9 @@ def run_config(settings: dict, *, quiet: bool = False) -> list[dict]:
             if sc["candidate"] is not None:
                 matched.add(sc["candidate"])
         other = len(res.candidates) - len(matched)
+        sig = {c["cluster_id"]: c["significance"] for c in res.candidates}
         for c, sc in scored:
+            sc = {**sc, "significance": sig.get(sc["candidate"])}
             row = {"cluster": c.name, "membership": c.source, "field": field, "subset": c.subset,
                    "n_published": int(c.truth(t).sum()), "n_rows": len(t), "other": other,
                    "seconds": round(dt, 2), **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in sc.items()}}
@@ -280,9 +282,14 @@ def findings(results: dict[str, list[dict]], nulls: dict[str, list[dict]] | None
         nos = results.get("dbscan + contrast 2 without significance cut")
         real = (f"; on the real fields it leaves {d['other_candidates']} extra candidates where there were "
                 f"{summary(nos)['other_candidates']}" if nos else "")
+        null_sig = [x for n in nulls.get("dbscan + contrast 2 without significance cut", []) for x in n["significance"]]
+        tune_sig = [r["significance"] for r in results["default"] if r["subset"] == "tuning" and r.get("significance")]
+        where = (f" The {clu.TableClusterSettings().min_significance:g}-sigma threshold lies between the strongest "
+                 f"candidate on the shuffled fields ({max(null_sig):.1f} sigma) and the weakest tuning cluster "
+                 f"({min(tune_sig):.1f} sigma)." if null_sig and tune_sig else "")
         out.append(f"* **The significance test still helps**: it changes no published cluster's match, but on the "
                    f"shuffled fields the default finds {n_def} candidate(s) and the same without the "
-                   f"{clu.TableClusterSettings().min_significance:g}-sigma cut {n_nos}{real}. Its region is now "
+                   f"{clu.TableClusterSettings().min_significance:g}-sigma cut {n_nos}{real}.{where} Its region is now "
                    "the union of the members' own "
                    "k-neighbourhoods (DBSCAN's eps-balls were as large as a distant cluster and put 2-sigma on "
                    "clusters the literature lists).")
@@ -342,12 +349,13 @@ def markdown(results: dict[str, list[dict]], nulls: dict[str, list[dict]] | None
     for name in [n for n in ("default", "dbscan before: no contrast, refined null, 4.5 sigma",
                              "hdbscan eom mcs 10", "hdbscan leaf mcs 10", "optics xi 0.05") if n in results]:
         lines += ["", f"## Per cluster: {name}", "",
-                  "| cluster | membership | subset | Jaccard | recall | precision | n found | n published | other in field | rows | time |",
-                  "|---|---|---|---|---|---|---|---|---|---|---|"]
+                  "| cluster | membership | subset | Jaccard | recall | precision | n found | n published | sigma | other in field | rows | time |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in results[name]:
+            sig = "-" if r.get("significance") is None else f"{r['significance']:.1f}"
             lines.append(f"| {r['cluster']} | {r['membership']} | {r['subset']} | {r['jaccard']:.2f} | {r['recall']:.2f} | "
-                         f"{r['precision']:.2f} | {r['n_found']} | {r['n_published']} | {r['other']} | {r['n_rows']} | "
-                         f"{r['seconds']:.1f} s |")
+                         f"{r['precision']:.2f} | {r['n_found']} | {r['n_published']} | {sig} | {r['other']} | "
+                         f"{r['n_rows']} | {r['seconds']:.1f} s |")
     if nulls is not None:
         lines += ["", "## Null fields", "",
                   "Every field with its positions shuffled against the kinematics (the clusters dissolved, the "

@@ -185,7 +185,8 @@ def _clusters(args: argparse.Namespace) -> int:
     print(f"{res.method.upper()} {scale}min_samples {res.min_samples} "
           f"({'chosen' if args.min_samples is None else 'given'}); {contrast}")
     if not res.candidates:
-        print(f"no cluster above {s.min_significance:g} sigma ({res.n_rejected} weaker groups returned to the field)")
+        print(f"no cluster of {s.min_members} or more members above {s.min_significance:g} sigma "
+              f"({res.n_rejected} smaller or weaker groups returned to the field)")
     for c in res.candidates:
         centre = ", ".join(f"{k} {v:.4g}" for k, v in c["centre"].items())
         print(f"  cluster {c['cluster_id']}: {c['n_members']} members, {c['significance']:.1f} sigma; centre {centre}")
