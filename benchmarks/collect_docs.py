@@ -11,8 +11,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 ORDER = ["daemon", "relays", "slit_encoder", "ir_encoder_loop", "frame_pipeline", "daemon_frames",
-         "clusters_gaia", "solve", "pointing", "centring", "nayuta", "planner", "night",
-         "storage", "archive"]
+         "clusters_gaia", "clusters", "solve", "pointing", "centring", "nayuta", "planner",
+         "night", "storage", "archive"]
 
 HEADER = """# Benchmarks
 

@@ -1,24 +1,41 @@
-"""Cluster candidates with DBSCAN: compact star groups on a frame, and clusters in catalogue tables.
+"""Cluster candidates: compact star groups on a frame, and clusters in catalogue tables.
 
-One method for both (scikit-learn's DBSCAN on standardised features), with the scale taken from
-the data and every candidate tested against a random field of the same density:
+Both start from a random comparison field (the *null*) and keep only what the data has and the
+null has not.
 
 * *Null field.* For a frame: the same number of points, uniform over the frame. For a table with
   sky positions: positions shuffled against the other features (each block keeps its own joint
   distribution, so the field's kinematic structure survives but co-location does not); without
-  positions, every column shuffled independently. ``n_null`` realisations, seeded. When a table's
-  first pass finds clusters, a second pass builds the null from the field rows alone (a rich
-  cluster would otherwise leave a ghost of itself in the null and raise the bar it must clear).
-* *Scale (k-distance).* ``min_samples`` = k defaults to ``max(2 * dims, round(ln N))`` (Sander et
-  al. 1998's 2*dims rule, growing slowly with N). ``eps`` is the k-distance that only a fraction
-  ``null_core_fraction`` (1 %) of null points reach: the place where the data's k-distance curve
-  must dip below a random field's for a group to count as dense (Castro-Ginard et al. 2018, A&A
-  618, A59 compare the data's k-distance curve with random ones in the same way).
-* *Significance.* A candidate with n members occupies the union of eps-balls around its core
-  points; the null fields put on average mu points there. The Poisson tail P(>= n | mu) is
-  multiplied by the number of such regions the feature space holds (N / mu, a Bonferroni
-  look-elsewhere factor) and converted to Gaussian sigmas. Candidates below
-  ``min_significance`` go back to the field (-1).
+  positions, every column shuffled independently. ``n_null`` realisations, seeded.
+* *Frames* (:func:`find_frame_clusters`, :class:`ClusterSettings`): scikit-learn's DBSCAN on
+  pixel positions. ``min_samples`` = k defaults to ``max(2 * dims, round(ln N))`` (Sander et al.
+  1998's 2*dims rule, growing slowly with N); ``eps`` is the k-distance that only a fraction
+  ``null_core_fraction`` (1 %) of null points reach (Castro-Ginard et al. 2018, A&A 618, A59
+  compare the data's k-distance curve with random ones in the same way). A candidate with n
+  members occupies the union of eps-balls around its core points; the null fields put on average
+  mu points there; the Poisson tail P(>= n | mu), times the number of such regions the space
+  holds (N / mu, a look-elsewhere factor), converted to Gaussian sigmas, must reach
+  ``min_significance``.
+* *Catalogue tables* (:func:`cluster_table`, :class:`TableClusterSettings`): the same features
+  standardised, then three steps whose defaults were chosen on real Gaia fields with published
+  memberships (``benchmarks/clusters_real.py``, docs/bench/clusters.md):
+
+  1. *Density contrast.* For every star, the ratio of the data's density around it to the null's
+     (k-nearest-neighbour estimates, k = ``contrast_k``, the null pooled over its realisations).
+     A first pass uses a null made from every row; the second a null made from the rows below the
+     threshold only, so a rich cluster does not leave a ghost of itself in the field it is
+     compared with, while the field's own crowded regions (distant stars at small parallax and
+     proper motion) stay in it.
+  2. *Candidates* from ``method``: DBSCAN (eps from the second-pass null as for frames), HDBSCAN
+     or OPTICS (scikit-learn's). A candidate keeps the members whose density ratio reaches
+     ``contrast`` (2: the cluster at least as dense there as the field, the usual p >= 0.5
+     membership boundary); candidates with fewer than ``min_members`` go back to the field.
+  3. *Significance.* The region is the union of balls around the members, each of the radius
+     holding its k nearest neighbours (k = ``min_samples``); the data's count there against the
+     null's mean count there gives the Poisson tail and the look-elsewhere factor as above.
+
+  With ``contrast = 0`` and ``method = "dbscan"`` a table is clustered exactly as frames are
+  (the behaviour before the real-catalogue defaults), with ``refine_null`` as the second pass.
 """
 
 from __future__ import annotations
@@ -26,13 +43,13 @@ from __future__ import annotations
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Callable, Sequence
+from typing import Callable, Literal, Sequence
 
 import numpy as np
 from astropy.table import Table
 from pydantic import BaseModel, ConfigDict, Field
 from scipy import stats
-from sklearn.cluster import DBSCAN
+from sklearn.cluster import DBSCAN, HDBSCAN, OPTICS
 from sklearn.neighbors import KDTree, NearestNeighbors
 
 from tenmon.errors import VisionError
@@ -41,7 +58,11 @@ log = logging.getLogger(__name__)
 
 
 class ClusterSettings(BaseModel):
-    """DBSCAN cluster-candidate settings (frames and tables)."""
+    """DBSCAN cluster-candidate settings for frames ([frames] ``clusters``; module doc).
+
+    ``refine_null`` and the ``eps``/``min_samples`` overrides also apply to catalogue tables;
+    tables take their other settings from :class:`TableClusterSettings`.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -53,8 +74,32 @@ class ClusterSettings(BaseModel):
     min_significance: float = Field(default=4.5, description="Gaussian sigma, look-elsewhere corrected")
     min_snr: float = Field(default=5.0, ge=0, description="frame sources used (aperture SNR)")
     min_sources: int = Field(default=30, ge=3, description="fewer sources than this: no search")
-    refine_null: bool = Field(default=True, description="tables: second pass with a null made of the field only")
+    refine_null: bool = Field(default=True, description="tables without contrast: second pass with a null made of the field only")
     seed: int = 0
+
+
+TableMethod = Literal["dbscan", "hdbscan", "optics"]
+
+
+class TableClusterSettings(ClusterSettings):
+    """Catalogue-table settings (``tenmon clusters``): the frame settings plus the method, the
+    density-contrast membership and the scaling, with defaults chosen on real Gaia fields with
+    published memberships (docs/bench/clusters.md)."""
+
+    method: TableMethod = Field(default="dbscan", description="candidate finder: dbscan, hdbscan or optics")
+    contrast: float = Field(default=2.0, ge=0,
+                            description="members: data density >= contrast x the null's there (0: off)")
+    contrast_k: int = Field(default=20, ge=2, description="neighbours of the density estimates")
+    min_members: int = Field(default=10, ge=2,
+                             description="fewest members of a candidate (HDBSCAN/OPTICS min_cluster_size too)")
+    min_significance: float = Field(default=5.0, description="Gaussian sigma, look-elsewhere corrected")
+    refine_null: bool = Field(default=False, description="without contrast: second pass with a null made of the field only")
+    hdbscan_selection: Literal["eom", "leaf"] = Field(default="eom", description="HDBSCAN cluster_selection_method")
+    optics_extraction: Literal["xi", "dbscan"] = Field(
+        default="xi", description="OPTICS clusters: xi (steep reachability edges) or dbscan (cut at the null's eps)")
+    optics_xi: float = Field(default=0.05, gt=0, lt=1, description="OPTICS xi (steepness of a cluster edge)")
+    scaling: Literal["robust", "std"] = Field(default="robust",
+                                              description="robust: median and 1.4826 MAD; std: mean and standard deviation")
 
 
 @dataclass(frozen=True)
@@ -82,10 +127,11 @@ class Candidate:
 
 @dataclass
 class ClusteringResult:
-    """Labels per point (-1 field) and the candidates kept, most significant first."""
+    """Labels per point (-1 field) and the candidates kept, most significant first (``eps`` is
+    ``None`` for HDBSCAN and OPTICS)."""
 
     labels: np.ndarray
-    eps: float
+    eps: float | None
     min_samples: int
     candidates: list[Candidate] = field(default_factory=list)
     n_rejected: int = 0
@@ -325,17 +371,22 @@ class TableClusterError(VisionError):
 @dataclass
 class TableClustering:
     """Result of :func:`cluster_table`: ``cluster_id`` per input row (-1 field, also for rows
-    with missing features), the features used, DBSCAN's ``eps`` (standardised units) and
-    ``min_samples``, and candidates with ``centre`` per feature in the table's units."""
+    with missing features), the features used, the ``method``, DBSCAN's ``eps`` (standardised
+    units; ``None`` for HDBSCAN and OPTICS) and ``min_samples``, candidates with ``centre`` per
+    feature in the table's units, and ``density_ratio`` per input row (the data's density over
+    the null's around the star; NaN without contrast or for rows with missing features)."""
 
     cluster_id: np.ndarray
     features: list[str]
-    eps: float
+    eps: float | None
     min_samples: int
     candidates: list[dict]
     n_used: int
     n_rejected: int
     scale: dict[str, float]
+    method: str = "dbscan"
+    contrast: float = 0.0
+    density_ratio: np.ndarray | None = None
 
 
 def default_features(table: Table) -> list[str]:
@@ -367,24 +418,31 @@ def cluster_table(
     min_samples: int | None = None,
     settings: ClusterSettings | None = None,
 ) -> TableClustering:
-    """Cluster a catalogue table with DBSCAN on standardised features (module doc).
+    """Find clusters in a catalogue table (module doc: density contrast, candidates, significance).
 
     Positions (columns recognised as RA and Dec) are projected on the tangent plane at the
     table's centre [deg] first, so RA wrap-around and cos(Dec) do not distort distances. Each
-    feature is then standardised robustly (median, 1.4826 * MAD; the standard deviation if the
-    MAD is zero). Rows with a missing or non-finite feature stay in the field (-1).
+    feature is then standardised (``scaling``: robust, median and 1.4826 * MAD, the standard
+    deviation if the MAD is zero; or mean and standard deviation). Rows with a missing or
+    non-finite feature stay in the field (-1).
 
     Args:
         table: the catalogue.
         features: column names; default :func:`default_features`.
         eps: DBSCAN eps in standardised units; ``None`` chooses it from the data.
-        min_samples: DBSCAN min_samples; ``None`` chooses it.
-        settings: :class:`ClusterSettings` (significance threshold, null realisations, seed).
+        min_samples: neighbours of a core point (DBSCAN, HDBSCAN, OPTICS); ``None`` chooses it.
+        settings: :class:`TableClusterSettings` (a plain :class:`ClusterSettings` takes the table
+            defaults for what it does not set).
 
     Raises:
         TableClusterError: on unknown or non-numeric columns, or too few usable rows.
     """
-    s = settings or ClusterSettings()
+    if settings is None:
+        s = TableClusterSettings()
+    elif isinstance(settings, TableClusterSettings):
+        s = settings
+    else:
+        s = TableClusterSettings(**settings.model_dump(exclude_unset=True))
     cols = list(features) if features else default_features(table)
     missing = [c for c in cols if c not in table.colnames]
     if missing:
@@ -410,10 +468,14 @@ def cluster_table(
         xi, eta = _gnomonic(A[:, ra_i], A[:, dec_i], *proj)
         A = A.copy()
         A[:, ra_i], A[:, dec_i] = xi, eta
-    med = np.median(A, axis=0)
-    mad = 1.4826 * np.median(np.abs(A - med), axis=0)
     sd = A.std(axis=0)
-    scale = np.where(mad > 0, mad, np.where(sd > 0, sd, 1.0))
+    if s.scaling == "std":
+        med = A.mean(axis=0)
+        scale = np.where(sd > 0, sd, 1.0)
+    else:
+        med = np.median(A, axis=0)
+        mad = 1.4826 * np.median(np.abs(A - med), axis=0)
+        scale = np.where(mad > 0, mad, np.where(sd > 0, sd, 1.0))
     X = (A - med) / scale
 
     # The null keeps the joint distribution within each block of features and breaks the link
@@ -438,23 +500,35 @@ def cluster_table(
     def to_original(z: np.ndarray) -> np.ndarray:
         return z * scale + med
 
-    def run(rows: np.ndarray) -> ClusteringResult:
-        return dbscan_candidates(
-            X, null_from(rows), eps=eps if eps is not None else s.eps, min_samples=min_samples or s.min_samples,
-            null_core_fraction=s.null_core_fraction, n_null=s.n_null, min_significance=s.min_significance,
-            seed=s.seed, to_original=to_original,
-        )
+    eps_given = eps if eps is not None else s.eps
+    k_given = min_samples or s.min_samples
+    ratio = None
+    if s.contrast > 0 or s.method != "dbscan":
+        res, ratio = _contrast_candidates(X, null_from, s, eps=eps_given, min_samples=k_given, to_original=to_original)
+    else:
+        # The frames' method on a table (the behaviour before the real-catalogue defaults).
+        def run(rows: np.ndarray) -> ClusteringResult:
+            return dbscan_candidates(
+                X, null_from(rows), eps=eps_given, min_samples=k_given,
+                null_core_fraction=s.null_core_fraction, n_null=s.n_null, min_significance=s.min_significance,
+                seed=s.seed, to_original=to_original,
+            )
 
-    res = run(np.arange(len(X)))
-    if res.candidates and s.refine_null:
-        # Second pass: the random field is made from the field alone. A rich cluster in the first
-        # null (its positions with everyone's kinematics and vice versa) inflates the density the
-        # cluster is compared with; without it, eps and the significances refer to the field.
-        field_rows = np.nonzero(res.labels < 0)[0]
-        if len(field_rows) >= max(10, len(X) // 10):
-            res = run(field_rows)
+        res = run(np.arange(len(X)))
+        if res.candidates and s.refine_null:
+            # Second pass: the random field is made from the field alone. A rich cluster in the
+            # first null (its positions with everyone's kinematics and vice versa) inflates the
+            # density the cluster is compared with; without it, eps and the significances refer
+            # to the field.
+            field_rows = np.nonzero(res.labels < 0)[0]
+            if len(field_rows) >= max(10, len(X) // 10):
+                res = run(field_rows)
     cid = np.full(len(table), -1, dtype=np.int64)
     cid[np.nonzero(ok)[0]] = res.labels
+    density_ratio = None
+    if ratio is not None:
+        density_ratio = np.full(len(table), np.nan)
+        density_ratio[np.nonzero(ok)[0]] = ratio
     cands = []
     for c in res.candidates:
         centre = {col: float(v) for col, v in zip(cols, c.centre)}
@@ -470,9 +544,135 @@ def cluster_table(
             "centre": {k: round(v, 6) for k, v in centre.items()},
             "spread": {k: round(v, 6) for k, v in spread.items()},
         })
-    return TableClustering(cluster_id=cid, features=cols, eps=res.eps, min_samples=res.min_samples,
-                           candidates=cands, n_used=n_ok, n_rejected=res.n_rejected,
-                           scale={c: float(v) for c, v in zip(cols, scale)})
+    return TableClustering(cluster_id=cid, features=cols, eps=None if res.eps is None else float(res.eps),
+                           min_samples=res.min_samples, candidates=cands, n_used=n_ok, n_rejected=res.n_rejected,
+                           scale={c: float(v) for c, v in zip(cols, scale)}, method=s.method,
+                           contrast=float(s.contrast), density_ratio=density_ratio)
+
+
+def _kth_distance(points: np.ndarray, queries: np.ndarray, k: int, *, same: bool) -> np.ndarray:
+    """Distance from each query to its k-th nearest point (the query itself not counted when
+    ``same``), floored at a tiny positive value (duplicate points)."""
+    kk = k + 1 if same else k
+    dist, _ = NearestNeighbors(n_neighbors=kk).fit(points).kneighbors(queries)
+    return np.maximum(dist[:, kk - 1], 1e-12)
+
+
+def _log_density_ratio(X: np.ndarray, nulls: list[np.ndarray], k: int) -> np.ndarray:
+    """ln(data density / null density) at every point of ``X`` from k-nearest-neighbour radii:
+    the k-th neighbour in the data (the point itself excluded) against the (k * n_null)-th in the
+    pooled null realisations, so both estimates use k points per realisation."""
+    d = X.shape[1]
+    k = int(min(k, len(X) - 1))
+    pooled = np.vstack(nulls)
+    return d * np.log(_kth_distance(pooled, X, k * len(nulls), same=False) / _kth_distance(X, X, k, same=True))
+
+
+def _contrast_candidates(
+    X: np.ndarray,
+    null_from: Callable[[np.ndarray], Callable[[np.random.Generator], np.ndarray]],
+    s: TableClusterSettings,
+    *,
+    eps: float | None,
+    min_samples: int | None,
+    to_original: Callable[[np.ndarray], np.ndarray],
+) -> tuple[ClusteringResult, np.ndarray]:
+    """Density contrast, candidates from ``s.method``, members trimmed by the contrast, Poisson
+    significance over the members' neighbourhoods (module doc). Returns the result and the
+    density ratio of every point."""
+    n, d = X.shape
+    k = int(min_samples) if min_samples else max(2 * d, int(round(math.log(max(n, 2)))))
+    if n <= max(k, s.contrast_k):
+        return (ClusteringResult(labels=np.full(n, -1, dtype=np.int64), eps=eps, min_samples=k),
+                np.full(n, np.nan))
+    rng = np.random.default_rng(s.seed)
+    rows = np.arange(n)
+    nulls = [null_from(rows)(rng) for _ in range(s.n_null)]
+    log_ratio = np.zeros(n)
+    if s.contrast > 0:
+        thr = math.log(s.contrast)
+        log_ratio = _log_density_ratio(X, nulls, s.contrast_k)
+        field = np.nonzero(log_ratio < thr)[0]
+        if len(field) >= max(10, n // 10):
+            # Second pass: the null made of the field alone (no ghost of a rich cluster).
+            nulls = [null_from(field)(rng) for _ in range(s.n_null)]
+            log_ratio = _log_density_ratio(X, nulls, s.contrast_k)
+        keep = log_ratio >= thr
+    else:
+        keep = np.ones(n, bool)
+
+    needs_eps = s.method == "dbscan" or (s.method == "optics" and s.optics_extraction == "dbscan")
+    if needs_eps and eps is None:
+        kd = np.concatenate([_kth_distance(z, z, k - 1, same=True) for z in nulls])
+        eps = float(np.quantile(kd, s.null_core_fraction))
+        if not eps > 0:
+            raise VisionError("could not choose eps: the null k-distances are zero (duplicate points?)")
+    if s.method == "dbscan":
+        raw = DBSCAN(eps=float(eps), min_samples=k).fit(X).labels_
+    elif s.method == "hdbscan":
+        raw = HDBSCAN(min_cluster_size=s.min_members, min_samples=k, cluster_selection_method=s.hdbscan_selection,
+                      copy=True).fit(X).labels_
+        eps = None
+    elif s.method == "optics":
+        if s.optics_extraction == "dbscan":
+            raw = OPTICS(min_samples=k, cluster_method="dbscan", eps=float(eps)).fit(X).labels_
+        else:
+            raw = OPTICS(min_samples=k, xi=s.optics_xi, min_cluster_size=s.min_members).fit(X).labels_
+            eps = None
+    else:  # pydantic validates the literal; a direct construction could still pass anything
+        raise VisionError(f"unknown cluster method {s.method!r}")
+
+    radius = _kth_distance(X, X, k - 1, same=True)  # the k-neighbourhood (the point counts, as in min_samples)
+    found: list[tuple[float, Candidate]] = []
+    n_rej = 0
+    for c in range(int(raw.max()) + 1 if raw.size else 0):
+        members = np.nonzero((raw == c) & keep)[0]
+        if len(members) < s.min_members:
+            if np.any(raw == c):
+                n_rej += 1
+            continue
+        sig, mu, n_region, log_p = _region_significance(X, members, radius[members], nulls)
+        if sig < s.min_significance:
+            n_rej += 1
+            continue
+        pts = to_original(X[members])
+        centre = np.median(pts, axis=0)
+        rad = float(np.percentile(np.linalg.norm(pts - centre, axis=1), 90))
+        found.append((sig, Candidate(c, members, centre, rad, sig, mu, math.exp(min(0.0, log_p)))))
+    found.sort(key=lambda t: (-t[0], -t[1].n_members))
+    labels = np.full(n, -1, dtype=np.int64)
+    cands = []
+    for new_id, (_, cand) in enumerate(found):
+        labels[cand.members] = new_id
+        cands.append(Candidate(new_id, cand.members, cand.centre, cand.radius, cand.significance, cand.expected,
+                               cand.p_value))
+    res = ClusteringResult(labels=labels, eps=eps, min_samples=k, candidates=cands, n_rejected=n_rej)
+    return res, np.exp(log_ratio) if s.contrast > 0 else np.full(n, np.nan)
+
+
+def _region_significance(
+    X: np.ndarray, members: np.ndarray, radii: np.ndarray, nulls: list[np.ndarray]
+) -> tuple[float, float, int, float]:
+    """Poisson significance of the data's count in the union of balls (``radii``) around
+    ``members`` against the nulls' mean count there, with the look-elsewhere factor N / mu.
+
+    A point counts as inside when one of its 8 nearest members holds it within its radius (the
+    union of the balls, up to members farther than the 8th whose larger ball would reach it).
+    Returns (sigma, mu, count, ln p)."""
+    tree = KDTree(X[members])
+    kk = min(8, len(members))
+
+    def inside(points: np.ndarray) -> int:
+        dist, idx = tree.query(points, k=kk)
+        return int(np.count_nonzero(np.any(dist <= radii[idx], axis=1)))
+
+    n_obs = inside(X)
+    mu = max(float(np.mean([inside(z) for z in nulls])), 1.0 / len(nulls))
+    log_tail = float(stats.poisson.logsf(n_obs - 1, mu))
+    if not math.isfinite(log_tail):  # underflow: the first term dominates when n_obs >> mu
+        log_tail = float(stats.poisson.logpmf(n_obs, mu)) - math.log1p(-mu / (n_obs + 1.0))
+    log_p = log_tail + math.log(len(X) / max(mu, 1.0))
+    return _sigma(log_p), mu, n_obs, log_p
 
 
 def _find_col(table: Table, key: str) -> str | None:
@@ -525,6 +725,7 @@ __all__ = [
     "find_frame_clusters",
     "frame_clusters_table",
     "TableClusterError",
+    "TableClusterSettings",
     "TableClustering",
     "default_features",
     "cluster_table",
