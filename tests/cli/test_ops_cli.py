@@ -12,7 +12,7 @@ import threading
 import pytest
 from aiohttp import web
 
-from conftest import add_events_bulk
+from eventkit import add_events_bulk
 from tenmon.cli.client import resolve_token, resolve_url
 from tenmon.cli.main import main
 from tenmon.daemon.api import build_app

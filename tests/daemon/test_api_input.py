@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from conftest import add_events_bulk
+from eventkit import add_events_bulk
 from tenmon.daemon.api import UNREADABLE_REASON, build_app
 from tenmon.daemon.api_kit import MAX_PAGE, dumps
 
