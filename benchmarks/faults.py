@@ -105,13 +105,112 @@ FINDINGS: list[tuple[str, str]] = [
      "tests/daemon/test_storage.py::test_events_are_pruned_by_retention"),
     ("Frame workers are orphaned by a SIGKILL",
      "tests/daemon/test_lifeline.py::test_simulated_daemon_leaves_no_worker_after_sigkill"),
+    ("A full data disk crashed the control loop (pre-fix API, same test before and after)",
+     "tests/daemon/test_findings_before_after.py::test_before_after_full_disk_while_open_the_rain_still_closes_the_slit"),
+    ("The restart on a full disk died before the reconcile (pre-fix API)",
+     "tests/daemon/test_findings_before_after.py::test_before_after_restart_on_a_full_disk_closes_the_slit"),
+    ("A locked database crashed the loop (pre-fix API)",
+     "tests/daemon/test_findings_before_after.py::test_before_after_locked_database_while_open_the_rain_still_closes_the_slit"),
+    ("A cross-site text/plain POST opened the slit (pre-fix API)",
+     "tests/daemon/test_findings_before_after.py::test_before_after_a_cross_site_text_plain_post_does_not_open_the_slit"),
+    ("A Shift-JIS emergency stop answered 500 and did not stop (pre-fix API)",
+     "tests/daemon/test_findings_before_after.py::test_before_after_an_emergency_stop_in_shift_jis_stops"),
+    ("A NaN wind reading counts as safe (the safety function)",
+     "tests/daemon/test_safety.py::test_nan_wind_is_unsafe"),
 ]
 
 #: What each finding's test did on ae6aa9d (the code before the fixes, with this branch's tests;
 #: ``PYTHONPATH=<ae6aa9d>/src pytest <the ids above>``, see docs/bench/faults.md). Filled in from
 #: that run; "failed" means the test ran and its assertion failed or the behaviour raised,
 #: "error" that the test could not even be set up because the part it checks did not exist.
-FINDINGS_RUN: dict[str, str] = {}
+FINDINGS_RUN: dict[str, str] = {
+    'tests/daemon/test_storage.py::test_a_full_disk_keeps_the_loop_alive':
+        "error: the part did not exist (ImportError: cannot import name 'StorageConfig' from 'tenmon.config.models' (/tmp/i12old/src/tenmon/config/mod)",
+    'tests/daemon/test_storage.py::test_a_restart_with_an_unusable_database_closes_the_slit':
+        "error: the part did not exist (ImportError: cannot import name 'StorageConfig' from 'tenmon.config.models' (/tmp/i12old/src/tenmon/config/mod)",
+    'tests/daemon/test_storage.py::test_a_locked_database_never_stalls_a_tick':
+        "error: the part did not exist (ImportError: cannot import name 'StorageConfig' from 'tenmon.config.models' (/tmp/i12old/src/tenmon/config/mod)",
+    'tests/daemon/test_storage.py::test_emit_never_raises':
+        "error: the part did not exist (ImportError: cannot import name 'StorageConfig' from 'tenmon.config.models' (/tmp/i12old/src/tenmon/config/mod)",
+    'tests/daemon/test_systemd_units.py::test_systemd_giving_up_reaches_a_person':
+        "failed: FileNotFoundError: [Errno 2] No such file or directory: '/tmp/i12old/systemd/tenmon-alert@.service'",
+    'tests/daemon/test_fail_safe.py::test_gpio_rain_sensor_cut_cable_in_the_daemon_is_unsafe_within_a_tick':
+        "failed: AttributeError: 'SafetyVerdict' object has no attribute 'codes'",
+    'tests/daemon/test_fail_safe.py::test_gpio_heartbeat_lost_is_a_sensor_alarm':
+        'failed: pydantic_core._pydantic_core.ValidationError: 2 validation errors for GpioRainConfig',
+    'tests/daemon/test_fail_safe.py::test_rain_cable_cut_closes':
+        "failed: ValueError: unknown fault 'rain-cable-cut'; known: cover-stall, dome-stall, encoder-dropout, mount-disconnect,",
+    'tests/daemon/test_safety.py::test_nan_wind_is_unsafe':
+        'failed: assert (not True)',
+    'tests/daemon/test_fail_safe.py::test_nan_wind_is_unsafe_and_status_stays_strict_json':
+        "failed: ValueError: unknown fault 'weather-nan'; known: cover-stall, dome-stall, encoder-dropout, mount-disconnect, re",
+    'tests/daemon/test_api_input.py::test_status_is_strict_json_with_a_nan_wind_reading':
+        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api' (/tmp/i12old/src/tenmon/daemon/ap)",
+    'tests/daemon/test_safety.py::test_config_limits_must_be_finite':
+        'failed: Failed: DID NOT RAISE ValidationError',
+    'tests/daemon/test_safety.py::test_config_file_with_inf_limits_is_refused':
+        'failed: Failed: DID NOT RAISE ConfigError',
+    'tests/daemon/test_fail_safe.py::test_stall_encoder_loss_and_rain_is_an_alarm_never_the_safe_state':
+        'failed: assert not True',
+    'tests/daemon/test_api_access.py::test_right_token_works_wrong_or_missing_is_401_saying_where':
+        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.daemon.api_access')",
+    'tests/daemon/test_api_access.py::test_cross_site_text_plain_open_is_refused_and_the_slit_stays_closed':
+        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.daemon.api_access')",
+    'tests/daemon/test_api_access.py::test_host_and_origin_must_be_the_daemons':
+        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.daemon.api_access')",
+    'tests/config/test_config.py::test_a_remote_api_bind_without_a_named_token_is_invalid':
+        'failed: AssertionError: 0.0.0.0',
+    'tests/daemon/test_api_access.py::test_every_command_is_audited_and_the_token_never_stored':
+        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.daemon.api_access')",
+    'tests/daemon/test_api_input.py::test_event_query_parameters_are_strict':
+        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api' (/tmp/i12old/src/tenmon/daemon/ap)",
+    'tests/daemon/test_api_input.py::test_large_event_reads_never_stall_the_control_tick':
+        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api' (/tmp/i12old/src/tenmon/daemon/ap)",
+    'tests/daemon/test_api_input.py::test_the_emergency_stop_stops_whatever_its_body_holds':
+        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api' (/tmp/i12old/src/tenmon/daemon/ap)",
+    'tests/daemon/test_api_input.py::test_a_bool_is_not_an_azimuth':
+        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api' (/tmp/i12old/src/tenmon/daemon/ap)",
+    'tests/daemon/test_api_input.py::test_false_as_text_does_not_clear_the_faults':
+        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api' (/tmp/i12old/src/tenmon/daemon/ap)",
+    'tests/daemon/test_api_input.py::test_huge_numbers_deep_nesting_and_non_objects_are_400_not_500':
+        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api' (/tmp/i12old/src/tenmon/daemon/ap)",
+    'tests/daemon/test_fail_safe.py::test_relay_stuck_on_is_an_alarm_and_unsafe_within_seconds':
+        'failed: tenmon.errors.ConfigError: /tmp/i12old/src/tenmon/config/simulated.toml:-: relays.main.readback: unknown key (',
+    'tests/daemon/test_fail_safe.py::test_a_goto_after_the_weld_does_not_leave_safety_saying_safe':
+        'failed: assert (not True)',
+    'tests/daemon/test_lock.py::test_second_daemon_refuses_before_touching_anything':
+        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.daemon.lock')",
+    'tests/daemon/test_fail_safe.py::test_board_back_in_the_rain_resumes_the_close_at_once':
+        "failed: E           TypeError: Store.close() got an unexpected keyword argument 'timeout_s' ERROR    tenmon.daemon.obs",
+    'tests/cli/test_ops_wait.py::test_slit_open_wait_ends_promptly_on_unknown':
+        "error: the part did not exist (ImportError: cannot import name 'resolve_token' from 'tenmon.cli.client' (/tmp/i12old/src/tenmon/cli/client.py)",
+    'tests/daemon/test_fail_safe.py::test_status_gives_every_reading_its_age':
+        "failed: KeyError: 'age_s'",
+    'tests/daemon/test_heartbeat.py::test_control_loop_pulses_and_stops_when_a_tick_hangs_or_the_loop_ends':
+        "error: the part did not exist (ImportError: cannot import name 'HeartbeatConfig' from 'tenmon.config.models' (/tmp/i12old/src/tenmon/config/m)",
+    'tests/daemon/test_relays_off.py::test_broken_config_falls_back_to_the_device_map':
+        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.lastgood')",
+    'tests/daemon/test_relays_off.py::test_unreadable_config_uses_state_directory':
+        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.lastgood')",
+    'tests/daemon/test_fail_safe.py::test_hold_off_refuses_an_open_after_rain_until_safe_long_enough_and_survives_a_restart':
+        "failed: AttributeError: 'SafetyConfig' object has no attribute 'reopen_after_s'",
+    'tests/daemon/test_fail_safe.py::test_a_stale_reading_is_one_event_and_one_alarm_not_one_a_second':
+        "failed: AttributeError: 'SafetyVerdict' object has no attribute 'codes'",
+    'tests/daemon/test_storage.py::test_events_are_pruned_by_retention':
+        "error: the part did not exist (ImportError: cannot import name 'StorageConfig' from 'tenmon.config.models' (/tmp/i12old/src/tenmon/config/mod)",
+    'tests/daemon/test_lifeline.py::test_simulated_daemon_leaves_no_worker_after_sigkill':
+        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.lifeline')",
+    'tests/daemon/test_findings_before_after.py::test_before_after_full_disk_while_open_the_rain_still_closes_the_slit':
+        'failed: sqlite3.OperationalError: database or disk is full (the tick raised, slit open)',
+    'tests/daemon/test_findings_before_after.py::test_before_after_locked_database_while_open_the_rain_still_closes_the_slit':
+        'failed: sqlite3.OperationalError: database is locked (the tick raised, slit open)',
+    'tests/daemon/test_findings_before_after.py::test_before_after_restart_on_a_full_disk_closes_the_slit':
+        'failed: sqlite3.OperationalError: disk I/O error at start(), before the reconcile',
+    'tests/daemon/test_findings_before_after.py::test_before_after_a_cross_site_text_plain_post_does_not_open_the_slit':
+        'failed: 200 (the slit opened)',
+    'tests/daemon/test_findings_before_after.py::test_before_after_an_emergency_stop_in_shift_jis_stops':
+        'failed: 500 (did not stop)',
+}
 
 
 def cell(o) -> str:

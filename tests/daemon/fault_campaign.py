@@ -48,8 +48,9 @@ STATES = ("opening", "open", "closing", "slewing")
 #: 375 s before SAFE STATE NOT REACHED; 420 s leaves a few ticks of slack.
 BOUND_S = 420.0
 #: After the fault clears (rain still falling): the slit verified closed within this (simulated
-#: s): a retry every ``safety.retry_every_s`` (60 s) plus the slit's travel and margin (75 s).
-RECOVER_S = 150.0
+#: s): a close under way may first run out its time (75 s), then the next retry comes within
+#: ``safety.retry_every_s`` (60 s) and travels the whole way (75 s): 210 s, plus slack.
+RECOVER_S = 240.0
 #: Wall-clock bound for an alert to reach the receiver, and for the storage writer (a real thread
 #: on real time) to see a storage fault.
 WALL_S = 20.0
