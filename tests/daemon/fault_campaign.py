@@ -268,7 +268,23 @@ def tmpfs_available() -> str | None:
     """None when a tmpfs can be mounted here, else why not."""
     if os.geteuid() != 0:
         return "mounting a tmpfs (disk full, read-only) needs root"
-    return None
+    import tempfile
+
+    probe = Path(tempfile.mkdtemp(prefix="tenmon-tmpfs-probe-"))
+    try:
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(probe)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            return f"cannot mount a tmpfs here (a container without that right?): {r.stderr.strip()}"
+        subprocess.run(["umount", str(probe)], capture_output=True)
+        return None
+    except OSError as e:
+        return f"cannot mount a tmpfs here: {e}"
+    finally:
+        try:
+            probe.rmdir()
+        except OSError:
+            pass
 
 
 def mount_tmpfs(d: Path, size: str = "3m") -> None:
