@@ -19,6 +19,7 @@ every command.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import re
@@ -159,6 +160,8 @@ AUDIT_ROW_SCHEMA = {"type": "object",
                                                      "-"]}}}
 AUDIT_SCHEMA = {"type": "object", "required": ["audit", *_PAGE],
                 "properties": {"audit": {"type": "array", "items": AUDIT_ROW_SCHEMA}, **_PAGE}}
+#: How long a read of the audit trail waits for the store's writer to write queued rows.
+AUDIT_WRITER_WAIT_S = 2.0
 SIM_ERRORS = {**COMMAND_ERRORS, 404: "not the simulated observatory"}
 
 
@@ -196,6 +199,10 @@ def core_routes(obs: Observatory, reader: StoreReader) -> list[Route]:
         return _json_bytes(await reader.read(history_page, device=device, limit=q.limit))
 
     async def audit(request, q: AuditQuery):
+        # Read your own writes: a command's row is queued on the store's writer as its answer
+        # goes out, so wait (off the loop, at most 2 s: a stuck disk must not hold the read)
+        # until the writer has caught up before reading.
+        await asyncio.to_thread(obs.store.flush, AUDIT_WRITER_WAIT_S)
         return _json_bytes(await reader.read(audit_page, after_id=q.after_id,
                                              before_id=q.before_id, limit=q.limit))
 
