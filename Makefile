@@ -49,7 +49,9 @@ $(TRAIN_STAMP): pyproject.toml
 
 train-venv: $(TRAIN_STAMP)
 
+# lint-imports checks the layer contracts of .importlinter (who may import whom, no circles).
 test: $(STAMP) test-deps train-venv
+	$(VENV)/bin/lint-imports
 	$(PY) -m pytest -q
 
 clean:

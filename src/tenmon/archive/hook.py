@@ -155,7 +155,8 @@ def result_from_record(path: str, ok: bool, result: dict[str, Any], error: str |
 
     from tenmon.archive.headers import read_facts
     from tenmon.archive.walk import content_hash
-    from tenmon.archive.work import _scan, _Unreadable, detections_of, footprint, pipeline_version
+    from tenmon.archive.work import (UnreadableFrame, detections_of, footprint, pipeline_version,
+                                     scan_image_header)
 
     out: dict[str, Any] = {"path": str(Path(path).resolve()), "status": "failed", "reasons": [],
                            "pipeline_version": pipeline_version(), "settings_hash": settings.settings_hash(),
@@ -164,8 +165,8 @@ def result_from_record(path: str, ok: bool, result: dict[str, Any], error: str |
     try:
         st = os.stat(path)
         out["size"], out["mtime_ns"], out["sha"] = st.st_size, st.st_mtime_ns, content_hash(path)
-        header, shape = _scan(path)
-    except (OSError, _Unreadable) as exc:
+        header, shape = scan_image_header(path)
+    except (OSError, UnreadableFrame) as exc:
         out["reasons"].append(f"unreadable: {exc}")
         return out
     facts = read_facts(header)

@@ -163,8 +163,8 @@ def process_task(task: dict[str, Any]) -> dict[str, Any]:
         return _finish(out, t0)
     s = _settings(task["settings_json"])
     try:
-        header, shape = _scan(path)
-    except _Unreadable as exc:
+        header, shape = scan_image_header(path)
+    except UnreadableFrame as exc:
         out["reasons"].append(str(exc))
         return _finish(out, t0)
     from tenmon.archive.headers import read_facts
@@ -191,8 +191,8 @@ def process_task(task: dict[str, Any]) -> dict[str, Any]:
     return _finish(out, t0)
 
 
-class _Unreadable(Exception):
-    pass
+class UnreadableFrame(Exception):
+    """A file the archive cannot read as a frame (its message says why: ``unreadable: ...``)."""
 
 
 #: Tile-compression bookkeeping keywords (FITS tiled image convention), not the frame's own.
@@ -200,9 +200,9 @@ _COMPRESSION_KEY = re.compile(r"^Z(IMAGE|BITPIX|NAXIS\d*|TILE\d+|CMPTYPE|NAME\d+
                               r"EXTEND|TENSION|PCOUNT|GCOUNT|HECKSUM|DATASUM|BLANK|SCALE|ZERO|BLOCKED)$")
 
 
-def _scan(path: str):
+def scan_image_header(path: str):
     """The merged header of the first 2-D image HDU and the image's ``(ny, nx)``, reading headers
-    only. Raises ``_Unreadable`` with ``unreadable: ...`` or ``no image: ...``."""
+    only. Raises ``UnreadableFrame`` with ``unreadable: ...`` or ``no image: ...``."""
     from astropy.io import fits
 
     try:
@@ -227,8 +227,8 @@ def _scan(path: str):
                     return merged, (dims[-1], dims[0])
             n = len(hdul)
     except Exception as exc:  # astropy raises OSError, ValueError, TypeError... for a broken file
-        raise _Unreadable(f"unreadable: not a readable FITS file: {exc}") from exc
-    raise _Unreadable(f"no image: none of the {n} HDU(s) holds a 2-D image")
+        raise UnreadableFrame(f"unreadable: not a readable FITS file: {exc}") from exc
+    raise UnreadableFrame(f"no image: none of the {n} HDU(s) holds a 2-D image")
 
 
 def _run_pipeline(path: str, s: ArchiveSettings, task: dict, facts) -> dict[str, Any]:

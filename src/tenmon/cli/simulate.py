@@ -422,7 +422,7 @@ async def _run(opts: SimulationOptions) -> dict[str, Any]:
     from tenmon.scheduler.errors import NoNightError
     from tenmon.scheduler import queue as target_queue
     from tenmon.scheduler.targets import load_targets
-    from tenmon.daemon.sections import section
+    from tenmon.config.sections import section
     from tenmon.scheduler.settings import SchedulerSettings
 
     opts = replace(opts)
@@ -547,7 +547,7 @@ def _install(obs, cfg, sections):
     if "night" not in sections:
         # the simulated site file may leave the daemon's own nights off; a simulated night is on
         from tenmon.daemon.night import NightSettings
-        from tenmon.daemon.sections import section
+        from tenmon.config.sections import section
 
         night = section(cfg, "night", NightSettings)
         sections = {**sections, "night": night.model_copy(update={"enabled": True})}

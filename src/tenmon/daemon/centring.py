@@ -38,8 +38,8 @@ from typing import Annotated, Any, Callable, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from tenmon.astro import lst_deg, radec_to_altaz
+from tenmon.config.sections import section
 from tenmon.daemon.dome_geometry import azimuth_error_deg, dome_azimuth_radec
-from tenmon.daemon.sections import section
 from tenmon.daemon.store import utc_iso
 from tenmon.drivers.base import MountState, ShutterState
 from tenmon.drivers.camera import CameraState

@@ -38,8 +38,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tenmon.config.sections import section
 from tenmon.daemon.centring import CentringError, CentringService
-from tenmon.daemon.sections import section
 from tenmon.daemon.store import utc_iso
 from tenmon.drivers.nayuta_feed import NayutaFeedSettings, SlitViewerFrame, make_feed
 from tenmon.errors import CommandRefused, DeviceError, TenmonError

@@ -39,11 +39,11 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tenmon.config.sections import section
 from tenmon.daemon.dome_geometry import DomeGeometry, dome_azimuth_radec, slit_transmission
 from tenmon.daemon.frame_worker import FrameWorkerSettings
 from tenmon.daemon.frames import (FrameJob, FrameService, FrameServiceSettings,
                                   default_worker_settings)
-from tenmon.daemon.sections import section
 from tenmon.daemon.sequencer import Phase, Sequencer, SequencerSettings
 from tenmon.daemon.store import utc_iso
 from tenmon.drivers.camera import CameraSettings

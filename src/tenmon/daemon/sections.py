@@ -2,16 +2,16 @@
 
 ``tenmon.config`` keeps these sections as plain tables (it imports nothing else of tenmon); this
 module names their models, so that the loader can validate them with key-and-line messages
-(``load_config(path, sections=section_models())``) and the daemon can read them as models.
+(``load_config(path, sections=section_models())``) and the daemon can read them as models
+(:func:`tenmon.config.sections.section`, which the services import directly: this module imports
+their models, so they must not import it).
 """
 
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel
 
-from tenmon.errors import ConfigError
+from tenmon.config.sections import section  # noqa: F401 - re-exported: the reader of one section
 
 
 def section_models() -> dict[str, type[BaseModel]]:
@@ -32,23 +32,3 @@ def section_models() -> dict[str, type[BaseModel]]:
             "pipeline": PipelineSettings, "solver": SolverSettings,
             "centring": CentringServiceSettings, "nayuta": NayutaDaemonSettings,
             "archive": ArchiveHookSettings}
-
-
-def section(config: Any, name: str, model: type[BaseModel], given: Any = None) -> Any:
-    """The settings of section ``name`` as ``model``: ``given`` (a model or a table) when not
-    ``None``, else the config's table, else the model's defaults.
-
-    Raises:
-        ConfigError: the table does not validate (naming the section and the key).
-    """
-    value = given if given is not None else getattr(config, name, None)
-    if value is None:
-        return model()
-    if isinstance(value, model):
-        return value
-    if isinstance(value, BaseModel):
-        value = value.model_dump()
-    try:
-        return model.model_validate(value)
-    except ValueError as exc:  # pydantic's ValidationError is a ValueError
-        raise ConfigError(f"[{name}]: {exc}") from None

@@ -55,7 +55,7 @@ from tenmon import offline
 from tenmon.errors import VisionError
 from tenmon.vision.solve.base import SolveHint, SolveResult
 from tenmon.vision.solve.catalogs import angular_distance_deg
-from tenmon.vision.solve.hinted import _apply, _similarity, _Triangles, _unique_pairs
+from tenmon.vision.solve.hinted import Triangles, apply_similarity, fit_similarity, unique_pairs
 from tenmon.vision.solve.wcsfit import make_tan_wcs
 
 offline.configure()
@@ -1300,8 +1300,9 @@ class Registration:
 
     def apply(self, x: np.ndarray | float, y: np.ndarray | float) -> tuple[np.ndarray, np.ndarray]:
         """Slit-viewer pixels -> 60 cm frame pixels."""
-        w = _apply(complex(self.a_re, self.a_im), complex(self.b_re, self.b_im), self.flipped,
-                   np.atleast_1d(np.asarray(x, float)), np.atleast_1d(np.asarray(y, float)))
+        w = apply_similarity(complex(self.a_re, self.a_im), complex(self.b_re, self.b_im),
+                             self.flipped, np.atleast_1d(np.asarray(x, float)),
+                             np.atleast_1d(np.asarray(y, float)))
         return w[:, 0], w[:, 1]
 
     def to_json(self) -> dict[str, Any]:
@@ -1372,8 +1373,8 @@ def register_in_frame(
     diag = math.hypot(np.ptp(sv[:ni, 0]), np.ptp(sv[:ni, 1]))
     min_side = max(8.0, 0.03 * diag)
     k_f = int(min(15, math.ceil(s.neighbours * math.sqrt(max(1.0, (nf / frame_area) / (ni / sv_area)))) + 2))
-    tri_s = _Triangles(sv[:ni], k=s.neighbours, min_side=min_side, max_side=diag)
-    tri_f = _Triangles(fr[:nf], k=k_f, min_side=min_side * (1 - tol), max_side=diag * (1 + tol))
+    tri_s = Triangles(sv[:ni], k=s.neighbours, min_side=min_side, max_side=diag)
+    tri_f = Triangles(fr[:nf], k=k_f, min_side=min_side * (1 - tol), max_side=diag * (1 + tol))
     if len(tri_s.keys) == 0 or len(tri_f.keys) == 0:
         return Registration.failure("too few usable star triangles", n_sv=len(sx), elapsed_ms=_ms(t0))
     eps = 0.012
@@ -1387,7 +1388,7 @@ def register_in_frame(
         return Registration.failure("no star triangle of the slit viewer matches one in the 60 cm frame",
                                     n_sv=len(sx), elapsed_ms=_ms(t0))
     flip = tri_s.orient[ii] != tri_f.orient[jj]
-    a, b = _similarity(sv[:ni][tri_s.verts[ii]], fr[:nf][tri_f.verts[jj]], flip)
+    a, b = fit_similarity(sv[:ni][tri_s.verts[ii]], fr[:nf][tri_f.verts[jj]], flip)
     ok = np.abs(np.abs(a) - 1.0) < tol + 0.01
     a, b, flip = a[ok], b[ok], flip[ok]
     if len(a) == 0:
@@ -1408,7 +1409,7 @@ def register_in_frame(
         am = complex(np.median(a[mem].real), np.median(a[mem].imag))
         bm = complex(np.median(b[mem].real), np.median(b[mem].imag))
         fl = bool(flip[mem[0]])
-        dist, _ = tree.query(_apply(am, bm, fl, sv[:, 0], sv[:, 1]), distance_upper_bound=r_m)
+        dist, _ = tree.query(apply_similarity(am, bm, fl, sv[:, 0], sv[:, 1]), distance_upper_bound=r_m)
         n_hit = int(np.isfinite(dist).sum())
         if best is None or n_hit > best[0]:
             best = (n_hit, am, bm, fl)
@@ -1418,13 +1419,13 @@ def register_in_frame(
     src_i = cat_i = np.zeros(0, int)
     rms = math.nan
     for _ in range(4):
-        dist, idx = tree.query(_apply(am, bm, fl, sv[:, 0], sv[:, 1]), distance_upper_bound=radius)
-        src_i, cat_i = _unique_pairs(dist, idx)
+        dist, idx = tree.query(apply_similarity(am, bm, fl, sv[:, 0], sv[:, 1]), distance_upper_bound=radius)
+        src_i, cat_i = unique_pairs(dist, idx)
         if len(src_i) < 3:
             break
-        aa, bb = _similarity(sv[src_i][None], fr[cat_i][None], np.array([fl]))
+        aa, bb = fit_similarity(sv[src_i][None], fr[cat_i][None], np.array([fl]))
         am, bm = complex(aa[0]), complex(bb[0])
-        res = np.hypot(*(_apply(am, bm, fl, sv[src_i, 0], sv[src_i, 1]) - fr[cat_i]).T)
+        res = np.hypot(*(apply_similarity(am, bm, fl, sv[src_i, 0], sv[src_i, 1]) - fr[cat_i]).T)
         rms = float(np.sqrt(np.mean(res**2)))
         radius = float(np.clip(4.0 * rms, 1.0, r_m))
     n = len(src_i)

@@ -33,6 +33,7 @@ import cv2
 import numpy as np
 
 from tenmon.errors import VisionError
+from tenmon.vision.onnx_session import load_session
 from tenmon.vision.polar import directions_to_pixels
 from tenmon.vision.slit_types import Calibration
 
@@ -139,14 +140,12 @@ class BandReader:
     """
 
     def __init__(self, path: Path | None = None, threads: int = 1, flip_average: bool = True):
-        from tenmon.vision.slit_detector import _load_session
-
         path = Path(path or DEFAULT_BAND_MODEL)
         if not path.exists():
             raise VisionError(f"slit band model not found: {path}")
         self.path = path
         self.flip_average = flip_average
-        self.session = _load_session(path, threads)
+        self.session = load_session(path, threads)
         self.input_name = self.session.get_inputs()[0].name
         shape = self.session.get_inputs()[0].shape
         if list(shape[1:]) != [CHANNELS, len(BAND_T), len(BAND_U)]:

@@ -26,6 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon.errors import VisionError
+from tenmon.vision.onnx_session import load_session
 from tenmon.vision.polar import StripGeometry, StripMapper, to_gray
 from tenmon.vision.slit_band import BAND_T, DEFAULT_BAND_MODEL, STATES, BandReader, frame_levels
 from tenmon.vision.slit_classical import (CLASSICAL_GEOMETRY, ClassicalEstimator, fit_azimuth,
@@ -145,7 +146,7 @@ class SlitDetector:
         if s.use_model:
             path = s.model_path or DEFAULT_MODEL_PATH
             if path.exists():
-                self.session = _load_session(path, s.threads)
+                self.session = load_session(path, s.threads)
                 self.model_path = path
                 shape = self.session.get_inputs()[0].shape
                 if list(shape[2:]) != [self.geometry.height, self.geometry.width]:
@@ -497,26 +498,6 @@ def decode(out: np.ndarray, geometry: StripGeometry, min_score: float = 0.005,
                      score=float(sc[i]), probs=probs,
                      box=(float(x0[i]), float(cy[i] - h[i] / 2), float(x1[i]), float(cy[i] + h[i] / 2)),
                      rival_score=rival, candidates=tuple(cands))
-
-
-def _load_session(path: Path, threads: int):
-    """An onnxruntime session with telemetry off and a fixed, small thread count."""
-    import onnxruntime as ort
-
-    try:
-        ort.disable_telemetry_events()
-    except AttributeError:  # very old onnxruntime
-        pass
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = threads
-    so.inter_op_num_threads = 1
-    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    try:
-        return ort.InferenceSession(str(path), sess_options=so, providers=["CPUExecutionProvider"])
-    except Exception as exc:  # onnxruntime raises its own exception types
-        raise VisionError(f"cannot load slit model {path}: {exc}") from exc
 
 
 def estimate(frame: np.ndarray, calibration: Calibration, *, time: datetime | None = None,

@@ -78,7 +78,7 @@ def _triplets(n: int) -> np.ndarray:
     return out
 
 
-class _Triangles:
+class Triangles:
     """Triangle invariants of a point set: keys (s0/s2, s1/s2, log s2) and ordered vertices.
 
     Triangles are each star with two of its ``k`` nearest neighbours (as astroalign does), so the
@@ -128,7 +128,7 @@ class _Triangles:
         self.orient = np.sign(cross)
 
 
-def _similarity(src: np.ndarray, dst: np.ndarray, flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def fit_similarity(src: np.ndarray, dst: np.ndarray, flip: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Least-squares similarity dst = a * z + b, z = src (or its mirror), for stacks of 3 points.
 
     ``src``, ``dst``: (m, 3, 2); ``flip``: (m,) bool. Returns complex ``a`` (m,) and ``b`` (m,).
@@ -143,7 +143,8 @@ def _similarity(src: np.ndarray, dst: np.ndarray, flip: np.ndarray) -> tuple[np.
     return a, b
 
 
-def _apply(a: complex, b: complex, flip: bool, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+def apply_similarity(a: complex, b: complex, flip: bool, x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """The similarity ``a * z + b`` (``z`` mirrored when ``flip``) applied to points ``x, y``: (n, 2)."""
     z = x + 1j * y
     if flip:
         z = np.conj(z)
@@ -243,13 +244,13 @@ class HintedSolver:
             return SolveResult.failure(name, "timed out before refining the match", _ms(t0))
 
         # 4. Refine: TAN fit on all matched sources, re-match, clip; SIP if it pays.
-        uv_all = _apply(am, bm, fl, img[:, 0], img[:, 1])
+        uv_all = apply_similarity(am, bm, fl, img[:, 0], img[:, 1])
         # Only catalogue stars that can be on the frame take part from here on.
-        centre_uv = _apply(am, bm, fl, np.zeros(1), np.zeros(1))[0]
+        centre_uv = apply_similarity(am, bm, fl, np.zeros(1), np.zeros(1))[0]
         on = np.hypot(*(cat_uv - centre_uv).T) <= diag / 2.0 * (1 + tol) + 2 * r_match
         cra, cdec, cat_uv = cra[on], cdec[on], cat_uv[on]
         dist, idx = cKDTree(cat_uv).query(uv_all, distance_upper_bound=r_match)
-        src_i, cat_i = _unique_pairs(dist, idx)
+        src_i, cat_i = unique_pairs(dist, idx)
         wcs = None
         rms_px = float("inf")
         radius_px = r_match
@@ -263,7 +264,7 @@ class HintedSolver:
             radius_px = float(np.clip(5.0 * rms_px, 0.8, r_match))
             pix = wcs.wcs_world2pix(np.column_stack([cra, cdec]), 0)
             dist, idx = cKDTree(pix).query(np.column_stack([x, y]), distance_upper_bound=radius_px)
-            src_i, cat_i = _unique_pairs(dist, idx)
+            src_i, cat_i = unique_pairs(dist, idx)
         if wcs is None or len(src_i) < s.min_matches:
             return SolveResult.failure(name, f"only {len(src_i)} stars matched after refinement", _ms(t0),
                                        n_matched=len(src_i))
@@ -309,8 +310,8 @@ class HintedSolver:
         nc = int(min(len(cat_uv), max(s.max_catalog_stars, 2 * ni), math.ceil(ni * area_ratio * 1.6) + 10))
         k_img = s.neighbours
         k_cat = int(math.ceil(k_img * max(1.0, nc / (ni * area_ratio)))) + 2
-        img_tri = _Triangles(img[:ni], k=k_img, min_side=0.02 * diag, max_side=diag)
-        cat_tri = _Triangles(cat_uv[:nc], k=k_cat, min_side=0.02 * diag * (1 - tol), max_side=diag * (1 + tol))
+        img_tri = Triangles(img[:ni], k=k_img, min_side=0.02 * diag, max_side=diag)
+        cat_tri = Triangles(cat_uv[:nc], k=k_cat, min_side=0.02 * diag * (1 - tol), max_side=diag * (1 + tol))
         if len(img_tri.keys) == 0 or len(cat_tri.keys) == 0:
             return None, "too few usable star triangles on the frame or in the catalogue"
         eps = 0.006  # tolerance on the side ratios (centroid noise over sides of >= 2 % of the diagonal)
@@ -324,7 +325,7 @@ class HintedSolver:
             return None, f"no triangle of the {ni} brightest sources matches the {nc} brightest catalogue stars"
         # Similarity transforms from matched triangles; votes in (parity, rotation, offset) bins.
         flip = img_tri.orient[ii] != cat_tri.orient[jj]
-        a, b = _similarity(img[:ni][img_tri.verts[ii]], cat_uv[:nc][cat_tri.verts[jj]], flip)
+        a, b = fit_similarity(img[:ni][img_tri.verts[ii]], cat_uv[:nc][cat_tri.verts[jj]], flip)
         mag_a = np.abs(a)
         ok = (mag_a > 1 - tol - 0.01) & (mag_a < 1 + tol + 0.01)
         a, b, flip = a[ok], b[ok], flip[ok]
@@ -355,7 +356,8 @@ class HintedSolver:
             am = complex(np.median(a[members].real), np.median(a[members].imag))
             bm = complex(np.median(b[members].real), np.median(b[members].imag))
             fl = bool(flip[members[0]])
-            dist, _ = tree_v.query(_apply(am, bm, fl, img[:nv, 0], img[:nv, 1]), distance_upper_bound=r_match)
+            dist, _ = tree_v.query(apply_similarity(am, bm, fl, img[:nv, 0], img[:nv, 1]),
+                                   distance_upper_bound=r_match)
             n_hit = int(np.isfinite(dist).sum())
             if best is None or n_hit > best[0]:
                 best = (n_hit, am, bm, fl)
@@ -417,7 +419,7 @@ class HintedSolver:
         return (w, r) if r < rms else (wcs, rms)
 
 
-def _unique_pairs(dist: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def unique_pairs(dist: np.ndarray, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Source->catalogue nearest pairs within the bound, each catalogue star used once (closest)."""
     ok = np.isfinite(dist)
     src = np.flatnonzero(ok)
