@@ -142,7 +142,7 @@ def _key_path(loc: tuple) -> str:
 
 
 _UNION_TAGS = {"lcus-serial", "gpio", "usb-hid", "simulated", "simulated-ir", "lx200", "ir-camera", "gpio-rain",
-               "directory", "relay"}
+               "directory", "relay", "alpaca", "indi"}
 
 
 def _line_for(lines: "KeyLines", key: str, overridden: set[str]) -> int | None:

@@ -333,6 +333,48 @@ RelayBankConfig = Annotated[
 ]
 
 
+# --------------------------------------------------------------------------- network devices
+# Devices behind a standard server: ASCOM Alpaca (HTTP) and INDI (indiserver). Each device kind's
+# union below has one member per backend: ``type = "alpaca"`` here, ``type = "indi"`` beside it.
+
+
+def _host_port(value: str, *, default_port: int | None = None) -> str:
+    """``host:port`` (or ``[v6]:port``) checked for shape; returns it stripped."""
+    v = value.strip()
+    if "://" in v or "/" in v or not v:
+        raise ValueError(f"{value!r} is not host:port (no scheme, no path)")
+    host, sep, port = v.rpartition(":")
+    if not sep or "]" in port:
+        if default_port is None:
+            raise ValueError(f"{value!r} names no port (host:port, e.g. 192.168.1.20:11111)")
+        return f"{v}:{default_port}"
+    if not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not host:port with a port in 1..65535")
+    return v
+
+
+class _AlpacaDevice(_Model):
+    """One device of an ASCOM Alpaca server (``tenmon devices discover`` prints these lines).
+
+    ``address`` is the server's ``host:port`` (the Alpaca default port is 11111);
+    ``device_number`` the device's number of its kind on that server. Every HTTP call is bounded
+    by ``timeout_s``; a server that does not answer is a device error naming the address.
+    """
+
+    type: Literal["alpaca"]
+    address: str = Field(description="the Alpaca server, host:port (default port 11111)")
+    device_number: int = Field(default=0, ge=0, le=99)
+    timeout_s: float = Field(default=5.0, gt=0, le=120, description="bound on one HTTP call")
+    connect_timeout_s: float = Field(default=10.0, gt=0, le=300,
+                                     description="bound on connecting at start")
+    poll_s: float = Field(default=1.0, gt=0, le=60, description="status is read this often")
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        return _host_port(v, default_port=11111)
+
+
 # --------------------------------------------------------------------------- motion devices
 
 
@@ -439,7 +481,18 @@ class SimulatedMountConfig(_Model):
     pointing_error_arcmin: float = Field(default=5.0, ge=0, description="scale of the error model")
 
 
-MountConfig = Annotated[Union[Lx200MountConfig, SimulatedMountConfig], Field(discriminator="type")]
+class AlpacaMountConfig(_AlpacaDevice):
+    """An ASCOM Alpaca Telescope (a mount behind an Alpaca server: ASCOM Remote, a vendor's
+    server, alpaca-simulators)."""
+
+    slew_timeout_s: float = Field(default=300.0, gt=0)
+    park_timeout_s: float = Field(default=300.0, gt=0)
+    min_altitude_deg: float = Field(default=10.0, ge=-10, le=80,
+                                    description="refuse a goto below this altitude (limits)")
+
+
+MountConfig = Annotated[Union[Lx200MountConfig, SimulatedMountConfig, AlpacaMountConfig],
+                        Field(discriminator="type")]
 
 
 # --------------------------------------------------------------------------- sensors
@@ -564,7 +617,39 @@ class SimulatedWeatherConfig(_Model):
     type: Literal["simulated"]
 
 
-WeatherConfig = Annotated[Union[GpioRainConfig, SimulatedWeatherConfig], Field(discriminator="type")]
+class AlpacaWeatherConfig(_AlpacaDevice):
+    """Weather from an Alpaca ObservingConditions device and/or SafetyMonitor on one server.
+
+    ``device_number`` is the ObservingConditions device (``observing_conditions = false``: none);
+    ``safety_monitor`` the SafetyMonitor's number (``None``: none). A SafetyMonitor that says
+    not safe is a weather alert (unsafe). Rain comes from ObservingConditions' RainRate; a site
+    whose rain sensor feeds the SafetyMonitor instead says so with ``rain_from_safety_monitor``
+    (rain is then read as "not IsSafe"). A reading is stale ``stale_after_s`` after the last
+    successful poll; a failed poll never refreshes it.
+    """
+
+    observing_conditions: bool = Field(default=True, description="read ObservingConditions "
+                                       "device_number")
+    safety_monitor: int | None = Field(default=None, ge=0, le=99,
+                                       description="SafetyMonitor device number")
+    rain_from_safety_monitor: bool = False
+    rain_threshold_mm_h: float = Field(default=0.0, ge=0, description="RainRate above this "
+                                       "is rain")
+    stale_after_s: float = Field(default=60.0, gt=0, le=3600)
+    poll_s: float = Field(default=5.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _something(self):
+        if not self.observing_conditions and self.safety_monitor is None:
+            raise ValueError("name an ObservingConditions device (observing_conditions = true) "
+                             "or a SafetyMonitor (safety_monitor = N)")
+        if self.rain_from_safety_monitor and self.safety_monitor is None:
+            raise ValueError("rain_from_safety_monitor needs safety_monitor = N")
+        return self
+
+
+WeatherConfig = Annotated[Union[GpioRainConfig, SimulatedWeatherConfig, AlpacaWeatherConfig],
+                          Field(discriminator="type")]
 
 
 class DirectoryCcdConfig(_Model):
@@ -579,7 +664,55 @@ class SimulatedCcdConfig(_Model):
     type: Literal["simulated"]
 
 
-CcdConfig = Annotated[Union[DirectoryCcdConfig, SimulatedCcdConfig], Field(discriminator="type")]
+class AlpacaCcdConfig(_AlpacaDevice):
+    """An ASCOM Alpaca Camera: tenmon exposes, reads the ImageArray and writes the FITS frame
+    into ``paths.frames_dir`` (``drivers/camera_fits.py``), where the frame service takes it.
+
+    ``binning`` and ``subframe`` (x, y, width, height in binned pixels; ``None``: the whole
+    chip) are set before each exposure. ``cooler_setpoint_c`` switches the cooler on at connect.
+    An exposure that has not ended ``exposure_margin_s`` after its time (readout and download
+    included) is aborted: a camera error, never a hang.
+    """
+
+    binning: int = Field(default=1, ge=1, le=16)
+    subframe: tuple[int, int, int, int] | None = None
+    cooler_setpoint_c: float | None = Field(default=None, ge=-80, le=40)
+    gain: int | None = None
+    exposure_margin_s: float = Field(default=120.0, gt=0, le=3600)
+    download_timeout_s: float = Field(default=120.0, gt=0, le=3600,
+                                      description="bound on the ImageArray download")
+    poll_s: float = Field(default=0.5, gt=0, le=10)
+    instrument: str | None = Field(default=None, description="INSTRUME card; default the "
+                                   "camera's own name")
+
+
+CcdConfig = Annotated[Union[DirectoryCcdConfig, SimulatedCcdConfig, AlpacaCcdConfig],
+                      Field(discriminator="type")]
+
+
+# --------------------------------------------------------------------------- focuser, filter wheel
+
+
+class AlpacaFocuserConfig(_AlpacaDevice):
+    """An ASCOM Alpaca Focuser (absolute)."""
+
+    move_timeout_s: float = Field(default=120.0, gt=0)
+
+
+FocuserConfig = Annotated[Union[AlpacaFocuserConfig], Field(discriminator="type")]
+
+
+class AlpacaFilterWheelConfig(_AlpacaDevice):
+    """An ASCOM Alpaca FilterWheel; filters are named as the wheel names them."""
+
+    move_timeout_s: float = Field(default=60.0, gt=0)
+
+
+FilterWheelConfig = Annotated[Union[AlpacaFilterWheelConfig], Field(discriminator="type")]
+
+#: Device types that are neither simulated nor site-only: standard servers. A simulated
+#: observatory may use them (their simulators: alpaca-simulators, indiserver's simulators).
+NETWORK_TYPES = ("alpaca", "indi")
 
 
 # --------------------------------------------------------------------------- simulation
@@ -644,6 +777,8 @@ class TenmonConfig(_Model):
     encoder: EncoderConfig
     weather: WeatherConfig
     ccd: CcdConfig | None = None
+    focuser: FocuserConfig | None = None
+    filter_wheel: FilterWheelConfig | None = None
     sim: SimConfig | None = None
     # Night operations, frames and astrometry: sections whose models live with the code that uses
     # them (this package imports nothing else of tenmon). Kept here as plain tables; the loader
@@ -659,6 +794,7 @@ class TenmonConfig(_Model):
     centring: dict[str, Any] | None = None
     nayuta: dict[str, Any] | None = None
     archive: dict[str, Any] | None = None
+    autofocus: dict[str, Any] | None = None
 
 
 def wiring_problems(cfg: TenmonConfig) -> list[tuple[str, str]]:
@@ -729,6 +865,9 @@ def wiring_problems(cfg: TenmonConfig) -> list[tuple[str, str]]:
                  "weather.type": cfg.weather.type,
                  **{f"relays.{n}.type": b.type for n, b in cfg.relays.items()}}
         for key, t in kinds.items():
+            # a standard server's device (its simulator, in a simulated night) may take part
+            if t in NETWORK_TYPES and key in ("mount.type", "weather.type"):
+                continue
             if t not in ("simulated", "simulated-ir"):
                 problems.append((key, f"mode = 'simulated' needs simulated devices, not {t!r}"))
     else:

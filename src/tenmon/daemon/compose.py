@@ -11,7 +11,8 @@ import logging
 from pathlib import Path
 
 from tenmon.clock import Clock, FakeClock, RealClock
-from tenmon.config.models import TenmonConfig
+from tenmon.config.models import SimulatedMountConfig, TenmonConfig
+from tenmon.daemon.device_factory import build_mount, build_weather, is_network
 from tenmon.daemon.observatory import Observatory
 from tenmon.daemon.store import Store
 from tenmon.drivers.cover import RelayCover
@@ -62,10 +63,13 @@ def _build_simulated(config: TenmonConfig, store: Store, data_dir: Path, clock: 
         log.info("simulated world resumed from %s at %s", world_path, start.isoformat())
     clock = clock or FakeClock(start)
     mcfg = config.mount
+    # a network mount (its server's simulator) leaves the world's own mount at its defaults
+    sim_mount = mcfg if mcfg.type == "simulated" else SimulatedMountConfig(type="simulated")
     world = SimWorld(sim, config.site, start=clock.now() if state is None else start,
-                     mount_park_ha_deg=mcfg.park_ha_deg, mount_park_dec_deg=mcfg.park_dec_deg,
-                     mount_slew_rate_deg_s=mcfg.slew_rate_deg_s,
-                     pointing_error_arcmin=mcfg.pointing_error_arcmin, state=state)
+                     mount_park_ha_deg=sim_mount.park_ha_deg,
+                     mount_park_dec_deg=sim_mount.park_dec_deg,
+                     mount_slew_rate_deg_s=sim_mount.slew_rate_deg_s,
+                     pointing_error_arcmin=sim_mount.pointing_error_arcmin, state=state)
     banks = {name: SimulatedRelayBank(name, bcfg, clock) for name, bcfg in config.relays.items()}
     world.wire(
         dome=MotorInput(banks[config.dome.relays], config.dome.cw_channel,
@@ -87,8 +91,9 @@ def _build_simulated(config: TenmonConfig, store: Store, data_dir: Path, clock: 
         encoder = simulated_ir_encoder(config.encoder, world, clock)
     else:
         encoder = SimulatedEncoder(config.encoder, config.slit, world, clock, seed=sim.seed)
-    weather = SimulatedWeather(world, clock)
-    mount = make_mount(mcfg, clock, world=world)
+    weather = (build_weather(config.weather, clock) if is_network(config.weather)
+               else SimulatedWeather(world, clock))
+    mount = build_mount(mcfg, clock) if is_network(mcfg) else make_mount(mcfg, clock, world=world)
     switches = SimulatedLimitSwitches(world) if config.cover.limit_switches else None
     return _assemble(config, clock, store, banks, encoder, weather, mount, switches,
                      world=world, world_path=world_path, mount_inline=True)
@@ -122,6 +127,8 @@ def _site_encoder(config: TenmonConfig, clock: Clock):
 
 
 def _site_weather(config: TenmonConfig, clock: Clock):
+    if is_network(config.weather):  # alpaca, indi
+        return build_weather(config.weather, clock)
     if config.weather.type == "gpio-rain":
         from tenmon.drivers.gpio_inputs import GpioRainSensor
 
@@ -130,6 +137,8 @@ def _site_weather(config: TenmonConfig, clock: Clock):
 
 
 def _site_mount(config: TenmonConfig, clock: Clock):
+    if is_network(config.mount):  # alpaca, indi: each runs its own worker thread
+        return build_mount(config.mount, clock)
     if config.mount.type == "lx200":
         from tenmon.daemon.mount_thread import ThreadedMount
         from tenmon.drivers.mount import make_mount

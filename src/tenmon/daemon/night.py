@@ -40,6 +40,7 @@ from typing import Any, Callable
 from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon.config.sections import section
+from tenmon.daemon import device_factory
 from tenmon.daemon.dome_geometry import DomeGeometry, dome_azimuth_radec, slit_transmission
 from tenmon.daemon.frame_worker import FrameWorkerSettings
 from tenmon.daemon.frames import (FrameJob, FrameService, FrameServiceSettings,
@@ -47,7 +48,7 @@ from tenmon.daemon.frames import (FrameJob, FrameService, FrameServiceSettings,
 from tenmon.daemon.sequencer import Phase, Sequencer, SequencerSettings
 from tenmon.daemon.store import utc_iso
 from tenmon.drivers.camera import CameraSettings
-from tenmon.errors import ConfigError, StorageError, TenmonError
+from tenmon.errors import ConfigError, DeviceError, StorageError, TenmonError
 from tenmon.scheduler.jobs import night_job_specs
 from tenmon.scheduler.night import local_night_date, twilight_altitude
 from tenmon.scheduler import queue as target_queue
@@ -448,6 +449,8 @@ class NightOps:
                                    products_dir=obs.config.paths.products, job=job,
                                    settings=settings.intake,
                                    worker_settings=worker_settings, executor=executor)
+        self.focuser = self._make_device("focuser", obs.config.focuser)
+        self.filter_wheel = self._make_device("filter_wheel", obs.config.filter_wheel)
         self.camera = self._make_camera(frames_dir)
         self.sequencer = Sequencer(
             obs, camera=self.camera, geometry=geometry, settings=settings.sequencer,
@@ -508,7 +511,34 @@ class NightOps:
                                seed=cfg.sim.seed if cfg.sim else 0)
             cam.connect()
             return cam
+        if ccd_type in device_factory.BACKENDS:  # alpaca, indi: tenmon reads the pixels
+            context = device_factory.header_context_for(
+                cfg, self.obs.mount, self.focuser, self.filter_wheel,
+                pixel_scale_arcsec=self.camera_settings.binned_scale_arcsec)
+            cam = device_factory.build_camera(cfg.ccd, self.camera_settings, frames_dir,
+                                              self.obs.clock, context)
+            self._connect("camera", cam)
+            return cam
         return None  # a site's CCD program writes frames; the sequencer awaits them
+
+    def _make_device(self, kind: str, section):
+        """The ``[focuser]`` / ``[filter_wheel]`` device (``None`` when not configured)."""
+        if section is None:
+            return None
+        dev = (device_factory.build_focuser if kind == "focuser"
+               else device_factory.build_filter_wheel)(section, self.obs.clock)
+        self._connect(kind, dev)
+        return dev
+
+    def _connect(self, kind: str, dev) -> None:
+        """Connect a network device; a server that is not there is an error event naming it
+        (the device stays in its error state and keeps trying), never a simulator."""
+        try:
+            dev.connect()
+        except DeviceError as exc:
+            self.obs.emit("error", "device", f"{kind}: cannot connect: {exc.detail}")
+        else:
+            self.obs.emit("info", "device", f"{kind}: connected ({getattr(dev, 'name', kind)})")
 
     def _light_path(self) -> float:
         """Simulated: the fraction of light reaching the CCD now: cover and slit open, and the
@@ -536,8 +566,9 @@ class NightOps:
     def tick(self) -> None:
         """The tick hook: camera, jobs, actions, planning results, frames, sequencer."""
         now = self.obs.clock.now()
-        if self.camera is not None:
-            self.camera.update()
+        for dev in (self.focuser, self.filter_wheel, self.camera):
+            if dev is not None:
+                dev.update()
         self.jobs.tick(now)
         while self._actions:
             self._do(self._actions.popleft())
@@ -606,6 +637,9 @@ class NightOps:
             problems.append(f"slit: {obs.slit.error}")
         if self.camera is not None and self.camera.state.value == "error":
             problems.append(f"camera: {self.camera.error}")
+        for kind, dev in (("focuser", self.focuser), ("filter_wheel", self.filter_wheel)):
+            if dev is not None and dev.error:
+                problems.append(f"{kind}: {dev.error}")
         st = self.frames.worker.stats
         if st.queued > self.frames.worker.settings.queue_size // 2:
             problems.append(f"frames: {st.queued} waiting (queue of "
@@ -753,8 +787,12 @@ class NightOps:
         """The stop hook: stop the jobs, the camera and the pool (synchronously)."""
         if isinstance(self.jobs, SiteJobs):
             self.jobs.stop()
-        if self.camera is not None:
-            self.camera.disconnect()
+        for dev in (self.camera, self.focuser, self.filter_wheel):
+            if dev is not None:
+                try:
+                    dev.disconnect()
+                except Exception as exc:  # noqa: BLE001 - teardown must finish; logged
+                    log.error("disconnect failed: %s", exc)
         self.frames.stop_now()
         self.calc.shutdown(wait=False, cancel_futures=True)
         if self._queue is not None:
@@ -780,7 +818,21 @@ class NightOps:
                 "frames": self.frames.status(),
                 "camera": None if self.camera is None else {
                     "state": self.camera.state.value, "error": self.camera.error},
+                "focuser": None if self.focuser is None else {
+                    "position": self.focuser.position, "moving": self.focuser.moving,
+                    "temperature_c": _finite_or_none(self.focuser.temperature_c),
+                    "error": self.focuser.error},
+                "filter_wheel": None if self.filter_wheel is None else {
+                    "names": list(self.filter_wheel.names),
+                    "position": self.filter_wheel.position,
+                    "moving": self.filter_wheel.moving, "error": self.filter_wheel.error},
                 "queue_pending": self._pending_count[1]}
+
+
+def _finite_or_none(v):
+    import math
+
+    return v if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
 def _log_failure(what: str):

@@ -697,5 +697,6 @@ def _weather_json(w, now, error: str | None = None) -> dict[str, Any] | None:
             "stale_after_s": _r(w.stale_after_s, 1),
             "rain": w.rain if isinstance(w.rain, bool) or w.rain is None else None,
             "wind_ms": _r(w.wind_ms, 2), "humidity_pct": _r(w.humidity_pct, 1),
+            "alert": None if getattr(w, "alert", None) is None else str(w.alert),
             "invalid": invalid, "error": error}
 

@@ -73,7 +73,8 @@ def evaluate(inputs: SafetyInputs, limits: SafetyConfig) -> SafetyVerdict:
 
     Rules: operator emergency; actuator faults; no weather reading, one older than
     ``weather_stale_s`` (or than the sensor's own ``stale_after_s``, when shorter), or one from
-    the future; rain, or rain not measured; wind above ``max_wind_ms``; humidity above
+    the future; the sensor's own alert (a safety monitor's "not safe"); rain, or rain not
+    measured; wind above ``max_wind_ms``; humidity above
     ``max_humidity_pct``; the sun above ``sun_max_alt_deg`` or unknown; no trusted encoder
     reading for ``encoder_stale_s``. A quantity the sensor does not measure (``None``) is not
     judged, except rain, which every site must measure. A reading that is not a finite number
@@ -127,6 +128,12 @@ def _judge_weather(w: WeatherReading, now: datetime, limits: SafetyConfig, add) 
     elif age > limit:
         # the age stays out of the code: a reading that keeps ageing is one condition
         add("weather_stale", f"weather reading stale ({age:.0f} s old, limit {limit:g} s)")
+    alert = getattr(w, "alert", None)
+    if alert is not None:
+        if isinstance(alert, str) and alert.strip():
+            add("weather_alert", f"weather alert: {alert.strip()}")
+        else:  # an alert without words is still an alert
+            add("weather_alert", f"weather alert ({alert!r})")
     if w.rain is None:
         add("rain_unmeasured", "rain not measured")
     elif not isinstance(w.rain, bool):

@@ -162,6 +162,10 @@ class WeatherReading:
     the daemon last looked. ``stale_after_s``: the sensor's own bound on how long its report
     holds (a heartbeat's timeout); the safety decision takes the shorter of it and
     ``safety.weather_stale_s``.
+
+    ``alert``: the sensor itself says it is unsafe (an Alpaca SafetyMonitor's ``IsSafe`` false,
+    an INDI weather station's alert state), with its reason; ``None`` when it raises none (or
+    has no such judgement). Any alert is unsafe, whatever the other quantities say.
     """
 
     time: datetime
@@ -169,6 +173,7 @@ class WeatherReading:
     wind_ms: float | None = None
     humidity_pct: float | None = None
     stale_after_s: float | None = None
+    alert: str | None = None
 
 
 @runtime_checkable
