@@ -94,7 +94,7 @@ def run_sextractor(image: np.ndarray, *, gain: float | None = None, saturation_a
             raise VisionError(f"{exe} timed out after {timeout_s:.0f} s") from exc
         if run.returncode != 0 or not (d / "cat.fits").is_file():
             raise VisionError(f"{exe} failed ({run.returncode}): {run.stderr.strip()[-300:]}")
-        cat = Table.read(d / "cat.fits", hdu=2)
+        cat = Table.read(d / "cat.fits", hdu=1)
         version = subprocess.run([exe, "-v"], capture_output=True, text=True, timeout=timeout_s).stdout.strip()
     err = np.asarray(cat["FLUXERR_AUTO"], float)
     out = Table({
