@@ -31,7 +31,12 @@ test-deps:
 	@if ! command -v solve-field >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing astrometry.net and astrometry-data-tycho2-07 (apt)"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	    astrometry.net astrometry-data-tycho2-07 >/dev/null) || echo "apt install failed: solve-field tests will skip"; \
+	    astrometry.net astrometry-data-tycho2-07 source-extractor >/dev/null) || echo "apt install failed: solve-field tests will skip"; \
+	fi
+	@if ! command -v source-extractor >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing source-extractor (apt): SExtractor, the reference for tenmon's sources"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq source-extractor >/dev/null) \
+	    || echo "apt install failed: the SExtractor comparison tests will skip"; \
 	fi
 
 # torch 2.13.0 is the CPU build (a local wheel); torchvision 0.28.0 is pinned by the train extra.

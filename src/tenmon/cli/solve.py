@@ -108,19 +108,23 @@ def _solve(args: argparse.Namespace) -> int:
     scale = args.scale if args.scale is not None else from_header.scale_arcsec
     hint = SolveHint(ra_deg=ra, dec_deg=dec, radius_deg=settings.pointing_error_deg, scale_arcsec=scale,
                      scale_tolerance=settings.scale_tolerance)
-    sources = detect_sources(image)
+    sources = detect_sources(image, header=header)  # the frame pipeline's extraction, gain and saturation
     chain = build_chain(settings, catalog=catalog) if catalog is not None else build_chain(settings)
     result = chain.solve(sources, shape, hint, image_path=args.file)
     if args.out is not None and result.solved:
         write_solved_copy(args.file, args.out, result)
     report = result.to_json(include_wcs=False)
     report = {"file": str(args.file), **{k: report[k] for k in RESULT_FIELDS}, "n_sources": len(sources),
-              "hint": hint.to_json(), "attempts": report.get("attempts", [])}
+              "fwhm_px": _round(sources.meta.get("fwhm_px")), "hint": hint.to_json(), "attempts": report.get("attempts", [])}
     if args.json:
         print(json.dumps(report))
     else:
         _print_human(report, args, result.solved)
     return 0 if result.solved else EXIT_NOT_SOLVED
+
+
+def _round(v: float | None) -> float | None:
+    return None if v is None or not math.isfinite(v) else round(float(v), 3)
 
 
 def _print_human(rep: dict, args: argparse.Namespace, solved: bool) -> None:

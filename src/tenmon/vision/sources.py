@@ -25,6 +25,7 @@ import enum
 import logging
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import sep
@@ -61,8 +62,13 @@ class SourceSettings(BaseModel):
     )
     min_area_px: int = Field(default=5, ge=1)
     deblend_nthresh: int = Field(default=32, ge=1)
-    deblend_cont: float = Field(default=0.001, gt=0, le=1, description="1.0 disables deblending")
-    min_snr: float = Field(default=5.0, ge=0, description="drop detections below this aperture SNR")
+    deblend_cont: float = Field(default=0.005, gt=0, le=1, description="1.0 disables deblending")
+    clean: bool = Field(default=True, description="SExtractor's cleaning of spurious detections near bright ones")
+    clean_param: float = Field(default=1.0, gt=0, description="SExtractor's CLEAN_PARAM")
+    detection_filter: Literal["default", "gauss"] = Field(
+        default="default", description="detection filter: SExtractor's default.conv (3x3 pyramid, FWHM ~2 px), "
+        "or a Gaussian of fwhm_guess_px")
+    min_snr: float = Field(default=5.0, ge=0, description="drop detections whose aperture SNR and SExtractor-style SNR (snr_auto) are both below this")
     edge_px: int = Field(default=3, ge=0)
     max_ellipticity: float = Field(default=0.5, gt=0, lt=1)
     fwhm_guess_px: float = Field(default=2.5, gt=0, description="used until the frame's own is measured")
@@ -132,7 +138,7 @@ def measure_background(image: np.ndarray, *, mask: np.ndarray | None = None, box
                       global_rms=float(bkg.globalrms))
 
 
-_COLUMNS = ("id", "x", "y", "flux", "flux_err", "flux_aper", "flux_aper_err", "snr", "fwhm", "a", "b",
+_COLUMNS = ("id", "x", "y", "flux", "flux_err", "flux_aper", "flux_aper_err", "snr", "snr_auto", "fwhm", "a", "b",
             "theta_deg", "ellipticity", "peak", "npix", "flags")
 
 
@@ -184,31 +190,13 @@ def extract_sources(
                                         filter_px=s.background_filter_px)
     sub = np.ascontiguousarray(img - background.level, dtype=np.float32)
     rms = np.ascontiguousarray(background.rms, dtype=np.float32)
-    # SExtractor's detection: the image convolved with a normalised Gaussian of the expected
-    # FWHM, thresholded at ``threshold_sigma`` times the unfiltered sky rms ("conv"). sep's
-    # "matched" mode thresholds in units of the filtered noise instead: at the same nominal
-    # threshold it keeps thousands of noise peaks and took 4x longer for no completeness gained
-    # (measured on 2048x2048 benchmark frames).
-    kernel = _gauss_kernel(s.fwhm_guess_px)
-    try:
-        objs = sep.extract(sub, s.threshold_sigma, err=rms, mask=bad, minarea=s.min_area_px,
-                           filter_kernel=kernel, filter_type="conv",
-                           deblend_nthresh=s.deblend_nthresh, deblend_cont=s.deblend_cont)
-    except Exception as exc:  # sep raises a bare Exception when its pixel stack overflows
-        if "pixel buffer full" in str(exc) or "object deblending overflow" in str(exc):
-            sep.set_extract_pixstack(max(3_000_000, sep.get_extract_pixstack() * 4))
-            sep.set_sub_object_limit(max(4096, sep.get_sub_object_limit() * 2))
-            objs = sep.extract(sub, s.threshold_sigma, err=rms, mask=bad, minarea=s.min_area_px,
-                               filter_kernel=kernel, filter_type="conv",
-                               deblend_nthresh=s.deblend_nthresh, deblend_cont=s.deblend_cont)
-        else:
-            raise VisionError(f"source extraction failed: {exc}") from exc
+    # SExtractor without a weight map thresholds at DETECT_THRESH times the global sky rms
+    objs = _detect(sub, background.global_rms, bad, s)
     if len(objs):
         # Drop obvious noise before the per-object measurements: isophotal SNR well below the
         # catalogue's cut (the aperture SNR decides below). At a 2-sigma threshold most
         # detections are noise, and this keeps the measurement cost proportional to the stars.
-        iso_snr = objs["flux"] / (np.sqrt(np.maximum(objs["npix"], 1)) * rms[
-            np.clip(objs["ycpeak"], 0, img.shape[0] - 1), np.clip(objs["xcpeak"], 0, img.shape[1] - 1)])
+        iso_snr = objs["flux"] / (np.sqrt(np.maximum(objs["npix"], 1)) * max(background.global_rms, 1e-30))
         objs = objs[iso_snr >= 0.5 * s.min_snr]
     if len(objs) == 0:
         t = empty_sources()
@@ -234,22 +222,29 @@ def extract_sources(
     scale = fwhm_frame / float(np.median(fwhm_raw[fitted])) if fwhm_frame and len(fitted) >= 3 else 1.0
     fwhm = fwhm_raw * scale
 
-    # Windowed centroids. The window is the PSF's (optimal for point sources) unless a source is
-    # isolated and clearly extended; a blended source's half-light radius is inflated by its
-    # neighbours and a window that size would pull it towards them.
-    psf_sig = (fwhm_frame or s.fwhm_guess_px) / 2.3548
+    # Positions. Point sources (round, not extended, not saturated, off the border): a windowed
+    # centroid in the PSF's window, then the simultaneous PSF fit. Everything else keeps the
+    # isophotal barycentre, SExtractor's X_IMAGE/Y_IMAGE: a PSF window or model pulls an extended,
+    # elongated or clipped object's position by a pixel or more (measured against SExtractor on
+    # real frames, benchmarks/sources_vs_sextractor.py).
+    fw_ref = fwhm_frame or s.fwhm_guess_px
+    psf_sig = fw_ref / 2.3548
+    ell0 = np.where(objs["a"] > 0, 1.0 - objs["b"] / np.maximum(objs["a"], 1e-9), 0.0)
+    # A deblended source's half-light radius is inflated by its neighbours: its extent is judged
+    # by its own isophotal second moments instead (~ the PSF's sigma for a star; a piece of a
+    # galaxy or a nebula is larger).
     blended = (objs["flag"] & sep.OBJ_MERGED) != 0
-    own_sig = np.clip(fwhm / 2.3548, 0.4, 8.0)
-    sig = np.where(~blended & (fwhm > 2.0 * (fwhm_frame or s.fwhm_guess_px)), own_sig, psf_sig)
-    xw, yw, _ = sep.winpos(sub, x0, y0, sig, mask=bad, subpix=0)
-    moved = ~np.isfinite(xw) | ~np.isfinite(yw) | (np.hypot(xw - x0, yw - y0) > np.maximum(1.5, sig))
-    x = np.where(moved, x0, xw)
-    y = np.where(moved, y0, yw)
+    compact = np.where(blended, objs["a"] <= 2.0 * psf_sig, fwhm <= 2.0 * fw_ref)
+    point = compact & (ell0 <= s.max_ellipticity)
+    point &= (x0 >= s.edge_px) & (y0 >= s.edge_px) & (x0 <= nx - 1 - s.edge_px) & (y0 <= ny - 1 - s.edge_px)
+    if saturation_adu is not None:
+        pk = objs["peak"] + background.level[np.clip(objs["ypeak"], 0, ny - 1), np.clip(objs["xpeak"], 0, nx - 1)]
+        point &= pk < 0.98 * saturation_adu
+    xw, yw, _ = sep.winpos(sub, x0, y0, np.full(len(x0), psf_sig), mask=bad, subpix=0)
+    moved = ~np.isfinite(xw) | ~np.isfinite(yw) | (np.hypot(xw - x0, yw - y0) > max(1.5, psf_sig))
+    x = np.where(point & ~moved, xw, x0).astype(np.float64)
+    y = np.where(point & ~moved, yw, y0).astype(np.float64)
     if fwhm_frame and s.psf_fit:
-        point = ~((fwhm > 2.0 * fwhm_frame) & ~blended)
-        if saturation_adu is not None:
-            pk = objs["peak"] + background.level[np.clip(objs["ypeak"], 0, ny - 1), np.clip(objs["xpeak"], 0, nx - 1)]
-            point &= pk < 0.98 * saturation_adu
         xf, yf, okf = _psf_fit_positions(sub, rms, x, y, objs["peak"], point, fwhm_frame, beta_frame, bad, gain,
                                           n_iter=s.psf_fit_iterations)
         x = np.where(okf, xf, x)
@@ -272,6 +267,13 @@ def extract_sources(
     flux = np.where(kron_ok, flux_auto, fc)
     flux_err = np.where(kron_ok, flux_auto_err, fce)
     snr = np.where(flux_ap_err > 0, flux_ap / np.maximum(flux_ap_err, 1e-30), 0.0)
+    # SExtractor's SNR, FLUX_AUTO / FLUXERR_AUTO: without a weight map SExtractor's noise is the
+    # global sky rms (plus the source's Poisson term), not the local rms map used for flux_err.
+    # Near a bright galaxy or a nebula the two differ several-fold; a detection is kept when
+    # either reaches min_snr, so tenmon's catalogue holds what SExtractor's holds.
+    area = np.where(kron_ok, math.pi * (2.5 * kr) ** 2 * ea * eb, math.pi * (2.0 * ap_r) ** 2)
+    var_auto = area * background.global_rms ** 2 + (np.maximum(flux, 0.0) / gain if gain else 0.0)
+    snr_auto = np.where(var_auto > 0, flux / np.sqrt(np.maximum(var_auto, 1e-30)), 0.0)
 
     a, b = objs["a"], objs["b"]
     ell = np.where(a > 0, 1.0 - b / np.maximum(a, 1e-9), 0.0)
@@ -309,6 +311,7 @@ def extract_sources(
             "flux_aper": flux_ap.astype(np.float64),
             "flux_aper_err": flux_ap_err.astype(np.float64),
             "snr": snr.astype(np.float64),
+            "snr_auto": snr_auto.astype(np.float64),
             "fwhm": fwhm.astype(np.float64),
             "a": a.astype(np.float64),
             "b": b.astype(np.float64),
@@ -319,7 +322,7 @@ def extract_sources(
             "flags": flags,
         }
     )
-    keep = t["snr"] >= s.min_snr
+    keep = (t["snr"] >= s.min_snr) | (t["snr_auto"] >= s.min_snr)
     t = t[keep]
     t.sort("flux", reverse=True)
     t["id"] = np.arange(1, len(t) + 1, dtype=np.int64)
@@ -385,6 +388,14 @@ def _frame_fwhm(sub: np.ndarray, x: np.ndarray, y: np.ndarray, objs: np.ndarray,
     h = int(np.clip(np.ceil(1.5 * np.median(good_raw)), 5, 30)) if len(good_raw) else 5
     ok = (objs["flag"] == 0) & (x > h + 1) & (x < nx - h - 2) & (y > h + 1) & (y < ny - h - 2)
     ok &= np.isfinite(fwhm_raw) & (fwhm_raw > 0.5)
+    # Hot pixels and cosmic rays (a frame that was not cleaned: `tenmon solve`, a guider frame) are
+    # sharper than any star: 2*r_half below ~1.2 px, or well below the typical source's. Left in,
+    # they are the brightest "stars" and the frame's FWHM came out at the fit's floor (0.5 px).
+    if ok.any():
+        typical = float(np.median(fwhm_raw[ok]))
+        sharp = fwhm_raw < max(1.2, 0.6 * typical)
+        if (ok & ~sharp).sum() >= 3:
+            ok &= ~sharp
     if not ok.any():
         return (float(np.median(fwhm_raw)) if len(fwhm_raw) else None), 4.0, np.zeros(0, dtype=int)
     # Brightest non-saturated candidates: skip the top few percent (likely saturated).
@@ -419,7 +430,7 @@ def _frame_fwhm(sub: np.ndarray, x: np.ndarray, y: np.ndarray, objs: np.ndarray,
                                        max_nfev=60)
         except (ValueError, RuntimeError):
             continue
-        if r.success:
+        if r.success and 0.8 < r.x[3] < 14.5:  # a fit at a bound is no star's FWHM
             fits_.append(float(r.x[3]))
             betas.append(float(r.x[4]))
             used.append(i)
@@ -525,6 +536,36 @@ def _psf_fit_positions(sub: np.ndarray, rms: np.ndarray, x: np.ndarray, y: np.nd
     ys_out[idx] = np.where(ok, py, y[idx])
     ok_out[idx] = ok
     return xs_out, ys_out, ok_out
+
+
+#: SExtractor's default detection filter (``default.conv``: 3x3 "all-ground" pyramid, FWHM ~2 px).
+DEFAULT_CONV = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], dtype=np.float32)
+
+
+def _detect(sub: np.ndarray, rms: np.ndarray | float, bad: np.ndarray | None, s: SourceSettings) -> np.ndarray:
+    """SExtractor's detection on a background-subtracted image: convolve with the (normalised)
+    filter, threshold at ``threshold_sigma`` times the *unfiltered* sky rms (sep's "conv" mode,
+    SExtractor's own), at least ``min_area_px`` connected pixels, multi-threshold deblending and
+    cleaning as configured. sep's "matched" mode thresholds in units of the filtered noise
+    instead: at the same nominal threshold it keeps thousands of noise peaks."""
+    kernel = DEFAULT_CONV if s.detection_filter == "default" else _gauss_kernel(s.fwhm_guess_px)
+
+    def run() -> np.ndarray:
+        return sep.extract(sub, s.threshold_sigma, err=rms, mask=bad, minarea=s.min_area_px,
+                           filter_kernel=kernel, filter_type="conv", deblend_nthresh=s.deblend_nthresh,
+                           deblend_cont=s.deblend_cont, clean=s.clean, clean_param=s.clean_param)
+
+    try:
+        return run()
+    except Exception as exc:  # sep raises a bare Exception when its pixel stack overflows
+        if "pixel buffer full" in str(exc) or "object deblending overflow" in str(exc):
+            sep.set_extract_pixstack(max(3_000_000, sep.get_extract_pixstack() * 4))
+            sep.set_sub_object_limit(max(4096, sep.get_sub_object_limit() * 2))
+            try:
+                return run()
+            except Exception as exc2:
+                raise VisionError(f"source extraction failed: {exc2}") from exc2
+        raise VisionError(f"source extraction failed: {exc}") from exc
 
 
 def _gauss_kernel(fwhm: float) -> np.ndarray:

@@ -1,0 +1,92 @@
+"""tenmon's sources against SExtractor on real frames; one extraction for pipeline and solver."""
+
+from __future__ import annotations
+
+import logging
+import warnings
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from tenmon.vision import sources as src
+from tenmon.vision.sextractor import agreement, find_program, run_sextractor
+from tenmon.vision.skyrender import render_star_field, simple_wcs
+from tenmon.vision.solve.catalogs import SimulatedSky
+from tenmon.vision.solve.detect import detect_sources, header_gain_saturation
+
+needs_sextractor = pytest.mark.skipif(find_program() is None,
+                                      reason="source-extractor not installed (make test-deps installs it)")
+
+
+def _read(path):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with fits.open(path) as h:
+            hdu = next(x for x in h if x.data is not None and x.data.ndim == 2)
+            return np.asarray(hdu.data, dtype=np.float32), hdu.header
+
+
+@needs_sextractor
+@pytest.mark.parametrize("name", ["monet_small.fits", "c4d_170316_062107_ooi_z_ls9.N2.fits"])
+def test_agrees_with_sextractor_on_real_frames(test_data, name):
+    img, hdr = _read(test_data / "sources" / name)
+    gain, sat = header_gain_saturation(hdr)
+    ref = run_sextractor(img, gain=gain, saturation_adu=sat)
+    ours = src.extract_sources(img, gain=gain, saturation_adu=sat)
+    a = agreement(ref, ours, min_snr=10.0, radius_px=1.0)
+    assert a["n_ref"] >= 8, a
+    assert a["fraction"] >= 0.95, a
+    assert a["median_sep_px"] < 0.3, a
+
+
+@needs_sextractor
+def test_agreement_measure_sees_a_wrong_catalogue(test_data):
+    img, _ = _read(test_data / "sources" / "monet_small.fits")
+    ref = run_sextractor(img)
+    ours = src.extract_sources(img)
+    ours["x"] += 1.5  # every position off by 1.5 px: nothing may match
+    assert agreement(ref, ours)["fraction"] == 0.0
+    assert ref.meta["version"].startswith("Source Extractor")
+
+
+def test_frame_fwhm_is_not_a_cosmic_ray(test_data, caplog):
+    # A real HSC cut-out with its cosmic rays left in (as `tenmon solve` sees a raw frame): the
+    # frame's FWHM is the stars' (~3 px), not the fit's floor of 0.5 px from a cosmic ray.
+    img, _ = _read(test_data / "sources" / "hsc_crs.fits")
+    with caplog.at_level(logging.WARNING, logger="tenmon.vision.sources"):
+        t = detect_sources(img)
+    assert 2.0 < t.meta["fwhm_px"] < 4.5, t.meta["fwhm_px"]
+    assert "doubtful" not in caplog.text
+
+
+def test_solver_extraction_uses_the_frames_fwhm_on_a_raw_frame(caplog):
+    # Cosmic rays and hot pixels, not cleaned: what `tenmon solve` is given.
+    sky = SimulatedSky(seed=11)
+    shape = (512, 512)
+    wcs = simple_wcs((210.0, 54.0), shape=shape, pixel_scale_arcsec=1.28, rotation_deg=117.0, flip=True)
+    frame = render_star_field(wcs=wcs, stars=sky.stars_for_wcs(wcs, shape), shape=shape, fwhm_px=2.2, seed=41)
+    hdr = fits.Header({"GAIN": 1.5, "SATURATE": 60000.0})
+    with caplog.at_level(logging.WARNING, logger="tenmon.vision.sources"):
+        t = detect_sources(frame.image, header=hdr)
+    assert abs(t.meta["fwhm_px"] - 2.2) < 0.4, t.meta["fwhm_px"]
+    assert "doubtful" not in caplog.text
+    assert len(t) > 20
+    # The same pixels through the frame pipeline's extractor give the same stars.
+    full = src.extract_sources(frame.image, gain=1.5, saturation_adu=60000.0)
+    assert len(full) == len(t)
+    assert np.allclose(np.sort(np.asarray(full["x"])), np.sort(np.asarray(t["x"])))
+
+
+def test_header_gain_and_saturation():
+    assert header_gain_saturation(fits.Header({"EGAIN": 2.5, "SATLEVEL": 40000})) == (2.5, 40000.0)
+    assert header_gain_saturation(fits.Header({"GAIN": "n/a"})) == (None, None)
+    assert header_gain_saturation(None) == (None, None)
+
+
+def test_defaults_are_sextractors_choices():
+    s = src.SourceSettings()
+    assert (s.threshold_sigma, s.min_area_px, s.deblend_nthresh, s.deblend_cont) == (1.5, 5, 32, 0.005)
+    assert (s.clean, s.clean_param, s.detection_filter) == (True, 1.0, "default")
+    assert (s.background_box_px, s.background_filter_px) == (64, 3)
+    assert np.array_equal(src.DEFAULT_CONV, [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
