@@ -32,11 +32,13 @@ def free_port() -> int:
 
 
 class Daemon:
-    def __init__(self, data_dir: Path, port: int, env: dict | None = None, fresh=True):
+    def __init__(self, data_dir: Path, port: int, env: dict | None = None, fresh=True,
+                 extra_args: list[str] | None = None):
         self.data_dir, self.port = data_dir, port
         self.url = f"http://127.0.0.1:{port}"
         args = [sys.executable, "-m", "tenmon.cli.main", "daemon", "--simulate", "--speed", SPEED,
-                "--port", str(port), "--data-dir", str(data_dir)] + (["--fresh"] if fresh else [])
+                "--port", str(port), "--data-dir", str(data_dir)] + (["--fresh"] if fresh else []) \
+            + (extra_args or [])
         self.log = open(data_dir.parent / f"daemon-{port}-{time.monotonic_ns()}.log", "w")
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT,
                                      env={**os.environ, **(env or {})})

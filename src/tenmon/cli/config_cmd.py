@@ -31,6 +31,7 @@ def cmd_validate(args) -> int:
         "relay_banks": {n: b.type for n, b in cfg.relays.items()}, "mount": cfg.mount.type,
         "encoder": cfg.encoder.type, "weather": cfg.weather.type,
         "api": f"{cfg.api.host}:{cfg.api.port}",
+        "alpaca": f"{cfg.alpaca.host}:{cfg.alpaca.port}" if cfg.alpaca.enabled else None,
     }
     if args.json:
         print(json.dumps(summary))

@@ -20,6 +20,11 @@ def cmd_daemon(args) -> int:
         env["TENMON_API__PORT"] = str(args.port)
     if args.data_dir is not None:
         env["TENMON_PATHS__DATA_DIR"] = str(args.data_dir)
+    if args.alpaca_port is not None:  # serve Alpaca on this port (127.0.0.1 when simulated)
+        env["TENMON_ALPACA__ENABLED"] = "true"
+        env["TENMON_ALPACA__PORT"] = str(args.alpaca_port)
+        if args.simulate:
+            env["TENMON_ALPACA__HOST"] = '"127.0.0.1"'
     if args.simulate:
         path = Path(args.config) if args.config else simulated_config_path()
         if args.speed is not None:
@@ -94,6 +99,10 @@ def register(sub) -> None:
     p.add_argument("--fresh", action="store_true",
                    help="simulated: start a new world instead of resuming the saved one")
     p.add_argument("--port", type=int, help="API port (overrides [api].port)")
+    p.add_argument("--alpaca-port", type=int,
+                   help="serve ASCOM Alpaca (dome, cover, safety, weather) on this port; with "
+                        "--simulate on 127.0.0.1 (overrides [alpaca] enabled and port; "
+                        "docs/alpaca.md)")
     p.add_argument("--data-dir", help="data directory (overrides [paths].data_dir)")
     p.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     p.set_defaults(func=cmd_daemon, daemon_logs=True)

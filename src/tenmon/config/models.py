@@ -110,6 +110,66 @@ class ApiConfig(_Model):
         return is_loopback_host(self.host)
 
 
+class AlpacaConfig(_Model):
+    """The ASCOM Alpaca server (``[alpaca]``, docs/alpaca.md): the dome, the mirror cover, the
+    safety verdict and the weather for NINA, ACP, Voyager, KStars/Ekos and other Alpaca clients.
+
+    Reads (GET) are open to every client that can reach ``host:port``. Commands (PUT, except
+    Connect/Disconnect, which move nothing) need a client address in ``command_from`` and, when
+    ``username`` is set, HTTP basic auth with that user and the password from ``password_env``
+    or ``password_file``. Safety stays in charge whoever commands: an open while unsafe is
+    refused, a close is always taken.
+    """
+
+    enabled: bool = Field(default=False, description="serve the Alpaca API and discovery")
+    host: str = Field(default="127.0.0.1", min_length=1,
+                      description="bind address; 0.0.0.0 to serve the LAN")
+    port: int = Field(default=11111, ge=1, le=65535, description="Alpaca HTTP port")
+    discovery: bool = Field(default=True, description="answer Alpaca discovery (UDP broadcast "
+                            "'alpacadiscovery1') with the Alpaca port")
+    discovery_port: int = Field(default=32227, ge=1, le=65535,
+                                description="UDP port of Alpaca discovery (the standard's 32227)")
+    command_from: list[str] = Field(
+        default_factory=lambda: ["127.0.0.1", "::1"],
+        description="client addresses or networks (CIDR, e.g. 192.168.1.0/24) allowed to "
+        "command; reads are open")
+    username: str | None = Field(default=None, min_length=1, max_length=100,
+                                 description="HTTP basic auth user commands need (none: the "
+                                 "address list alone decides)")
+    password_env: str | None = Field(
+        default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="environment variable holding the basic-auth password (wins over "
+        "password_file)")
+    password_file: Path | None = Field(default=None,
+                                       description="file holding the basic-auth password")
+
+    @field_validator("command_from")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for item in v:
+            try:
+                ipaddress.ip_network(item.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an address or network (e.g. 192.168.1.20 or "
+                                 "192.168.1.0/24)") from None
+        return [item.strip() for item in v]
+
+    @model_validator(mode="after")
+    def _auth_complete(self):
+        has_password = self.password_env is not None or self.password_file is not None
+        if self.username is not None and not has_password:
+            raise ValueError("username needs password_env or password_file")
+        if self.username is None and has_password:
+            raise ValueError("password_env / password_file need a username")
+        return self
+
+    @property
+    def loopback(self) -> bool:
+        return is_loopback_host(self.host)
+
+
 class SafetyConfig(_Model):
     """Limits of the safety supervisor. Missing or stale readings are always unsafe."""
 
@@ -764,6 +824,7 @@ class TenmonConfig(_Model):
     site: SiteConfig
     paths: PathsConfig = Field(default_factory=PathsConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    alpaca: AlpacaConfig = Field(default_factory=AlpacaConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     daemon: DaemonConfig = Field(default_factory=DaemonConfig)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
@@ -810,6 +871,7 @@ def wiring_problems(cfg: TenmonConfig) -> list[tuple[str, str]]:
                          "its token with api.token_file (or api.token_env), or bind to "
                          "127.0.0.1; without one any client on the network could command the "
                          "observatory"))
+    problems.extend(_alpaca_problems(cfg))
     uses = [
         ("dome", cfg.dome.relays, ("cw_channel", cfg.dome.cw_channel),
          ("ccw_channel", cfg.dome.ccw_channel), cfg.dome.slew_timeout_s),
@@ -879,4 +941,25 @@ def wiring_problems(cfg: TenmonConfig) -> list[tuple[str, str]]:
             if t in ("simulated", "simulated-ir"):
                 problems.append((key, "a site (mode = 'site') must not use a simulated device; "
                                  "use mode = 'simulated' for a simulated observatory"))
+    return problems
+
+
+def _alpaca_problems(cfg: TenmonConfig) -> list[tuple[str, str]]:
+    """``[alpaca]`` against the rest: a port of its own; no open door to commands."""
+    import ipaddress
+
+    a = cfg.alpaca
+    if not a.enabled:
+        return []
+    problems: list[tuple[str, str]] = []
+    if a.port == cfg.api.port:
+        problems.append(("alpaca.port", f"{a.port} is the API's port (api.port): give the "
+                         "Alpaca server a port of its own (the standard's default is 11111)"))
+    if not a.loopback and a.username is None:
+        for item in a.command_from:
+            net = ipaddress.ip_network(item, strict=False)
+            if net.prefixlen == 0:
+                problems.append(("alpaca.command_from", f"{item!r} lets any machine that "
+                                 "reaches the Alpaca port command the dome and cover: list "
+                                 "the clients' addresses, or set alpaca.username (basic auth)"))
     return problems

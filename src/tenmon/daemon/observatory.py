@@ -479,6 +479,22 @@ class Observatory:
         self._guard("cover", self.cover.close_cover)
         self._motion("cover", "closing")
 
+    def cover_halt(self) -> None:
+        """Stop an opening mirror cover where it is (an Alpaca client's HaltCover).
+
+        Raises:
+            CommandRefused: ``closing`` when the cover is closing: a close is never halted.
+        """
+        state = self.cover.state
+        if state == ShutterState.CLOSING or self.supervisor.closing:
+            raise CommandRefused("closing", "cover halt refused: the cover is closing, and a "
+                                 "close is never halted")
+        if state != ShutterState.OPENING:
+            self.emit("info", "command", f"cover: halt (not moving: {state.value})")
+            return
+        self.cover.stop()
+        self._motion("cover", "halted")
+
     def mount_goto(self, ra_deg: float, dec_deg: float) -> None:
         self._refuse_if_unsafe("mount goto")
         if not (0.0 <= ra_deg < 360.0 and -90.0 <= dec_deg <= 90.0):

@@ -157,6 +157,18 @@ async def _serve(obs: Observatory, config: TenmonConfig, notifier: SystemdNotifi
         await runner.cleanup()
         raise DaemonStartError(f"cannot listen on {config.api.host}:{config.api.port}: "
                                f"{exc.strerror} (is another program using the port?)") from None
+    # ASCOM Alpaca ([alpaca] enabled): its own port, the same loop and observatory methods
+    from tenmon.daemon.alpaca import start_alpaca
+
+    try:
+        alpaca = await start_alpaca(obs)
+    except OSError as exc:
+        obs.stop()
+        obs.store.close()
+        await runner.cleanup()
+        raise DaemonStartError(f"cannot serve Alpaca on {config.alpaca.host}:"
+                               f"{config.alpaca.port}: {exc.strerror or exc} (is another "
+                               "program using the port?)") from None
     speed = config.sim.speed if config.sim else 1.0
     url = f"http://{config.api.host}:{config.api.port}"
     obs.emit("info", "daemon", f"API listening on {url}"
@@ -188,6 +200,8 @@ async def _serve(obs: Observatory, config: TenmonConfig, notifier: SystemdNotifi
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        if alpaca is not None:
+            await alpaca.stop()  # no Alpaca request reaches a stopped observatory
         if obs.shutting_down and not obs.supervisor.in_safe_state():
             obs.emit("alarm", "daemon", "exiting before the safe state was verified: "
                      + obs.supervisor.describe())

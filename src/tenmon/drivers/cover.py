@@ -95,7 +95,12 @@ class RelayCover(NoticeBoard):
         self.state = ShutterState.OPENING if direction > 0 else ShutterState.CLOSING
 
     def stop(self) -> None:
+        """Stop the motor where it is: a cover stopped mid-travel is ``partial`` (its switches,
+        when fitted, tell the end it may still be at). Never raises."""
         err = self.motor.stop_quietly()
+        if self._phase != "idle":
+            self.state = ShutterState.PARTIAL
+            self.verified = self.switches is not None
         self._phase = "idle"
         if err:
             self._fail(f"stop failed: {err}")
