@@ -12,6 +12,7 @@ from typing import Any, Callable
 
 from tenmon.cli.client import ApiClient, client_for
 from tenmon.errors import ApiError, TenmonError
+from tenmon.statusview import format_text
 
 
 class WaitFailed(TenmonError):
@@ -39,130 +40,9 @@ def _deg(v, fmt="{:.1f}°") -> str:
 
 
 def format_status(s: dict[str, Any]) -> str:
-    """The status snapshot as a few aligned lines for a person."""
-    d, sl, c, m, sf = s["dome"], s["slit"], s["cover"], s["mount"], s["safety"]
-    lines = []
-    head = f"tenmon  {s['mode']}  {s['time_utc'][:19].replace('T', ' ')} UTC"
-    head += "   " + ("SAFE" if sf["safe"] else "UNSAFE")
-    if s["daemon"].get("shutting_down"):
-        head += "   (shutting down)"
-    lines.append(head)
-    dome = f"az {_deg(d['azimuth_deg'])}  {d['state'].upper() if d.get('uncommanded') else d['state']}"
-    if d["slewing"] and d["target_deg"] is not None:
-        dome += f" to {_deg(d['target_deg'])}"
-    dome += ("  at home" if d["at_home"] else "") + ("  at park" if d["at_park"] else "")
-    if d["error"]:
-        dome += f"  ERROR: {d['error']}"
-    lines.append(f"dome     {dome}")
-    frac = sl["open_fraction"]
-    slit = (sl["state"].upper() if sl.get("uncommanded") else sl["state"]) \
-        + ("" if frac is None else f"  {frac:.0%} open")
-    if not sl["verified"] and sl["state"] == "closed":
-        slit += "  NOT VERIFIED (blind close): not the safe state"
-    if sl["error"]:
-        slit += f"  ERROR: {sl['error']}"
-    lines.append(f"slit     {slit}")
-    lines.append(f"cover    {c['state']}" + ("" if c["verified"] or c["state"] != "closed"
-                                              else "  (timed, not verified)")
-                 + (f"  ERROR: {c['error']}" if c["error"] else ""))
-    mount = (f"RA {_deg(m['ra_deg'], '{:.4f}°')}  Dec {_deg(m['dec_deg'], '{:+.4f}°')}  "
-             f"alt {_deg(m['alt_deg'])}  az {_deg(m['az_deg'])}  {m['state']}")
-    if m["error"]:
-        mount += f"  ERROR: {m['error']}"
-    lines.append(f"mount    {mount}")
-    if sf["safe"]:
-        safety = "safe"
-    else:
-        safety = "UNSAFE: " + "; ".join(sf["reasons"])
-    if sf.get("closing"):
-        safety += "  (closing to the safe state)"
-    if sf.get("emergency"):
-        safety += "  EMERGENCY STOP latched (tenmon resume)"
-    if sf.get("in_safe_state") is not None:
-        safety += "  in safe state" if sf["in_safe_state"] else ""
-    hold = (sf.get("hold_off") or {}).get("remaining_s")
-    if hold:
-        safety += f"  reopen hold-off {hold:.0f} s"
-    lines.append(f"safety   {safety}")
-    for fault in sf.get("faults") or []:
-        lines.append(f"FAULT    {fault['message']}  (clear: tenmon resume)")
-    w = s.get("weather")
-    if w and "rain" in w:
-        wtxt = f"rain {'YES' if w['rain'] else 'no'}"
-        if w.get("wind_ms") is not None:
-            wtxt += f"  wind {w['wind_ms']:.1f} m/s"
-        if w.get("humidity_pct") is not None:
-            wtxt += f"  humidity {w['humidity_pct']:.0f} %"
-        if w.get("invalid"):
-            wtxt += "  INVALID: " + ", ".join(w["invalid"])
-        if w.get("age_s") is not None:
-            wtxt += f"  age {w['age_s']:.0f} s"
-        if w.get("error"):
-            wtxt += f"  ({w['error']})"
-        lines.append(f"weather  {wtxt}")
-    elif w and w.get("error"):
-        lines.append(f"weather  no reading ({w['error']})")
-    else:
-        lines.append("weather  no reading")
-    e = s["encoder"]
-    lines.append(f"encoder  {e['state']}  az {_deg(e['azimuth_deg'])}  conf {e['confidence'] or 0:.2f}"
-                 + ("  no trusted reading" if e["age_s"] is None else f"  age {e['age_s']:.1f} s")
-                 + ("" if e.get("state_age_s") is None
-                    else f"  state carried from {e['state_age_s']:.0f} s ago"))
-    for name, r in s.get("relays", {}).items():
-        on = ",".join(map(str, r["on"])) or "none"
-        txt = ("connected" if r["connected"] else "DISCONNECTED") + f", on: {on}"
-        if r.get("physically_on") is not None:
-            phys = ",".join(map(str, r["physically_on"])) or "none"
-            txt += f", read back on: {phys}" + ("  DISAGREES" if r.get("disagree") else "")
-        lines.append(f"relays   {name}: {txt}")
-    n = s.get("night")
-    if n:
-        txt = f"{n.get('phase', '?')}"
-        if n.get("active"):
-            txt += f"  night of {n.get('night')}"
-        if n.get("hold_reason"):
-            txt += f"  (held: {n['hold_reason']})"
-        txt += f"  queue {n.get('queue_pending', 0)} pending"
-        lines.append(f"night    {txt}")
-        f = n.get("frames") or {}
-        if f:
-            lines.append(f"frames   {f.get('done', 0)}/{f.get('received', 0)} processed, "
-                         f"{f.get('solved', 0)} solved, {f.get('failed', 0)} failed, "
-                         f"{f.get('queued', 0)} queued" + (f", {f['dropped']} dropped"
-                                                            if f.get("dropped") else ""))
-    st = s.get("storage")
-    if st:
-        lines.append(f"storage  {_storage_line(st)}")
-    c = s.get("centring")
-    if c and c.get("id"):
-        last = (c.get("tries") or [{}])[-1]
-        sep = last.get("separation_arcsec")
-        lines.append(f"centring {c.get('state')}  {len(c.get('tries') or [])} tries"
-                     + (f", last {sep:.1f}\"" if isinstance(sep, (int, float)) else ""))
-    if s.get("sim") and s["sim"]["faults"]:
-        lines.append("sim      faults: " + ", ".join(s["sim"]["faults"]))
-    return "\n".join(lines)
-
-
-def _storage_line(st: dict[str, Any]) -> str:
-    """The database and free space, in one line: what is wrong first."""
-    if st.get("state") == "degraded":
-        txt = (f"DEGRADED: {st.get('error') or 'database not open'}; "
-               f"{st.get('buffered_rows', 0)} rows wait in memory")
-    else:
-        txt = "ok"
-    if st.get("dropped_rows"):
-        txt += f", {st['dropped_rows']} rows dropped"
-    free = [f"{d['label']} {d['free_mb']:.0f} MB" for d in st.get("directories") or []
-            if d.get("free_mb") is not None]
-    if free:
-        txt += "  free: " + ", ".join(free)
-    if st.get("disk") in ("low", "critical", "unknown") and st.get("directories"):
-        txt += f"  (disk {st['disk'].upper()})"
-    if st.get("exposures_allowed") is False:
-        txt += "  EXPOSURES REFUSED"
-    return txt
+    """The status snapshot as a few aligned lines for a person: the one status model
+    (``tenmon.statusview``), which the operator page shows too."""
+    return format_text(s)
 
 
 def cmd_status(args) -> int:
