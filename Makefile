@@ -38,6 +38,11 @@ test-deps:
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq source-extractor >/dev/null) \
 	    || echo "apt install failed: the SExtractor comparison tests will skip"; \
 	fi
+	@if ! command -v indiserver >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing indi-bin (apt): indiserver and the INDI simulators for the INDI device tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq indi-bin >/dev/null) \
+	    || echo "apt install failed: INDI tests will skip"; \
+	fi
 
 # torch 2.13.0 is the CPU build (a local wheel); torchvision 0.28.0 is pinned by the train extra.
 # ultralytics may pull GUI OpenCV: it is replaced by the headless build. The smoke training test

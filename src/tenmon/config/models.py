@@ -775,6 +775,58 @@ FilterWheelConfig = Annotated[Union[AlpacaFilterWheelConfig], Field(discriminato
 NETWORK_TYPES = ("alpaca", "indi")
 
 
+# --------------------------------------------------------------------------- INDI devices (issue 14)
+# One block for every ``type = "indi"`` device (docs/devices_indi.md); the unions name them.
+
+
+class _IndiDeviceConfig(_Model):
+    """A device of an indiserver: where the server is and the device's INDI name."""
+
+    type: Literal["indi"]
+    host: str = Field(default="127.0.0.1", min_length=1, description="indiserver host")
+    port: int = Field(default=7624, ge=1, le=65535, description="indiserver port")
+    device: str = Field(min_length=1, description="the INDI device name, as `tenmon devices "
+                        "discover --indi HOST:PORT` lists it (e.g. 'CCD Simulator')")
+    connect_timeout_s: float = Field(default=15.0, gt=0, description="server, device and its "
+                                     "properties must answer within this (wall seconds)")
+    reply_timeout_s: float = Field(default=30.0, gt=0, description="a setting (binning, cooler, "
+                                   "tracking...) must be acknowledged within this")
+
+
+class IndiCameraConfig(_IndiDeviceConfig):
+    readout_timeout_s: float = Field(default=60.0, gt=0, description="the frame must arrive "
+                                     "this long after the exposure ends, or the camera errs")
+    binning: int | None = Field(default=None, ge=1, le=16, description="set at connect; None "
+                                "keeps the device's")
+    cooler_setpoint_c: float | None = Field(default=None, ge=-100, le=50,
+                                            description="CCD temperature to hold; None: cooler "
+                                                        "left as it is")
+
+
+class IndiMountConfig(_IndiDeviceConfig):
+    slew_timeout_s: float = Field(default=300.0, gt=0, description="a slew or park must end "
+                                  "within this, or the mount is stopped and errs")
+    min_alt_deg: float = Field(default=10.0, ge=-10, le=80, description="limit: a goto below "
+                               "this altitude is refused; tracking below it is stopped")
+    max_hour_angle_deg: float | None = Field(default=None, gt=0, le=180, description="limit: "
+                                             "a goto further from the meridian is refused")
+
+
+class IndiFocuserConfig(_IndiDeviceConfig):
+    move_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class IndiFilterWheelConfig(_IndiDeviceConfig):
+    move_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class IndiWeatherConfig(_IndiDeviceConfig):
+    stale_s: float = Field(default=180.0, gt=0, description="parameters not refreshed by the "
+                           "station for this long are stale (unsafe)")
+    update_period_s: float | None = Field(default=30.0, gt=0, description="WEATHER_UPDATE "
+                                          "period set at connect; None keeps the station's")
+
+
 # --------------------------------------------------------------------------- simulation
 
 
