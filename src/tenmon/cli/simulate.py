@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tenmon.errors import ConfigError, TenmonError
+from tenmon.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -507,8 +508,8 @@ async def _run(opts: SimulationOptions) -> dict[str, Any]:
         or (restarts and e["kind"] == "daemon"
             and e["message"].startswith("stopped after a crash")))]
     report["simulation"] = {
-        "night": opts.night.isoformat(), "start_utc": start.isoformat(),
-        "end_utc": end.isoformat(), "speed_requested": opts.speed,
+        "night": opts.night.isoformat(), "start_utc": utc_iso(start, timespec="auto"),
+        "end_utc": utc_iso(end, timespec="auto"), "speed_requested": opts.speed,
         "speed_reached": round(loop.sim_s / loop.wall_s, 1) if loop.wall_s else None,
         "wall_s": round(loop.wall_s, 1), "sim_s": round(loop.sim_s, 1),
         "tick_s": cfg.daemon.tick_s, "ticks": len(loop.late_s), "restarts": len(restarts),
