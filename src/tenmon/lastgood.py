@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from tenmon.atomicfile import atomic_write_text
 from tenmon.config.models import AlertsConfig, PathsConfig, RelayBankConfig, TenmonConfig
 from tenmon.errors import ConfigError
 
@@ -44,31 +45,8 @@ def default_data_dir() -> Path:
 
 def atomic_write(path: Path, text: str, mode: int = 0o640) -> None:
     """Write ``text`` to ``path`` so that a reader sees the old file or the new one, whole, even
-    after a power loss."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            fd = -1
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    after a power loss (file and directory flushed)."""
+    atomic_write_text(path, text, mode=mode, fsync=True)
 
 
 def _header(source: str | None) -> dict[str, Any]:

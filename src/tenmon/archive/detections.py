@@ -18,7 +18,6 @@ file); the ``writer`` commits the index rows only after that.
 from __future__ import annotations
 
 import math
-import os
 import uuid
 from pathlib import Path
 from typing import Iterable
@@ -30,6 +29,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from tenmon import offline
+from tenmon.atomicfile import atomic_write, usual_mode
 
 offline.configure()
 
@@ -90,18 +90,10 @@ def file_for(archive: str | Path, night: str | None, batch: str) -> Path:
 
 def write_table(path: Path, table: pa.Table) -> None:
     """Write ``table`` (sorted by ``hpx``) to ``path`` atomically (temporary name, fsync, rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
     table = table.sort_by([("hpx", "ascending"), ("frame_id", "ascending")])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            pq.write_table(table, f, row_group_size=ROW_GROUP_ROWS, compression="zstd")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS,
+                                                  compression="zstd"),
+                 mode=usual_mode(), fsync=True)
 
 
 def to_table(frame_id: int, batch: str, mjd: float | None, filt: str | None, cols: dict[str, np.ndarray]) -> pa.Table:

@@ -9,7 +9,9 @@ late each tick starts (the daemon's own tick-latency figure). It runs from half 
 dusk to half an hour after dawn, waits for every frame to be processed, and reports.
 
 With ``--speed 0`` (or ``--fast``) it runs as fast as it can and lets simulated time wait while
-the frame pool is busy, so frames are processed as if instantly (for tests and CI; the speed
+anything a tick started runs off the loop (``NightOps.in_flight()``: camera renders, frames in
+the pool, planning, the night jobs' trigger computations), so they take no simulated time and
+the same seed gives the same night however busy the machine is (for tests and CI; the speed
 figure then means little).
 """
 
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from tenmon.errors import ConfigError, TenmonError
+from tenmon.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -100,7 +103,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="local date of the evening, YYYY-MM-DD")
     p.add_argument("--speed", type=float, default=60.0, metavar="N",
                    help="simulated seconds per wall second (default 60); 0: as fast as possible, "
-                        "frames processed as if instantly")
+                        "simulated time waiting for renders, frames and planning (one seed, one "
+                        "night)")
     p.add_argument("--fast", action="store_true", help="the same as --speed 0")
     p.add_argument("--weather", type=Path, metavar="SCRIPT",
                    help="TOML or JSON list of {after_s | at_utc, condition[, wind_ms]}; "
@@ -369,10 +373,11 @@ async def _run_until(obs, ops, loop: _Loop, until: datetime, bar, *, drain: bool
             elif time.monotonic() - drain_started > drain_timeout_s:
                 log.warning("frames still busy %.0f s after the end: giving up", drain_timeout_s)
                 break
-        if speed == 0 and ((ops.frames.processing and ops.frames.started) or (
-                ops.camera is not None and getattr(ops.camera, "rendering", False))):
-            # as fast as possible, but simulated time waits for the camera and the frame pool
-            await asyncio.sleep(0.01)
+        if speed == 0 and ops.in_flight():
+            # as fast as possible, but simulated time waits for everything a tick started off
+            # the loop (camera renders, frames in the pool, planning, the jobs' triggers): each
+            # result is then taken at the same simulated time whatever the machine is doing
+            await asyncio.sleep(0.002)
             next_wall = time.monotonic()
             continue
         late = max(0.0, time.monotonic() - next_wall)
@@ -503,8 +508,8 @@ async def _run(opts: SimulationOptions) -> dict[str, Any]:
         or (restarts and e["kind"] == "daemon"
             and e["message"].startswith("stopped after a crash")))]
     report["simulation"] = {
-        "night": opts.night.isoformat(), "start_utc": start.isoformat(),
-        "end_utc": end.isoformat(), "speed_requested": opts.speed,
+        "night": opts.night.isoformat(), "start_utc": utc_iso(start, timespec="auto"),
+        "end_utc": utc_iso(end, timespec="auto"), "speed_requested": opts.speed,
         "speed_reached": round(loop.sim_s / loop.wall_s, 1) if loop.wall_s else None,
         "wall_s": round(loop.wall_s, 1), "sim_s": round(loop.sim_s, 1),
         "tick_s": cfg.daemon.tick_s, "ticks": len(loop.late_s), "restarts": len(restarts),

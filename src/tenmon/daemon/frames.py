@@ -324,6 +324,15 @@ class FrameService:
         return bool(self._backlog or st.running or st.queued)
 
     @property
+    def settling(self) -> bool:
+        """Frames in the pool (queued or running), or waiting for a pool that is starting: their
+        outcomes arrive off the tick (the next tick records them). A failed start (retried a
+        minute later) does not count."""
+        st = self.worker.stats
+        starting = self._start_task is not None and not self._start_task.done()
+        return bool(st.running or st.queued or (self._backlog and starting))
+
+    @property
     def busy(self) -> bool:
         """:attr:`processing`, or files in the directory not yet stable and complete."""
         return self.processing or bool(self._outcomes or self.intake.pending)

@@ -215,6 +215,12 @@ class TickJobs:
         """A trigger computation is running."""
         return any(j.pending is not None for j in self.jobs.values())
 
+    @property
+    def running(self) -> bool:
+        """A trigger computation is still running on the worker thread (one that finished is
+        applied by the next tick)."""
+        return any(j.pending is not None and not j.pending.done() for j in self.jobs.values())
+
     def tick(self, now: datetime) -> None:
         """Start trigger computations that are due; apply those that finished."""
         for job in self.jobs.values():
@@ -591,6 +597,17 @@ class NightOps:
                 return
             self._last_action[action] = now
         getattr(self, f"action_{action}")()
+
+    def in_flight(self) -> bool:
+        """Work started by a tick and still running off the loop, whose result a later tick
+        takes: a job's trigger computation, planning, the camera's render, frames in the pool.
+        ``tenmon simulate --fast`` holds simulated time while this is true, so each result is
+        taken at the same simulated time however busy the machine is (one seed, one night)."""
+        fut = self._plan_future
+        return bool((isinstance(self.jobs, TickJobs) and self.jobs.running)
+                    or (fut is not None and not fut.done())
+                    or (self.camera is not None and getattr(self.camera, "rendering", False))
+                    or self.frames.settling)
 
     # ------------------------------------------------------------------ actions
 

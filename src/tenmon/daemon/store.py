@@ -48,6 +48,7 @@ from typing import Any, Callable, Iterable
 
 from tenmon.config.models import StorageConfig
 from tenmon.errors import StorageError
+from tenmon.timefmt import utc_iso  # noqa: F401 - every stored time; imported from here by many
 
 log = logging.getLogger(__name__)
 
@@ -105,8 +106,6 @@ READ_BUSY_MS = 2000
 _ID_TABLES = ("events", "device_history")
 
 
-def utc_iso(when: datetime) -> str:
-    return when.astimezone(timezone.utc).isoformat(timespec="milliseconds")
 
 
 def _code(exc: BaseException) -> int | None:

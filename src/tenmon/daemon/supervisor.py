@@ -34,6 +34,7 @@ from tenmon.config.models import SafetyConfig
 from tenmon.daemon.safety import HOLD_OFF_EXEMPT, SENSOR_CODES, SafetyVerdict
 from tenmon.drivers.base import MountState, ShutterState
 from tenmon.errors import DeviceError
+from tenmon.timefmt import utc_iso
 
 Emit = Callable[..., None]  # emit(level, kind, message, **data)
 
@@ -125,13 +126,13 @@ class ReopenHoldOff:
     def to_json(self) -> dict[str, Any]:
         return {"remaining_s": round(self.remaining_s(), 1), "reopen_after_s": self.after_s,
                 "unsafe_now": self.unsafe,
-                "safe_since_utc": self.safe_since.isoformat() if self.safe_since else None,
+                "safe_since_utc": utc_iso(self.safe_since) if self.safe_since else None,
                 "after": self.reasons}
 
     def _write(self) -> None:
         self._written = (self.unsafe, self.codes)
         self._save({"unsafe": self.unsafe,
-                    "safe_since_utc": self.safe_since.isoformat() if self.safe_since else None,
+                    "safe_since_utc": utc_iso(self.safe_since) if self.safe_since else None,
                     "codes": list(self.codes), "reasons": self.reasons})
 
 

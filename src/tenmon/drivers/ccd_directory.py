@@ -15,12 +15,12 @@ import json
 import logging
 import os
 import re
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tenmon.atomicfile import atomic_write_text
 from tenmon.clock import Clock, RealClock
 from tenmon.errors import DeviceError
 
@@ -255,16 +255,8 @@ class FrameDirectory:
     def _save_state(self) -> None:
         if not self.state_file:
             return
-        self.state_file.parent.mkdir(parents=True, exist_ok=True)
         data = json.dumps({"directory": str(self.directory), "processed": self._processed}, indent=0)
-        fd, tmp = tempfile.mkstemp(prefix=".intake-", dir=self.state_file.parent)
-        try:
-            with os.fdopen(fd, "w") as fh:
-                fh.write(data)
-            os.replace(tmp, self.state_file)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(self.state_file, data)
 
 
 __all__ = ["FrameDirectory", "FrameDirectorySettings", "fits_is_complete"]

@@ -26,7 +26,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -38,6 +37,7 @@ from astropy.table import Table
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tenmon import offline
+from tenmon.atomicfile import atomic_write
 from tenmon.clock import Clock, RealClock
 from tenmon.drivers.ccd_directory import FrameDirectory, FrameDirectorySettings
 from tenmon.errors import DeviceError, VisionError
@@ -300,15 +300,7 @@ class SimulatedNayutaFeed:
         path = d / (name or f"sv-{when.astimezone(timezone.utc).strftime('%Y%m%dT%H%M%S%f')}.fits")
         data = np.clip(frame.image, 0, 65535).astype(np.uint16)
         hdu = fits.PrimaryHDU(data=data, header=frame.header)
-        fd, tmp = tempfile.mkstemp(prefix=".sv-", suffix=".fits.tmp", dir=d)
-        os.close(fd)
-        try:
-            hdu.writeto(tmp, overwrite=True)
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(path, lambda tmp: hdu.writeto(tmp, overwrite=True), mode=0o644)
         return path
 
     def _add_star(self, ra: float, dec: float, mag: float) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 from tenmon import offline
 from tenmon.scheduler.errors import NoNightError
 from tenmon.scheduler.settings import TWILIGHT_SUN_ALT_DEG
+from tenmon.timefmt import utc_iso
 
 offline.configure()
 
@@ -47,8 +48,8 @@ class Night:
         """JSON-ready description."""
         return {
             "date": self.date.isoformat(),
-            "start_utc": self.start.isoformat(),
-            "end_utc": self.end.isoformat(),
+            "start_utc": utc_iso(self.start, timespec="auto"),
+            "end_utc": utc_iso(self.end, timespec="auto"),
             "twilight": self.twilight,
             "sun_alt_deg": self.sun_alt_deg,
         }

@@ -46,6 +46,7 @@ from tenmon.scheduler.errors import SchedulerError
 from tenmon.scheduler.night import Night
 from tenmon.scheduler.settings import TWILIGHT_SUN_ALT_DEG, SchedulerSettings
 from tenmon.scheduler.targets import Target
+from tenmon.timefmt import utc_iso
 
 offline.configure()
 
@@ -863,7 +864,7 @@ def _ts(when: datetime | None, default: float) -> float:
 
 
 def _iso(when: datetime) -> str:
-    return when.astimezone(timezone.utc).isoformat().replace("+00:00", "Z")
+    return utc_iso(when, timespec="auto")
 
 
 def _hm(when: datetime) -> str:

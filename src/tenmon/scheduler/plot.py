@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import numpy as np
 
+from tenmon.atomicfile import atomic_write
 from tenmon.scheduler.constraints import HorizonMask, compute_sky_grid
 from tenmon.scheduler.planner import Plan
 
@@ -100,14 +99,6 @@ def plot_plan(plan: Plan, path: str | Path, *, step_s: float = 120.0, dpi: int =
         fontsize=10,
     )
     fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fig.savefig(fh, format="png")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png"))
     log.info("wrote plan plot %s", path)
     return path

@@ -12,6 +12,7 @@ from typing import Literal
 
 from tenmon.scheduler.errors import DuplicateTargetError, QueueError, UnknownTargetError
 from tenmon.scheduler.targets import Target, load_targets
+from tenmon.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -351,7 +352,7 @@ def _utc(when: datetime | None) -> datetime:
 
 
 def _iso(when: datetime | None) -> str | None:
-    return when.astimezone(timezone.utc).isoformat() if when is not None else None
+    return utc_iso(when, timespec="auto") if when is not None else None
 
 
 def _parse(text: str | None) -> datetime | None:

@@ -33,7 +33,6 @@ import logging
 import math
 import os
 import sqlite3
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timezone
@@ -43,6 +42,7 @@ from typing import Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from tenmon.atomicfile import atomic_write, atomic_write_bytes
 from tenmon.errors import TenmonError
 
 log = logging.getLogger(__name__)
@@ -1013,31 +1013,13 @@ def plot_residuals(residuals: Residuals, path: str | os.PathLike[str], *, title:
     if title:
         fig.suptitle(title)
     fig.tight_layout()
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".png", dir=p.parent if str(p.parent) else ".")
-    os.close(fd)
-    try:
-        fig.savefig(tmp, format="png")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; a product is readable like any other file
-        os.replace(tmp, p)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    # a product is readable like any other file (0644)
+    atomic_write(p, lambda tmp: fig.savefig(tmp, format="png"), mode=0o644)
     return p
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:
-    parent = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write_bytes(path, data, mode=0o644, fsync=True)
 
 
 # --------------------------------------------------------------------------------------------

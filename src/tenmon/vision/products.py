@@ -11,14 +11,15 @@ from __future__ import annotations
 import io
 import logging
 import os
-import tempfile
 from pathlib import Path
-from typing import Callable, Iterable
+from typing import Iterable
 
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 from pydantic import BaseModel, ConfigDict, Field
+
+from tenmon.atomicfile import atomic_write, atomic_write_bytes  # noqa: F401 - re-exported
 
 log = logging.getLogger(__name__)
 
@@ -41,34 +42,6 @@ class ProductSettings(BaseModel):
     preview: bool = True
     preview_max_px: int = Field(default=1024, ge=128, le=8192, description="longest side of the PNG")
     preview_stretch_a: float = Field(default=0.1, gt=0, le=1, description="asinh softening (astropy's a)")
-
-
-def atomic_write(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
-    """Call ``write(tmp_path)`` then rename ``tmp_path`` to ``path`` (same directory).
-
-    The temporary file is removed if ``write`` raises. Returns ``path``.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
-    """Write ``data`` atomically to ``path``."""
-
-    def w(tmp: str) -> None:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-
-    return atomic_write(path, w)
 
 
 def build_mask(cosmic: np.ndarray, bad: np.ndarray | None = None, saturated: np.ndarray | None = None) -> np.ndarray:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -36,6 +35,7 @@ from astropy.wcs import WCS
 from scipy import special, stats
 
 from tenmon import offline
+from tenmon.atomicfile import atomic_write
 
 offline.configure()
 
@@ -754,14 +754,7 @@ def write_frame_fits(
     if not atomic:
         hdu.writeto(path, overwrite=True)
         return path
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".fits", dir=path.parent)
-    os.close(fd)
-    try:
-        hdu.writeto(tmp, overwrite=True)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda tmp: hdu.writeto(tmp, overwrite=True))
     return path
 
 

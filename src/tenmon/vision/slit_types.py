@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 import math
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Mapping
 
+from tenmon.atomicfile import atomic_write_text as _atomic_write_text, usual_mode
 from tenmon.errors import ConfigError
 
 #: Slit states a reading can carry (DESIGN.md). Single frames give the first four;
@@ -255,23 +255,9 @@ def load_json(path: str | os.PathLike[str]) -> Any:
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the file the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename (the
+    file gets the usual mode, as ``open()`` would give it)."""
+    _atomic_write_text(path, text, mode=usual_mode())
 
 
 def wrap360(angle_deg: float) -> float:

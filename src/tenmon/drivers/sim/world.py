@@ -15,13 +15,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from tenmon.astro import altaz_to_radec, lst_deg, wrap180
+from tenmon.atomicfile import atomic_write_text, usual_mode
 from tenmon.config.models import SimConfig, SiteConfig
 
 log = logging.getLogger(__name__)
@@ -356,10 +356,7 @@ class SimWorld:
 
     def save(self, path: Path) -> None:
         """Write the state atomically (temporary name, then rename)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(json.dumps(asdict(self.state)))
-        os.replace(tmp, path)
+        atomic_write_text(path, json.dumps(asdict(self.state)), mode=usual_mode())
 
     @staticmethod
     def load_state(path: Path) -> WorldState | None:

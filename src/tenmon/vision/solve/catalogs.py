@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import threading
 from collections import OrderedDict
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 from astropy.table import Table
 from astropy.wcs import WCS
 
+from tenmon.atomicfile import atomic_write, atomic_write_text, usual_mode
 from tenmon.errors import SolveError
 
 log = logging.getLogger(__name__)
@@ -337,16 +337,7 @@ class GaiaCatalog:
         meta = {"ra_deg": ra, "dec_deg": dec, "radius_deg": radius, "mag_limit": mag_limit, "truncated": truncated,
                 "n": len(t), "table": self.TABLE}
         target = self.cache_dir / f"gaia-{key}.ecsv"
-        fd, tmp = tempfile.mkstemp(prefix=".gaia-", suffix=".ecsv", dir=self.cache_dir)
-        os.close(fd)
-        try:
-            t.write(tmp, format="ascii.ecsv", overwrite=True)
-            os.chmod(tmp, 0o644)  # mkstemp makes 0600
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write(target, lambda tmp: t.write(tmp, format="ascii.ecsv", overwrite=True),
+                     mode=0o644)
         # The metadata file is written last: a cone is only used once both exist.
-        mtmp = target.with_suffix(".json.tmp")
-        mtmp.write_text(json.dumps(meta))
-        os.replace(mtmp, target.with_suffix(".json"))
+        atomic_write_text(target.with_suffix(".json"), json.dumps(meta), mode=usual_mode())

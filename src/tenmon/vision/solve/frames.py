@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import math
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
+from tenmon.atomicfile import atomic_write
 from tenmon.errors import VisionError
 from tenmon.vision.solve.base import SolveHint, SolveResult, describe_wcs
 
@@ -129,13 +129,6 @@ def write_solved_copy(src: str | os.PathLike[str], dest: str | os.PathLike[str],
             break
     else:
         raise VisionError(f"{src}: no 2-D image to annotate")
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".fits", dir=dest.parent if str(dest.parent) else ".")
-    os.close(fd)
-    try:
-        out.writeto(tmp, overwrite=True, output_verify="silentfix")
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600
-        os.replace(tmp, dest)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(dest, lambda tmp: out.writeto(tmp, overwrite=True, output_verify="silentfix"),
+                 mode=0o644)
     return dest
