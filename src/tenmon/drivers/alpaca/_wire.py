@@ -37,6 +37,10 @@ from tenmon.errors import (DeviceDisconnected, DeviceError, DeviceNotFound, Devi
 
 T = TypeVar("T")
 
+
+class WireTimeout(DeviceTimeout):
+    """The server did not answer one HTTP call in time (the link, not a motion)."""
+
 #: ASCOM's reserved error numbers and their names (Alpaca Device API, "Error Numbers").
 ASCOM_ERRORS = {
     0x400: "NotImplemented", 0x401: "InvalidValue", 0x402: "ValueNotSet",
@@ -142,7 +146,7 @@ def wire_error(kind: str, label: str, what: str, exc: BaseException, *, connecti
     if isinstance(exc, DeviceError):
         return exc
     if isinstance(exc, requests.Timeout):
-        return DeviceTimeout(kind, f"{label}: no answer to {what}: {_short(exc)}")
+        return WireTimeout(kind, f"{label}: no answer to {what}: {_short(exc)}")
     if isinstance(exc, requests.ConnectionError):
         cls = DeviceNotFound if connecting else DeviceDisconnected
         return cls(kind, f"{label}: server not reachable ({what}): {_reason(exc)}")
@@ -201,8 +205,8 @@ def _reason(exc: BaseException) -> str:
 
 def is_link_error(exc: BaseException) -> bool:
     """The server or the device went away (as opposed to a refused command)."""
-    return isinstance(exc, (DeviceDisconnected, DeviceTimeout, DeviceNotFound, ProtocolError))
+    return isinstance(exc, (DeviceDisconnected, WireTimeout, DeviceNotFound, ProtocolError))
 
 
-__all__ = ["ASCOM_ERRORS", "ascom_name", "bounded", "call", "is_link_error", "optional",
+__all__ = ["ASCOM_ERRORS", "WireTimeout", "ascom_name", "bounded", "call", "is_link_error", "optional",
            "wire_error"]
