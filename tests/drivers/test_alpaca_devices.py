@@ -73,7 +73,7 @@ def test_mount_slews_tracks_syncs_and_parks(mount):
     mount.set_tracking(False)
     wait_for(lambda: mount.state == MountState.IDLE, what="tracking off")
     mount.park()
-    assert mount.state == MountState.PARKING
+    assert mount.state in (MountState.PARKING, MountState.PARKED)  # the simulator parks at once
     wait_for(lambda: mount.state == MountState.PARKED, 60, what="the park")
     mount.unpark()
     wait_for(lambda: mount.state != MountState.PARKED, what="the unpark")
