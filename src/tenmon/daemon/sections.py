@@ -17,6 +17,7 @@ from tenmon.errors import ConfigError
 def section_models() -> dict[str, type[BaseModel]]:
     """Section name -> its pydantic model (imported here, on demand)."""
     from tenmon.archive.hook import ArchiveHookSettings
+    from tenmon.daemon.autofocus import AutofocusSettings
     from tenmon.daemon.centring import CentringServiceSettings
     from tenmon.daemon.dome_geometry import DomeGeometry
     from tenmon.daemon.frame_worker import FrameWorkerSettings
@@ -31,7 +32,7 @@ def section_models() -> dict[str, type[BaseModel]]:
             "camera": CameraSettings, "frames": FrameWorkerSettings,
             "pipeline": PipelineSettings, "solver": SolverSettings,
             "centring": CentringServiceSettings, "nayuta": NayutaDaemonSettings,
-            "archive": ArchiveHookSettings}
+            "archive": ArchiveHookSettings, "autofocus": AutofocusSettings}
 
 
 def section(config: Any, name: str, model: type[BaseModel], given: Any = None) -> Any:
