@@ -49,13 +49,14 @@ def free_port() -> int:
 
 
 def write_catalog(path: Path, fields: list[tuple[float, float]], *, radius_deg: float = 0.5,
-                  seed: int = 0, density_per_deg2: float = 30000.0, mag_faint: float = 17.0
-                  ) -> Path:
-    """A ``gaia_sources`` table of the seeded simulated sky around each (ra, dec) field."""
+                  seed: int = 0, density_per_deg2: float = 30000.0, sky_mag_faint: float = 21.0,
+                  mag_faint: float = 17.0) -> Path:
+    """A ``gaia_sources`` table of the seeded simulated sky around each (ra, dec) field, stars
+    down to ``mag_faint``. The sky is ``SimulatedSky(seed, density_per_deg2, sky_mag_faint)``:
+    with the defaults, the one tenmon's solver uses in a simulated night of seed 0."""
     from tenmon.vision.solve.catalogs import SimulatedSky
 
-    sky = SimulatedSky(seed=seed, density_per_deg2=density_per_deg2, mag_faint=max(mag_faint,
-                                                                                    11.0))
+    sky = SimulatedSky(seed=seed, density_per_deg2=density_per_deg2, mag_faint=sky_mag_faint)
     rows: dict[tuple[float, float], float] = {}
     for ra, dec in fields:
         t = sky.cone(ra, dec, radius_deg, mag_limit=mag_faint)

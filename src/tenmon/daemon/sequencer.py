@@ -195,6 +195,7 @@ class Sequencer:
         self.filter_wheel = None   # a FilterWheel: each block's filter is selected
         self.autofocus = None      # an AutofocusService: focus when due
         self.af_run = None         # the AutofocusRun in progress
+        self._af_paths: dict[str, None] = {}   # autofocus frames (insertion-ordered set)
 
     # ------------------------------------------------------------------ control from NightOps
 
@@ -258,7 +259,8 @@ class Sequencer:
     def on_frame(self, record) -> None:
         """A frame's result (from the frame service): centre on it if it is the one awaited;
         every solved frame's offset from its target goes into the night log."""
-        if (record.context or {}).get("purpose") == "autofocus":
+        if str(record.path) in self._af_paths or \
+                (record.context or {}).get("purpose") == "autofocus":
             if self.af_run is not None:
                 self.af_run.on_frame(record)
             return
@@ -461,7 +463,12 @@ class Sequencer:
         return True
 
     def _expect_autofocus(self, path: str, context: dict[str, Any]) -> None:
+        # the frame service keeps only target and block of a frame's context: autofocus
+        # frames are told by their paths
         self.expected[str(path)] = dict(context)
+        self._af_paths[str(path)] = None
+        while len(self._af_paths) > 200:
+            self._af_paths.pop(next(iter(self._af_paths)))
 
     def _tick_exposing(self, now_m: float) -> None:
         run = self.run
