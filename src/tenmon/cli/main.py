@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "center": ("tenmon.cli.center", "centre the 60 cm on RA/Dec by plate solving"),
     "nayuta": ("tenmon.cli.nayuta", "follow the 2 m Nayuta's target"),
     "archive": ("tenmon.cli.archive", "reprocess a tree of frames and query it: light curves, coverage"),
+    "devices": ("tenmon.cli.devices", "find Alpaca and INDI devices and print their config lines"),
 }
 
 

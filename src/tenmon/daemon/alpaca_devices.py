@@ -252,7 +252,7 @@ class AlpacaDome(AlpacaDevice):
         self.slaved = False
         self._slave_next = 0.0
         from tenmon.daemon.dome_geometry import DomeGeometry
-        from tenmon.daemon.sections import section
+        from tenmon.config.sections import section
 
         self.geometry = section(obs.config, "dome_geometry", DomeGeometry)
 

@@ -418,7 +418,7 @@ class NightOps:
 
     def __init__(self, obs, *, settings: NightSettings, scheduler: SchedulerSettings,
                  geometry: DomeGeometry, camera_settings: CameraSettings, job: FrameJob,
-                 worker_settings: FrameWorkerSettings, executor=None):
+                 worker_settings: FrameWorkerSettings, executor=None, autofocus=None):
         from tenmon import offline
 
         offline.configure()
@@ -464,6 +464,16 @@ class NightOps:
             log_event=self.log_event, on_block_done=self._block_done,
             on_block_failed=self._block_failed, on_weather_close=self._weather_close)
         self.sequencer.open_twilight_alt_deg = twilight_altitude(scheduler.open_twilight)
+        self.sequencer.focuser = self.focuser
+        self.sequencer.filter_wheel = self.filter_wheel
+        self.autofocus = None
+        if self.focuser is not None and self.camera is not None:
+            from tenmon.daemon.autofocus import AutofocusService, AutofocusSettings
+
+            af = section(obs.config, "autofocus", AutofocusSettings, autofocus)
+            if af.enabled:
+                self.autofocus = AutofocusService(af, self.focuser, self.camera, obs.clock)
+                self.sequencer.autofocus = self.autofocus
         self.sequencer.frame_service = self.frames
         self.frames.context_for = self.sequencer.context_for
         self.frames.pier_side_for = self.sequencer.pier_side
@@ -964,7 +974,8 @@ def install_night_operations(obs, config, *, sections: dict[str, Any] | None = N
     except ValueError as exc:  # pydantic's ValidationError is a ValueError
         raise ConfigError(f"night operations: {exc}") from None
     ops = NightOps(obs, settings=settings, scheduler=scheduler, geometry=geometry,
-                   camera_settings=camera, job=job, worker_settings=worker, executor=executor)
+                   camera_settings=camera, job=job, worker_settings=worker, executor=executor,
+                   autofocus=(sections or {}).get("autofocus"))
     obs.night_ops = ops
     obs.tick_hooks.append(ops.tick)
     obs.stop_hooks.append(ops.stop_now)

@@ -17,6 +17,7 @@ from tenmon.config.sections import section  # noqa: F401 - re-exported: the read
 def section_models() -> dict[str, type[BaseModel]]:
     """Section name -> its pydantic model (imported here, on demand)."""
     from tenmon.archive.hook import ArchiveHookSettings
+    from tenmon.daemon.autofocus import AutofocusSettings
     from tenmon.daemon.centring import CentringServiceSettings
     from tenmon.daemon.dome_geometry import DomeGeometry
     from tenmon.daemon.frame_worker import FrameWorkerSettings
@@ -31,4 +32,4 @@ def section_models() -> dict[str, type[BaseModel]]:
             "camera": CameraSettings, "frames": FrameWorkerSettings,
             "pipeline": PipelineSettings, "solver": SolverSettings,
             "centring": CentringServiceSettings, "nayuta": NayutaDaemonSettings,
-            "archive": ArchiveHookSettings}
+            "archive": ArchiveHookSettings, "autofocus": AutofocusSettings}

@@ -88,6 +88,7 @@ class Phase(str, enum.Enum):
     EXPOSING = "exposing"
     WAIT_SOLVE = "wait_solve"
     CENTERING = "centering"
+    FOCUSING = "focusing"
     HOLD = "hold"
     CLOSING = "closing"
     DONE = "done"
@@ -95,7 +96,7 @@ class Phase(str, enum.Enum):
 
 #: Phases in which the slit is (or is being) open for observing.
 OBSERVING = {Phase.OPENING, Phase.READY, Phase.SLEWING, Phase.SETTLING, Phase.EXPOSING,
-             Phase.WAIT_SOLVE, Phase.CENTERING}
+             Phase.WAIT_SOLVE, Phase.CENTERING, Phase.FOCUSING}
 
 
 def block_key(b: ScheduledBlock) -> str:
@@ -189,6 +190,12 @@ class Sequencer:
         self._started_m = obs.clock.monotonic()
         self.frame_service = None
         self.site = obs.config.site
+        # issue 14: set by NightOps when configured
+        self.focuser = None        # a Focuser
+        self.filter_wheel = None   # a FilterWheel: each block's filter is selected
+        self.autofocus = None      # an AutofocusService: focus when due
+        self.af_run = None         # the AutofocusRun in progress
+        self._af_paths: dict[str, None] = {}   # autofocus frames (insertion-ordered set)
 
     # ------------------------------------------------------------------ control from NightOps
 
@@ -198,6 +205,8 @@ class Sequencer:
             self.handled.clear()  # a new night: nothing of the last one's plan is carried over
             self.targets.clear()
             self._offset_logged.clear()
+            if self.autofocus is not None:
+                self.autofocus.new_night()
             self.plan, self._keyed = None, None
             self._final_close = True
             self._to(Phase.ARMED, why)
@@ -250,6 +259,11 @@ class Sequencer:
     def on_frame(self, record) -> None:
         """A frame's result (from the frame service): centre on it if it is the one awaited;
         every solved frame's offset from its target goes into the night log."""
+        if str(record.path) in self._af_paths or \
+                (record.context or {}).get("purpose") == "autofocus":
+            if self.af_run is not None:
+                self.af_run.on_frame(record)
+            return
         self._log_offset(record)
         run = self.run
         if run is None or record.context.get("block") != run.key or record.path not in run.frames:
@@ -286,7 +300,8 @@ class Sequencer:
         else:
             self._not_open_since = None
         if self.run is not None and self.phase in (Phase.SLEWING, Phase.SETTLING, Phase.EXPOSING,
-                                                   Phase.WAIT_SOLVE, Phase.CENTERING):
+                                                   Phase.WAIT_SOLVE, Phase.CENTERING,
+                                                   Phase.FOCUSING):
             self._slave_dome(self.run.block.ra_deg, self.run.block.dec_deg, now_m)
         handler = getattr(self, f"_tick_{self.phase.value}")
         handler(now_m)
@@ -391,9 +406,69 @@ class Sequencer:
             return
         if self.obs.mount.state != MountState.TRACKING:
             return
+        wheel = self.filter_wheel
+        if wheel is not None and run.block.filter:
+            if wheel.error:
+                self._fail_block(f"filter wheel: {wheel.error}")
+                return
+            if wheel.moving:
+                return
         if now_m >= run.settle_until:
             self._to(Phase.EXPOSING, "settled")
             self._next_exposure(now_m)
+
+    def _tick_focusing(self, now_m: float) -> None:
+        run, af = self.run, self.af_run
+        if run is None or af is None:
+            self.af_run = None
+            self._to(Phase.READY if run is None else Phase.EXPOSING, "no autofocus")
+            if run is not None:
+                self._next_exposure(now_m)
+            return
+        af.tick()
+        if not af.finished:
+            return
+        self.af_run = None
+        res = af.result
+        if self.autofocus is not None:
+            self.autofocus.finished(af)
+        self.log_event("autofocus", target=run.block.name, block=run.key, **res.to_json())
+        if res.ok:
+            self.obs.emit("info", "autofocus", f"focused at {res.best_position} (HFR "
+                          f"{res.verify_hfr_px:.2f} px, {res.sweeps} sweep(s), "
+                          f"{res.elapsed_s:.0f} s)")
+        else:
+            self.obs.emit("warning", "autofocus", f"autofocus failed: {res.reason}; the "
+                          "night goes on at the old focus")
+        self._to(Phase.EXPOSING, "focused" if res.ok else "autofocus failed")
+        self._next_exposure(now_m)
+
+    def _maybe_focus(self) -> bool:
+        """Start an autofocus run if one is due (then the phase is FOCUSING)."""
+        af, run = self.autofocus, self.run
+        if af is None or self.camera is None or run is None or self.af_run is not None:
+            return False
+        why = af.due()
+        if why is None:
+            return False
+        meta = {"OBJECT": f"autofocus {run.block.name}"}
+        if run.block.filter:
+            meta["FILTER"] = run.block.filter
+        self.af_run = af.start(expect=self._expect_autofocus, meta=meta)
+        self.obs.emit("info", "autofocus", f"autofocus ({why}) from position "
+                      f"{self.af_run.result.start_position}")
+        self.log_event("autofocus_start", target=run.block.name, block=run.key, reason=why,
+                       position=self.af_run.result.start_position)
+        self._to(Phase.FOCUSING, f"autofocus: {why}")
+        return True
+
+    def _expect_autofocus(self, path: str, context: dict[str, Any]) -> None:
+        # the frame service keeps only target and block of a frame's context: autofocus
+        # frames are told by their paths
+        self.expected[str(path)] = dict(context)
+        self._af_paths[str(path)] = None
+        while len(self._af_paths) > 200:
+            self._af_paths.pop(next(iter(self._af_paths)))
 
     def _tick_exposing(self, now_m: float) -> None:
         run = self.run
@@ -499,6 +574,12 @@ class Sequencer:
                 return  # the safety path takes over on this tick or the next
             self._fail_block(f"goto refused: {exc}")
             return
+        if self.filter_wheel is not None and block.filter:
+            try:  # the wheel turns while the mount slews
+                self.filter_wheel.select(block.filter)
+            except DeviceError as exc:
+                self._fail_block(f"filter {block.filter!r}: {exc.detail}")
+                return
         self._dome_next = -1e9
         self._slave_dome(block.ra_deg, block.dec_deg, now_m, force=True)
         self._to(Phase.SLEWING, f"slewing to {block.name}")
@@ -516,6 +597,8 @@ class Sequencer:
             return
         if self.camera is None:
             return  # await mode: frames arrive through the intake
+        if self._maybe_focus():
+            return
         storage = getattr(self.obs, "storage", None)
         refusal = storage.exposure_refusal() if storage is not None else None
         if refusal is not None:
@@ -605,6 +688,7 @@ class Sequencer:
         if run is None:
             return
         b = run.block
+        self._stop_autofocus(reason)
         if self.camera is not None:
             self.camera.abort()
         self.log_event("block_failed", target=b.name, block=run.key, reason=reason,
@@ -614,10 +698,19 @@ class Sequencer:
         self.on_block_failed(b, reason)
         self._to(Phase.READY, f"{b.name} failed")
 
+    def _stop_autofocus(self, reason: str) -> None:
+        af = self.af_run
+        if af is not None:
+            self.af_run = None
+            af.abort(reason)
+            if self.autofocus is not None:
+                self.autofocus.finished(af)
+
     def _abort_block(self, reason: str) -> None:
         run = self.run
         if run is None:
             return
+        self._stop_autofocus(reason)
         if self.camera is not None:
             self.camera.abort()
         self.log_event("block_interrupted", target=run.block.name, block=run.key,
@@ -841,6 +934,12 @@ class Sequencer:
                             "frames": len(run.frames), "count": run.block.count,
                             "centred": run.centred,
                             "separations_arcsec": [round(x, 1) for x in run.separations_arcsec]}
+        if self.autofocus is not None:
+            out["autofocus"] = self.autofocus.status()
+            if self.af_run is not None:
+                out["autofocus"]["running"] = {"phase": self.af_run.phase.value,
+                                               "points": len(self.af_run.points),
+                                               "sweep": self.af_run.sweep}
         if self.plan is not None and self._keyed is not None:
             left = [b for k, b in self._keyed.blocks if k not in self.handled]
             out["plan"] = {"night": self.plan.night.date.isoformat(),
