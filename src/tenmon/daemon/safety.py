@@ -133,6 +133,9 @@ def _judge_weather(w: WeatherReading, now: datetime, limits: SafetyConfig, add) 
         add("weather_invalid", f"rain reading {w.rain!r} is not yes or no")
     elif w.rain:
         add("rain", "rain")
+    alerts = getattr(w, "alerts", ())
+    if alerts:
+        add("weather_alert", "the weather station reports unsafe: " + ", ".join(map(str, alerts)))
     if w.wind_ms is not None:
         if not _finite(w.wind_ms) or not WIND_RANGE_MS[0] <= w.wind_ms <= WIND_RANGE_MS[1]:
             add("weather_invalid", f"wind reading {w.wind_ms!r} m/s is not a plausible number "

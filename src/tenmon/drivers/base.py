@@ -161,7 +161,9 @@ class WeatherReading:
     ``time`` is when the sensor last *really* reported (a heartbeat, a fresh message), not when
     the daemon last looked. ``stale_after_s``: the sensor's own bound on how long its report
     holds (a heartbeat's timeout); the safety decision takes the shorter of it and
-    ``safety.weather_stale_s``.
+    ``safety.weather_stale_s``. ``alerts``: conditions the station itself calls unsafe (an INDI
+    weather station's ``WEATHER_STATUS`` in Alert, an ASCOM SafetyMonitor saying unsafe), each
+    named; any one is unsafe.
     """
 
     time: datetime
@@ -169,6 +171,7 @@ class WeatherReading:
     wind_ms: float | None = None
     humidity_pct: float | None = None
     stale_after_s: float | None = None
+    alerts: tuple[str, ...] = ()
 
 
 @runtime_checkable
