@@ -93,6 +93,8 @@ def test_mount_slew_track_sync_park(server):
         assert wait_for(lambda: abs(m.dec_deg - (dec + 0.25)) < 0.05, 20, tick=tick)
         m.set_tracking(False)
         assert wait_for(lambda: m.state == MountState.IDLE, 20, tick=tick)
+        # park where it stands (the simulator's default park position is a long slew away)
+        server.setprop("Telescope Simulator.TELESCOPE_PARK_OPTION.PARK_CURRENT=On")
         m.park()
         assert m.state in (MountState.PARKING, MountState.PARKED)
         assert wait_for(lambda: m.state == MountState.PARKED, 120, tick=tick), m.state

@@ -82,9 +82,12 @@ def discover_indi(host: str = "127.0.0.1", port: int = 7624, *, timeout_s: float
     conn.start(timeout_s)
     try:
         deadline = time.monotonic() + timeout_s
-        last, quiet_since = -1, time.monotonic()
+        # settled: no new device or property for settle_s (values keep changing: a tracking
+        # mount's position, a weather station's readings)
+        last: set = set()
+        quiet_since = time.monotonic()
         while time.monotonic() < deadline:
-            v = conn.version
+            v = {(d, p) for d, props in conn.devices().items() for p in props}
             now = time.monotonic()
             if v != last:
                 last, quiet_since = v, now
