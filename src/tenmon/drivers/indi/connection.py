@@ -184,8 +184,8 @@ class IndiConnection:
         if client is not None:
             client.shutdown()
         if loop is not None and thread is not None and thread.is_alive():
-            try:
-                loop.call_soon_threadsafe(lambda: None)
+            try:  # close the socket: a read waiting for data would otherwise hold the thread
+                asyncio.run_coroutine_threadsafe(client._clear_connection(), loop)
             except RuntimeError:
                 pass
         if thread is not None:
