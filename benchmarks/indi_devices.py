@@ -26,7 +26,6 @@ import argparse
 import os
 import platform
 import signal
-import statistics
 import sys
 import tempfile
 import threading
