@@ -135,6 +135,17 @@ class IndiConnection:
             async def rxevent(self, event):  # runs on the loop thread
                 conn._on_event(self, event)
 
+            async def hardware(self):
+                # indipyclient 0.9 reads an orderly close (EOF) as "no data yet" and polls it
+                # forever: the loss would never be seen. Watch for EOF and close the link, which
+                # reports ConnectionLost and lets the client's own reconnection run.
+                while not self._stop:
+                    await asyncio.sleep(0.1)
+                    reader = self._reader
+                    if reader is not None and reader.at_eof() and self._writer is not None:
+                        log.warning("indiserver %s closed the connection", conn.address)
+                        await self._clear_connection()
+
         client = _Client(indihost=self.host, indiport=self.port)
         client.debug_verbosity(0)
         client.enable_reports = False
@@ -173,8 +184,8 @@ class IndiConnection:
         if client is not None:
             client.shutdown()
         if loop is not None and thread is not None and thread.is_alive():
-            try:
-                loop.call_soon_threadsafe(lambda: None)
+            try:  # close the socket: a read waiting for data would otherwise hold the thread
+                asyncio.run_coroutine_threadsafe(client._clear_connection(), loop)
             except RuntimeError:
                 pass
         if thread is not None:
@@ -242,8 +253,11 @@ class IndiConnection:
                                      f"{self.address} (device not connected or not that kind)")
         with self._lock:  # the driver answers with the new state; until then it is Busy
             self._version += 1
+            values = v.values
+            if v.kind == "Switch":  # a switch shows what was asked (numbers keep the measured)
+                values = {**v.values, **{k: str(x) for k, x in members.items() if k in values}}
             self._vectors[(device, name)] = Vector(
-                v.device, v.name, v.kind, "Busy", v.values, v.perm, v.message, v.version + 1,
+                v.device, v.name, v.kind, "Busy", values, v.perm, v.message, v.version + 1,
                 v.received, v.limits)
         fut = asyncio.run_coroutine_threadsafe(
             self._client.send_newVector(device, name, members=members), self._loop)
