@@ -541,3 +541,27 @@ def test_every_documented_member_of_the_four_interfaces_answers_and_conforms(alp
     assert {("dome", "slewtoazimuth"), ("covercalibrator", "haltcover"),
             ("safetymonitor", "issafe"), ("observingconditions", "timesincelastupdate"),
             ("dome", "devicestate"), ("safetymonitor", "connecting")} <= served
+
+
+def test_clients_that_never_connect_with_connect_required_off(alpaca_rig):
+    """Some clients (INDI's Alpaca dome and weather-safety drivers) read and command without
+    ever sending Connect, and PUT without a body: [alpaca] connect_required = false serves
+    them. With the default they get NotConnected and IsSafe false."""
+    ar = alpaca_rig()
+    r = requests.get(f"{ar.url}/api/v1/dome/0/shutterstatus", timeout=10)
+    assert r.json()["ErrorNumber"] == 0x407
+    r = requests.get(f"{ar.url}/api/v1/safetymonitor/0/issafe", timeout=10)
+    assert r.json()["ErrorNumber"] == 0 and r.json()["Value"] is False
+    ar.close()
+
+    ar = alpaca_rig(connect_required=False)
+    r = requests.get(f"{ar.url}/api/v1/dome/0/shutterstatus", timeout=10)
+    assert r.json() == {"Value": 1, "ClientTransactionID": 0,
+                        "ServerTransactionID": r.json()["ServerTransactionID"],
+                        "ErrorNumber": 0, "ErrorMessage": ""}
+    assert requests.get(f"{ar.url}/api/v1/safetymonitor/0/issafe",
+                        timeout=10).json()["Value"] is True
+    r = requests.put(f"{ar.url}/api/v1/dome/0/openshutter", timeout=10)  # no body at all
+    assert r.json()["ErrorNumber"] == 0
+    ar.wait(lambda: requests.get(f"{ar.url}/api/v1/dome/0/shutterstatus",
+                                 timeout=10).json()["Value"] == 2, "opening")

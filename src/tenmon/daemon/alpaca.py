@@ -235,6 +235,9 @@ class AlpacaServer:
         client_tid = _uint32(_first(params, "ClientTransactionID"))
         client = (request.remote or "?", _uint32(_first(params, "ClientID")))
         dev = self.devices.get((dtype, number))
+        if dev is not None and not self.cfg.connect_required:
+            client = ("*", 0)  # every client counts as connected
+            dev._set_connected(client, True)
         if dev is None:
             self.next_tid()
             known = ", ".join(f"{t}/{n}" for t, n in self.devices)
@@ -266,8 +269,8 @@ class AlpacaServer:
         call = Call(params, client)
         code = "ok"
         try:
-            if member not in NO_CONNECTION_NEEDED and not dev.connected(client) \
-                    and member != "issafe":
+            if self.cfg.connect_required and member not in NO_CONNECTION_NEEDED \
+                    and member != "issafe" and not dev.connected(client):
                 raise AlpacaError(NOT_CONNECTED, f"{dev.type_name} is not connected: "
                                   "Connect (or set Connected true) first")
             value = fn(call)
