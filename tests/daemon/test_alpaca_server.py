@@ -432,6 +432,7 @@ def test_commands_go_to_the_audit_trail(alpaca_rig):
     assert ("PUT", "alpaca /api/v1/dome/0/openshutter", "ascom_0x40b") in routes
     assert not any("azimuth" == r[2].rsplit("/", 1)[-1] for r in rows)
     assert all(r[0] == "127.0.0.1" for r in rows)
+    assert all(r[5] == "ok" for r in rows)  # a listed address: allowed (not flood-limited)
     # and the observatory's own event log says what was commanded
     msgs = ar.call(lambda: [e["message"] for e in ar.obs.store.events(limit=500)])
     assert any("slewing to 30.0" in m for m in msgs)
