@@ -91,7 +91,6 @@ async def main() -> None:
     service = AlpacaService(obs, cfg.alpaca.model_copy(update={"port": free_port()}))
     await service.start()
     address = f"127.0.0.1:{service.port}"
-    stop = False
     loop_task = asyncio.create_task(_loop(obs, cfg, 1.0, SystemdNotifier(), lambda: 0))
     await asyncio.sleep(5.0)  # first readings, the start-up reconcile
     ctx = mp.get_context("spawn")
@@ -118,7 +117,6 @@ async def main() -> None:
                      pct(lat, 0.99) * 1e3, len(stats), pct(stats, 0.5) * 1e3,
                      pct(stats, 0.99) * 1e3, max(stats) * 1e3 if stats else float("nan"),
                      time.monotonic() - t0))
-    stop = True
     loop_task.cancel()
     try:
         await loop_task
@@ -128,7 +126,6 @@ async def main() -> None:
     obs.stop()
     obs.store.close()
     took = time.monotonic() - t_all
-    del stop
 
     print("# Alpaca server under load\n")
     print(f"Measured {time.strftime('%Y-%m-%d')} on the 2-core development machine (shared with "
