@@ -432,6 +432,7 @@ def test_commands_go_to_the_audit_trail(alpaca_rig):
     assert ("PUT", "alpaca /api/v1/dome/0/openshutter", "ascom_0x40b") in routes
     assert not any("azimuth" == r[2].rsplit("/", 1)[-1] for r in rows)
     assert all(r[0] == "127.0.0.1" for r in rows)
+    assert all(r[5] == "ok" for r in rows)  # a listed address: allowed (not flood-limited)
     # and the observatory's own event log says what was commanded
     msgs = ar.call(lambda: [e["message"] for e in ar.obs.store.events(limit=500)])
     assert any("slewing to 30.0" in m for m in msgs)
@@ -470,3 +471,98 @@ def test_who_may_command(alpaca_rig, sim_rig, tmp_path):
     r = requests.get(f"{ar.url}/api/v1/dome/0/connected", headers={"Authorization": header},
                      timeout=10)
     assert r.status_code == 200
+
+
+# ----------------------------------------------------------------------------- the whole document
+
+OUR_TYPES = ("dome", "covercalibrator", "safetymonitor", "observingconditions")
+#: sample values by JSON type, for the required parameters of each documented member
+SAMPLE = {"number": "10", "integer": "0", "boolean": "True", "string": "WindSpeed"}
+
+
+def _members(doc: dict) -> list[tuple[str, str, str, dict]]:
+    """(device type, method, member, parameters) for every member the Device API document
+    defines for the four device types served here."""
+    out = []
+    for path, ops in doc["paths"].items():
+        first, _num, member = path.strip("/").split("/")
+        types = OUR_TYPES if first == "{device_type}" else (first,) if first in OUR_TYPES else ()
+        for dtype in types:
+            for method, op in ops.items():
+                params: dict[str, str] = {}
+                for p in op.get("parameters", []):
+                    if "$ref" not in p and p.get("required") and p["in"] == "query":
+                        params[p["name"]] = SAMPLE[p["schema"]["type"]]
+                body = op.get("requestBody", {})
+                if "$ref" in body:
+                    body = doc["components"]["requestBodies"][body["$ref"].rsplit("/", 1)[1]]
+                schema = body.get("content", {}).get("application/x-www-form-urlencoded", {}
+                                                     ).get("schema", {})
+                for part in schema.get("allOf", []):
+                    for name in part.get("required", []):
+                        params[name] = SAMPLE[part["properties"][name].get("type", "string")]
+                out.append((dtype, method.upper(), member, params))
+    return out
+
+
+def test_every_documented_member_of_the_four_interfaces_answers_and_conforms(alpaca_rig):
+    """A sweep over the official document: every member of Dome, CoverCalibrator,
+    SafetyMonitor and ObservingConditions (and the common ones) is served (never the 400 of an
+    unknown member), answers with a success or one of the standard's error numbers, and every
+    answer validates against the document."""
+    import yaml
+
+    from alpaca_rig import DATA
+
+    ar = alpaca_rig()
+    doc = yaml.safe_load((DATA / "AlpacaDeviceAPI_v1.yaml").read_text(encoding="utf-8"))
+    members = _members(doc)
+    assert len({(t, m) for t, _, m, _ in members}) >= 90
+    session = requests.Session()
+    answers = []
+    tid = 0
+    # connected first, disconnect last, so the sweep reads connected values
+    order = sorted(members, key=lambda x: (x[2] == "disconnect", x[2] != "connect"))
+    for dtype, method, member, params in order:
+        tid += 1
+        params = {"ClientID": "1", "ClientTransactionID": str(tid), **params}
+        url = f"{ar.url}/api/v1/{dtype}/0/{member}"
+        r = (session.get(url, params=params, timeout=10) if method == "GET"
+             else session.put(url, data=params, timeout=10))
+        assert r.status_code == 200, (dtype, method, member, r.status_code, r.text)
+        body = r.json()
+        assert body["ClientTransactionID"] == tid
+        assert body["ErrorNumber"] in (0, 0x400, 0x401, 0x402, 0x40B), (dtype, member, body)
+        if body["ErrorNumber"] == 0x40B:  # only the slaved or closing refusals here
+            assert "slaved" in body["ErrorMessage"] or "clos" in body["ErrorMessage"], body
+        answers.append(r)
+    spec = load_spec("AlpacaDeviceAPI_v1.yaml", f"{ar.url}/api/v1")
+    assert validate_all(spec, answers) == len(members)
+    served = {(t, m) for t, _, m, _ in members}
+    assert {("dome", "slewtoazimuth"), ("covercalibrator", "haltcover"),
+            ("safetymonitor", "issafe"), ("observingconditions", "timesincelastupdate"),
+            ("dome", "devicestate"), ("safetymonitor", "connecting")} <= served
+
+
+def test_clients_that_never_connect_with_connect_required_off(alpaca_rig):
+    """Some clients (INDI's Alpaca dome and weather-safety drivers) read and command without
+    ever sending Connect, and PUT without a body: [alpaca] connect_required = false serves
+    them. With the default they get NotConnected and IsSafe false."""
+    ar = alpaca_rig()
+    r = requests.get(f"{ar.url}/api/v1/dome/0/shutterstatus", timeout=10)
+    assert r.json()["ErrorNumber"] == 0x407
+    r = requests.get(f"{ar.url}/api/v1/safetymonitor/0/issafe", timeout=10)
+    assert r.json()["ErrorNumber"] == 0 and r.json()["Value"] is False
+    ar.close()
+
+    ar = alpaca_rig(connect_required=False)
+    r = requests.get(f"{ar.url}/api/v1/dome/0/shutterstatus", timeout=10)
+    assert r.json() == {"Value": 1, "ClientTransactionID": 0,
+                        "ServerTransactionID": r.json()["ServerTransactionID"],
+                        "ErrorNumber": 0, "ErrorMessage": ""}
+    assert requests.get(f"{ar.url}/api/v1/safetymonitor/0/issafe",
+                        timeout=10).json()["Value"] is True
+    r = requests.put(f"{ar.url}/api/v1/dome/0/openshutter", timeout=10)  # no body at all
+    assert r.json()["ErrorNumber"] == 0
+    ar.wait(lambda: requests.get(f"{ar.url}/api/v1/dome/0/shutterstatus",
+                                 timeout=10).json()["Value"] == 2, "opening")

@@ -129,6 +129,10 @@ class AlpacaConfig(_Model):
                             "'alpacadiscovery1') with the Alpaca port")
     discovery_port: int = Field(default=32227, ge=1, le=65535,
                                 description="UDP port of Alpaca discovery (the standard's 32227)")
+    connect_required: bool = Field(
+        default=True, description="as the standard says, a client must Connect before it "
+        "reads or commands (else NotConnected, and IsSafe false); false serves clients that "
+        "never connect (some INDI Alpaca drivers)")
     command_from: list[str] = Field(
         default_factory=lambda: ["127.0.0.1", "::1"],
         description="client addresses or networks (CIDR, e.g. 192.168.1.0/24) allowed to "

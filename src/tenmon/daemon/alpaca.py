@@ -235,6 +235,9 @@ class AlpacaServer:
         client_tid = _uint32(_first(params, "ClientTransactionID"))
         client = (request.remote or "?", _uint32(_first(params, "ClientID")))
         dev = self.devices.get((dtype, number))
+        if dev is not None and not self.cfg.connect_required:
+            client = ("*", 0)  # every client counts as connected
+            dev._set_connected(client, True)
         if dev is None:
             self.next_tid()
             known = ", ".join(f"{t}/{n}" for t, n in self.devices)
@@ -250,7 +253,6 @@ class AlpacaServer:
                     f"{dtype}/{member} is not a {request.method} member")
             resp = web.Response(status=400, text=text)
             return await self._audited(request, raw, resp, "not_found", "-") if put else resp
-        auth = "-"
         if put and member not in OPEN_PUTS:
             refusal = self._command_refusal(request)
             if refusal is not None:
@@ -262,12 +264,12 @@ class AlpacaServer:
                 else:
                     resp = self.envelope(client_tid, number=INVALID_OPERATION, message=message)
                 return await self._audited(request, raw, resp, kind, auth)
-            auth = self.rules.auth(request.headers.get("Authorization"))
+        auth = self._audit_auth(request) if put else "-"
         call = Call(params, client)
         code = "ok"
         try:
-            if member not in NO_CONNECTION_NEEDED and not dev.connected(client) \
-                    and member != "issafe":
+            if self.cfg.connect_required and member not in NO_CONNECTION_NEEDED \
+                    and member != "issafe" and not dev.connected(client):
                 raise AlpacaError(NOT_CONNECTED, f"{dev.type_name} is not connected: "
                                   "Connect (or set Connected true) first")
             value = fn(call)
@@ -287,6 +289,15 @@ class AlpacaServer:
         if put:
             return await self._audited(request, raw, resp, code, auth)
         return resp
+
+    def _audit_auth(self, request: web.Request) -> str:
+        """The audit row's ``auth``: ``ok`` when the command rules let this client command (its
+        address listed, basic auth right where required), else what failed (``-``: an address
+        not listed). Only ``ok`` rows escape the audit's flood limit."""
+        if not self.rules.address_allowed(request.remote):
+            return "-"
+        outcome = self.rules.auth(request.headers.get("Authorization"))
+        return "ok" if outcome in ("-", "ok") else outcome
 
     def _command_refusal(self, request: web.Request) -> tuple[str, str, str] | None:
         """``None`` when the client may command; else (code, message, auth outcome)."""
