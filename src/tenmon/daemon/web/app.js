@@ -328,8 +328,8 @@ function drawIr(ir) {
   parts.push(svg("text", { class: "ov-text", x: ov.north[0], y: ov.north[1] }, "N"));
   parts.push(svg("text", { class: "ov-text", x: ov.east[0], y: ov.east[1] }, "E"));
   const label = r.azimuth_deg === null ? `slit not seen (${r.state})`
-    : `slit az ${r.azimuth_deg.toFixed(1)}°  ${r.state}` + (r.open_fraction !== null ? ` ${Math.round(r.open_fraction * 100)} % open` : "")
-      + (r.confidence !== null ? `  conf ${r.confidence.toFixed(2)}` : "");
+    : `slit az ${r.azimuth_deg.toFixed(1)}° · ${r.state}` + (r.open_fraction !== null ? ` ${Math.round(r.open_fraction * 100)} % open` : "")
+      + (r.confidence !== null ? ` · conf ${r.confidence.toFixed(2)}` : "");
   parts.push(svg("text", { class: "ov-text ir-label", x: 8, y: ir.height - 10 }, label));
   o.replaceChildren(...parts);
 }
@@ -353,7 +353,7 @@ function drawCcd(ccd) {
   }
   const sv = ccd.solve || {};
   parts.push(svg("text", { class: "ov-text ccd-label", x: 8, y: h - 10 },
-    `${ccd.n_sources ?? "?"} sources` + (sv.solved ? `  solved RA ${sv.ra_deg.toFixed(4)}° Dec ${sv.dec_deg.toFixed(4)}°` : "  not solved")));
+    `${ccd.n_sources ?? "?"} sources · ` + (sv.solved ? `solved RA ${sv.ra_deg.toFixed(4)}° Dec ${sv.dec_deg.toFixed(4)}°` : "not solved")));
   o.replaceChildren(...parts);
 }
 
