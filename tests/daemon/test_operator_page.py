@@ -7,9 +7,7 @@ controls without the token and performs them with it, and STOP acts at once."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import urllib.request
 from pathlib import Path
 
