@@ -25,8 +25,9 @@ install: $(STAMP)
 run: $(STAMP)
 	$(VENV)/bin/tenmon daemon --simulate --speed 10
 
-# Debian's astrometry.net and its Tycho-2 index (~90 MB) for the solve-field tests: installed when
-# this runs as root with apt (CI); elsewhere those tests skip and say why.
+# Debian's astrometry.net and its Tycho-2 index (~90 MB) for the solve-field tests, and Debian's
+# chromium for the operator page's browser tests (playwright drives it; never its own browser
+# download): installed when this runs as root with apt (CI); elsewhere those tests skip and say why.
 test-deps:
 	@if ! command -v solve-field >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  echo "installing astrometry.net and astrometry-data-tycho2-07 (apt)"; \
@@ -42,6 +43,11 @@ test-deps:
 	  echo "installing indi-bin (apt): indiserver and the INDI simulators for the INDI device tests"; \
 	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq indi-bin >/dev/null) \
 	    || echo "apt install failed: INDI tests will skip"; \
+	fi
+	@if ! command -v chromium >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium (apt) for the operator page's browser tests"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	    || echo "apt install failed: the operator page's browser tests will skip"; \
 	fi
 
 # torch 2.13.0 is the CPU build (a local wheel); torchvision 0.28.0 is pinned by the train extra.

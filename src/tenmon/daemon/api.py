@@ -366,6 +366,8 @@ def build_app(obs: Observatory) -> web.Application:
         why = access.refusal(request.headers, local)
         if why is not None:
             return error_response("forbidden", why, 403)
+        if getattr(request.match_info.handler, "tenmon_public", False):
+            return await handler(request)  # the operator page's own files: no data in them
         route = getattr(request.match_info.handler, "tenmon_route", None)
         reading = request.method in ("GET", "HEAD")
         if not reading or access.reads_need_token or (route is not None and route.secret):
@@ -381,6 +383,10 @@ def build_app(obs: Observatory) -> web.Application:
     app = web.Application(client_max_size=MAX_BODY_BYTES, middlewares=[audited, errors, guard])
     for route in routes:
         app.router.add_route(route.method, PREFIX + route.path, route.aiohttp_handler())
+
+    from tenmon.daemon.page import install_page
+
+    install_page(app, obs)  # the operator page at / (outside /api/v1; docs/operator-page.md)
 
     async def close_reader(_app) -> None:
         reader.close()

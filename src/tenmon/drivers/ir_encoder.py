@@ -129,6 +129,8 @@ class IrCameraEncoder:
         #: worker statistics: frames read, frames processed, processing times (ms)
         self.frames_read = 0
         self.frames_processed = 0
+        #: the frame behind the newest reading (the operator page draws the reading on it)
+        self.latest_frame = None
         self.processing_ms: deque[float] = deque(maxlen=500)
 
     # ------------------------------------------------------------------ the Encoder protocol
@@ -309,4 +311,5 @@ class IrCameraEncoder:
                            frame_azimuth_deg=raw.azimuth_deg, frame_state=raw.state,
                            frame_open_fraction=raw.open_fraction)
         self.error = None
+        self.latest_frame = frame  # one reference store: the operator page shows it
         self._publish(out)
