@@ -378,12 +378,12 @@ def main(argv: list[str] | None = None) -> int:
         k, v = kv.split("=", 1)
         over[k] = None if v.lower() == "none" else json.loads(v) if v[:1] in "0123456789-[{tf" else v
     settings = cosmics.CosmicSettings(**over)
-    fams = [f for f in FAMILIES if not a.families or f.name in a.families.split(",")]
+    fams = [(fi, f) for fi, f in enumerate(FAMILIES) if not a.families or f.name in a.families.split(",")]
     limit = cosmics.threads_one() if a.threads == 1 else _threads(a.threads)
     rows, per_frame = [], []
     seed0 = SEEDS[a.seeds]
     with limit:
-        for fi, fam in enumerate(fams):
+        for fi, fam in fams:  # seeds follow the family's place in FAMILIES, whatever the subset
             tot: dict[str, float] = {}
             t_ours, t_as = [], []
             for i in range(a.frames):
