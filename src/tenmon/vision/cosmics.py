@@ -11,9 +11,14 @@ fail are star light and are unflagged; a cosmic ray that hits a star is still fo
 is sharper than the star. Saturated pixels and their surroundings are excluded from the search,
 and flags touching a saturated area (within 6 px) are dropped: a clipped core makes the bright
 wings around it look sharper than any PSF.
-Finally the mask grows by one pixel into neighbours significantly above the background and off
-any object (a 3x3 median, which thin tracks do not survive, marks objects), recovering the faint
-edges of tracks that the Laplacian misses next to bright pixels.
+A track pass (``track_min_px``, issue 16) then adds the long thin regions above ``sigclip`` that
+LA Cosmic's fine-structure test dropped (tracks 2-3 px wide, as charge diffusion in thick CCDs
+makes them); no star core is 3x longer than wide, and pixels LA Cosmic flagged but the PSF test
+vetoed never come back this way.
+Finally the mask grows (``grow_steps`` rings) into neighbours significantly above the background,
+off any star (a 3x3 grey opening, which tracks do not survive, marks them) and standing out from
+their unflagged 5x5 neighbours, recovering the faint edges of tracks that the Laplacian misses.
+Per-PSF-family figures: docs/bench/cosmics_families.md.
 
 LA Cosmic itself runs as :func:`lacosmic_fast` by default: astroscrappy's result pixel for pixel,
 in about half its time (see that function).
