@@ -11,9 +11,14 @@ fail are star light and are unflagged; a cosmic ray that hits a star is still fo
 is sharper than the star. Saturated pixels and their surroundings are excluded from the search,
 and flags touching a saturated area (within 6 px) are dropped: a clipped core makes the bright
 wings around it look sharper than any PSF.
-Finally the mask grows by one pixel into neighbours significantly above the background and off
-any object (a 3x3 median, which thin tracks do not survive, marks objects), recovering the faint
-edges of tracks that the Laplacian misses next to bright pixels.
+A track pass (``track_min_px``, issue 16) then adds the long thin regions above ``sigclip`` that
+LA Cosmic's fine-structure test dropped (tracks 2-3 px wide, as charge diffusion in thick CCDs
+makes them); no star core is 3x longer than wide, and pixels LA Cosmic flagged but the PSF test
+vetoed never come back this way.
+Finally the mask grows (``grow_steps`` rings) into neighbours significantly above the background,
+off any star (a 3x3 grey opening, which tracks do not survive, marks them) and standing out from
+their unflagged 5x5 neighbours, recovering the faint edges of tracks that the Laplacian misses.
+Per-PSF-family figures: docs/bench/cosmics_families.md.
 
 LA Cosmic itself runs as :func:`lacosmic_fast` by default: astroscrappy's result pixel for pixel,
 in about half its time (see that function).
@@ -62,6 +67,18 @@ class CosmicSettings(BaseModel):
     grow_sigma: float | None = Field(
         default=2.0, gt=0, description="grow the mask into neighbours above this many sigma; None: no growth"
     )
+    grow_steps: int = Field(
+        default=1, ge=1, le=10,
+        description="growth steps: each adds off-star neighbours above grow_sigma that stand out from "
+        "their unflagged 5x5 neighbours and are not brighter than the flagged pixel they touch "
+        "(more steps find more of a track's faint edge and flag more star wings; docs/bench/cosmics_families.md)",
+    )
+    track_min_px: float | None = Field(
+        default=5.0, gt=0,
+        description="tracks: regions at least this long [px] and 3x longer than wide are cosmic rays "
+        "whatever the PSF test says, and a second pass finds them among the pixels above sigclip "
+        "that LA Cosmic's fine-structure test (objlim) dropped; None: off",
+    )
     threads: int = Field(default=0, ge=0, description="OpenMP threads for astroscrappy; 0 = library default")
 
 
@@ -71,7 +88,8 @@ class CosmicResult:
 
     ``mask`` is True on cosmic-ray pixels; ``clean`` is the image with them replaced (float32,
     same units as the input); ``n_lacosmic`` counts what LA Cosmic flagged, ``n_protected`` what
-    the star protection unflagged, ``n_grown`` what growth added.
+    the star protection unflagged, ``n_tracks`` what the track pass added, ``n_grown`` what
+    growth added.
     """
 
     mask: np.ndarray
@@ -79,6 +97,7 @@ class CosmicResult:
     n_lacosmic: int = 0
     n_protected: int = 0
     n_grown: int = 0
+    n_tracks: int = 0
     fwhm_px: float | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -150,6 +169,7 @@ def lacosmic_fast(
     sigfrac: float = 0.3,
     objlim: float = 5.0,
     niter: int = 4,
+    snr_out: list | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """LA Cosmic with astroscrappy's exact result, in about a third of its time on sparse hits.
 
@@ -166,7 +186,9 @@ def lacosmic_fast(
     most 8 px inwards through the same chain of filters). The 5x5 masked-mean cleaning is reproduced in numpy with the same
     float32 summation order.
 
-    Args and returns as :func:`lacosmic`.
+    Args and returns as :func:`lacosmic`; if ``snr_out`` is a list, the first iteration's
+    Laplacian-to-noise image (LA Cosmic's ``S'``, before the fine-structure test) is appended to
+    it, for :func:`clean_cosmics`' track pass.
     """
     from astroscrappy import update_mask
     from astroscrappy.utils import dilate3, laplaceconvolve, rebin, sepmedfilt5, sepmedfilt7, sepmedfilt9, subsample
@@ -209,7 +231,7 @@ def lacosmic_fast(
         cos = np.logical_and(cos, (sp / fs) > objlim_f)
         cos = np.logical_and(np.logical_and(dilate3(cos), goodpix), sp > sigclip_f)
         cos = np.logical_and(np.logical_and(dilate3(cos), goodpix), sp > siglow_f)
-        return cos
+        return cos, sp
 
     crmask = np.zeros((ny, nx), dtype=bool)
     interior = np.zeros((ny, nx), dtype=bool)
@@ -217,7 +239,9 @@ def lacosmic_fast(
     changed = None
     for it in range(int(niter)):
         if it == 0:
-            cos = detect(clean, var, mask)
+            cos, sp0 = detect(clean, var, mask)
+            if snr_out is not None:
+                snr_out.append(sp0)
             if not cos.any():
                 break
             added = cos & ~crmask
@@ -232,7 +256,7 @@ def lacosmic_fast(
                     tx0, tx1 = max(0, x0 - _LAC_MARGIN), min(nx, x1 + _LAC_MARGIN)
                     tile = detect(np.ascontiguousarray(clean[ty0:ty1, tx0:tx1]),
                                   np.ascontiguousarray(var[ty0:ty1, tx0:tx1]),
-                                  np.ascontiguousarray(mask[ty0:ty1, tx0:tx1]))
+                                  np.ascontiguousarray(mask[ty0:ty1, tx0:tx1]))[0]
                     sub = tile[y0 - ty0 : y1 - ty0, x0 - tx0 : x1 - tx0]
                     cos[y0:y1, x0:x1] |= sub & roi[y0:y1, x0:x1]
             added = cos & ~crmask
@@ -252,6 +276,22 @@ def lacosmic_fast(
             break
     clean /= gain_f
     return crmask, clean
+
+
+def laplacian_snr(image: np.ndarray, *, gain: float, read_noise_e: float) -> np.ndarray:
+    """LA Cosmic's Laplacian-to-noise image ``S'`` (astroscrappy's own filters, its first
+    iteration), for the track pass when LA Cosmic itself ran as plain astroscrappy."""
+    from astroscrappy.utils import laplaceconvolve, rebin, sepmedfilt7, subsample
+
+    c = _check_image(image) * np.float32(gain)
+    v = c + np.float32(read_noise_e) ** 2
+    conved = laplaceconvolve(subsample(c))
+    conved[conved < 0] = 0.0
+    s_ = rebin(conved)
+    m5 = sepmedfilt7(v)
+    m5[m5 < 0.00001] = 0.00001
+    s_ /= 2.0 * np.sqrt(m5)
+    return s_ - sepmedfilt7(s_)
 
 
 def threads_one():
@@ -340,15 +380,24 @@ def clean_cosmics(
     # areas large enough to survive its median filter, so mask them all here.
     sat_zone = saturation_zone(img, saturation_adu, saturated=saturated)
     lac_mask = sat_zone if inmask is None else (np.asarray(inmask, bool) | sat_zone)
-    run = lacosmic_fast if s.implementation == "fast" else lacosmic
-    mask, clean = run(
-        img, gain=gain, read_noise_e=read_noise_e, saturation_adu=saturation_adu, inmask=lac_mask,
-        sigclip=s.sigclip, sigfrac=s.sigfrac, objlim=s.objlim, niter=s.niter,
-    )
+    snr: list[np.ndarray] = []
+    if s.implementation == "fast":
+        mask, clean = lacosmic_fast(
+            img, gain=gain, read_noise_e=read_noise_e, saturation_adu=saturation_adu, inmask=lac_mask,
+            sigclip=s.sigclip, sigfrac=s.sigfrac, objlim=s.objlim, niter=s.niter,
+            snr_out=snr if s.track_min_px else None,
+        )
+    else:
+        mask, clean = lacosmic(
+            img, gain=gain, read_noise_e=read_noise_e, saturation_adu=saturation_adu, inmask=lac_mask,
+            sigclip=s.sigclip, sigfrac=s.sigfrac, objlim=s.objlim, niter=s.niter,
+        )
+        if s.track_min_px:
+            snr.append(laplacian_snr(img, gain=gain, read_noise_e=read_noise_e))
     timings["lacosmic"] = (time.perf_counter() - t0) * 1e3
     n_la = int(mask.sum())
     result = CosmicResult(mask=mask, clean=clean, n_lacosmic=n_la, timings_ms=timings)
-    if not (s.protect_stars or s.grow_sigma):
+    if not (s.protect_stars or s.grow_sigma or s.track_min_px):
         return result
 
     t1 = time.perf_counter()
@@ -361,6 +410,15 @@ def clean_cosmics(
     noise = np.maximum(noise, np.float32(bkg.globalrms))
     med3 = cv2.medianBlur(img, 3)
     on_object = (med3 - back) > s.protect_object_sigma * noise
+    # Where growth and the track pass may not go: stars, as a 3x3 grey opening shows them (a
+    # 3x3 minimum then maximum: round objects keep their cores, tracks up to ~2 px across --
+    # axis-aligned, or 3 px along a diagonal -- vanish) and 1 px around, so a ray crossing a
+    # star never grows into its core.
+    opened = cv2.dilate(cv2.erode(img, np.ones((3, 3), np.uint8)), np.ones((3, 3), np.uint8))
+    on_star = ndimage.binary_dilation((opened - back) > s.protect_object_sigma * noise,
+                                      structure=np.ones((3, 3), bool))
+    off_limits = (on_star if (s.grow_steps > 1 or s.track_min_px) else on_object) | bad
+    la_mask = mask
 
     if s.protect_stars and mask.any() and sat_zone.any():
         # Next to a saturated star the clipped core makes its bright wings look sharper than any
@@ -387,15 +445,35 @@ def clean_cosmics(
             p0, p1 = _pixel_gauss(0.0, width), _pixel_gauss(1.0, width)
             r_axis, r_diag = p1 / p0, (p1 / p0) ** 2
         keep = _psf_sharpness_veto(sub, noise, mask, r_axis, r_diag, nsig=s.protect_noise_sigma)
+        if s.track_min_px:
+            keep |= _tracks(mask, s.track_min_px) & ~on_star
         result.n_protected += int(mask.sum() - keep.sum())
         mask = keep
     timings["protect"] = (time.perf_counter() - t1) * 1e3
 
-    grow = np.zeros(img.shape, bool)
-    if s.grow_sigma:
+    fill = np.zeros(img.shape, bool)  # flagged pixels LA Cosmic did not replace
+    if s.track_min_px and snr:
+        # Track pass: LA Cosmic's fine-structure test drops wide tracks (2-3 px across, as
+        # thick CCDs' charge diffusion makes them) whose median-filtered image still shows the
+        # track; no star core is 3x longer than wide, so long thin regions above sigclip are rays.
         t2 = time.perf_counter()
-        ring = ndimage.binary_dilation(mask, structure=np.ones((3, 3), bool)) & ~mask
-        grow = ring & ~on_object & ~bad & ((img - back) > s.grow_sigma * noise)
+        k3 = np.ones((3, 3), bool)
+        cand = (snr[0] > s.sigclip) & ~bad & ~lac_mask & ~la_mask
+        tracks = _tracks(cand, s.track_min_px) if cand.any() else cand
+        if tracks.any():
+            tracks |= (ndimage.binary_dilation(tracks, structure=k3) & (snr[0] > s.sigfrac * s.sigclip)
+                       & ~off_limits)
+            new = tracks & ~mask
+            result.n_tracks = int(new.sum())
+            fill |= new
+            mask = mask | new
+        timings["tracks"] = (time.perf_counter() - t2) * 1e3
+
+    grow = np.zeros(img.shape, bool)
+    if s.grow_sigma and mask.any():
+        t2 = time.perf_counter()
+        allowed = ~off_limits & ((img - back) > s.grow_sigma * noise)
+        grow = _grow(img - back, noise, mask, allowed, steps=s.grow_steps, nsig=s.protect_noise_sigma)
         result.n_grown = int(grow.sum())
         mask = mask | grow
         timings["grow"] = (time.perf_counter() - t2) * 1e3
@@ -403,9 +481,10 @@ def clean_cosmics(
     # Clean: LA Cosmic's replacement where still flagged, the original elsewhere, and a masked
     # 5x5 mean for grown pixels (LA Cosmic never replaced them).
     t3 = time.perf_counter()
-    out = np.where(mask, clean, img).astype(np.float32)
-    if result.n_grown:
-        out = _masked_mean_fill(out, mask, bad, grow)
+    out = np.where(mask & ~fill, clean, img).astype(np.float32)
+    fill |= grow
+    if fill.any():
+        out = _masked_mean_fill(out, mask, bad, fill)
     timings["clean"] = (time.perf_counter() - t3) * 1e3
     result.mask = mask
     result.clean = out
@@ -558,6 +637,73 @@ def _psf_sharpness_veto(sub: np.ndarray, noise: np.ndarray, mask: np.ndarray, r_
     if len(border):
         keep |= np.isin(labels, border)
     return keep
+
+
+def _grow(sub: np.ndarray, noise: np.ndarray, mask: np.ndarray, allowed: np.ndarray, *, steps: int,
+          nsig: float, ratio: float = 1.2, excess_sigma: float = 2.0) -> np.ndarray:
+    """Pixels added to ``mask`` by ``steps`` rings of growth into ``allowed`` pixels, each no
+    brighter (background-subtracted ``sub``) than 1.2x the brightest flagged 8-neighbour plus
+    ``nsig`` sigma: the faint edges and ends of a track, never uphill into a star's core."""
+    ys, xs = np.nonzero(mask)
+    pad = steps + 1
+    y0, y1 = max(0, ys.min() - pad), min(mask.shape[0], ys.max() + pad + 1)
+    x0, x1 = max(0, xs.min() - pad), min(mask.shape[1], xs.max() + pad + 1)
+    m = mask[y0:y1, x0:x1].copy()
+    v = sub[y0:y1, x0:x1]
+    ok = allowed[y0:y1, x0:x1]
+    slack = nsig * noise[y0:y1, x0:x1]
+    k3 = np.ones((3, 3), bool)
+    ny, nx = m.shape
+    nz = noise[y0:y1, x0:x1]
+    for _ in range(steps):
+        near = ndimage.maximum_filter(np.where(m, v, -np.inf), footprint=k3)
+        new = ok & ~m & (v <= ratio * near + slack) & np.isfinite(near)
+        if not new.any():
+            break
+        # Only pixels standing out from their unflagged 5x5 neighbours (their median): a track's
+        # edge does, the smooth wing of a star that a ray crosses does not.
+        yy, xx = np.nonzero(new)
+        ring = np.full((25, len(yy)), np.nan, np.float32)
+        j = 0
+        for dy in range(-2, 3):
+            for dx in range(-2, 3):
+                qy, qx = np.clip(yy + dy, 0, ny - 1), np.clip(xx + dx, 0, nx - 1)
+                if dy or dx:
+                    ring[j] = np.where(m[qy, qx], np.nan, v[qy, qx])
+                    j += 1
+        local = np.nanmedian(ring[:j], axis=0)
+        stands = (v[yy, xx] - np.nan_to_num(local, nan=0.0)) > excess_sigma * nz[yy, xx]
+        new[yy[~stands], xx[~stands]] = False
+        if not new.any():
+            break
+        m |= new
+    out = np.zeros_like(mask)
+    out[y0:y1, x0:x1] = m & ~mask[y0:y1, x0:x1]
+    return out
+
+
+def _tracks(mask: np.ndarray, min_len: float) -> np.ndarray:
+    """The connected regions of ``mask`` that are tracks: at least ``min_len`` px long (twice
+    the rms along the major axis, times sqrt(3)) and 3x longer than wide. Moments of all regions
+    at once (bincount), so thousands of candidate regions cost milliseconds."""
+    if not mask.any():
+        return np.zeros_like(mask)
+    labels, n = ndimage.label(mask, structure=np.ones((3, 3), bool))
+    ys, xs = np.nonzero(labels)
+    lab = labels[ys, xs]
+    cnt = np.bincount(lab, minlength=n + 1).astype(float)
+    c = np.maximum(cnt, 1)
+    my, mx = np.bincount(lab, ys, n + 1) / c, np.bincount(lab, xs, n + 1) / c
+    dy, dx = ys - my[lab], xs - mx[lab]
+    vyy = np.bincount(lab, dy * dy, n + 1) / c + 1 / 12.0  # pixels have width
+    vxx = np.bincount(lab, dx * dx, n + 1) / c + 1 / 12.0
+    vxy = np.bincount(lab, dx * dy, n + 1) / c
+    half, diff = 0.5 * (vyy + vxx), np.sqrt(0.25 * (vyy - vxx) ** 2 + vxy**2)
+    ev1, ev0 = half + diff, half - diff
+    length = 2 * np.sqrt(3 * ev1)  # a uniform segment of length L has variance L^2/12
+    ok = (cnt >= 3) & (length >= min_len) & (ev1 >= 9 * ev0)
+    ok[0] = False
+    return ok[labels]
 
 
 def _pixel_gauss(d: float, fwhm: float) -> float:
