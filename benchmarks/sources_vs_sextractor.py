@@ -46,6 +46,7 @@ FRAMES = [
     ("hsc_crs.fits", "Subaru / Hyper Suprime-Cam (cosmic rays left in)", "tuning"),
     ("NGC3344.Mono.16.fits", "amateur telescope, NGC 3344 (processed)", "tuning"),
     ("M51.16.Mono.fits", "amateur telescope, M51 luminance (processed)", "tuning"),
+    ("HSC-0908120-056-small.fits", "Subaru / Hyper Suprime-Cam, visit 908120 CCD 56", "reporting"),
     ("ksb_180313_081856_ooi_g_ls9.CCD4.fits", "Steward Bok 2.3 m / 90Prime, g", "reporting"),
     ("k4m_160311_103249_ooi_zd_v2-ccd3.fits", "KPNO Mayall 4 m / Mosaic-3, z", "reporting"),
     ("k4m_160313_102424_ooi_zd_v2-ccd3.fits", "KPNO Mayall 4 m / Mosaic-3, z", "reporting"),
@@ -95,16 +96,23 @@ def speed(size: int) -> dict:
     tile, _ = read(DATA / "monet_small.fits")
     reps = int(np.ceil(size / tile.shape[0]))
     img = np.ascontiguousarray(np.tile(tile, (reps, reps))[:size, :size])
-    times = []
+    times, t_bkg, t_det = [], [], []
     for _ in range(3):
         t0 = time.perf_counter()
         ours = src.extract_sources(img)
         times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        bkg = src.measure_background(img)
+        t_bkg.append(time.perf_counter() - t0)
+        sub = np.ascontiguousarray(img - bkg.level, dtype=np.float32)
+        t0 = time.perf_counter()
+        src._detect(sub, bkg.global_rms, None, src.SourceSettings())
+        t_det.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     ref = run_sextractor(img)
     t_sex = time.perf_counter() - t0
     return {"size": size, "n_tenmon": len(ours), "n_sextractor": len(ref), "t_tenmon_s": min(times),
-            "t_sextractor_s": t_sex}
+            "t_background_s": min(t_bkg), "t_detect_s": min(t_det), "t_sextractor_s": t_sex}
 
 
 def pooled(rows: list[dict], role: str) -> tuple[int, int]:
@@ -144,8 +152,10 @@ def markdown(rows: list[dict], sp: dict | None, cmd: str) -> str:
     out.append(f"- all frames pooled: {m + m2}/{n + n2} = {100 * (m + m2) / max(n + n2, 1):.1f} %")
     if sp:
         out += ["", f"Speed: a {sp['size']}x{sp['size']} frame tiled from the MONET frame: tenmon "
-                f"{sp['t_tenmon_s']:.2f} s ({sp['n_tenmon']} sources), SExtractor {sp['t_sextractor_s']:.2f} s "
-                f"({sp['n_sextractor']} objects)."]
+                f"{sp['t_tenmon_s']:.2f} s end to end ({sp['n_tenmon']} sources; of which background "
+                f"{sp['t_background_s']:.2f} s and sep's detection with SExtractor's choices {sp['t_detect_s']:.2f} s; "
+                f"the rest is FWHM, windowed centroids, PSF fit, photometry), SExtractor "
+                f"{sp['t_sextractor_s']:.2f} s ({sp['n_sextractor']} objects, including writing and reading files)."]
     return "\n".join(out) + "\n"
 
 
