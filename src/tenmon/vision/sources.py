@@ -6,15 +6,26 @@ re-measured, with completeness and position accuracy on the same frames, by
 ``benchmarks/frame_pipeline.py --compare-photutils``). Both are astropy-affiliated, maintained
 libraries; sep is the one that fits the frame budget.
 
-Positions, 0-based with the first pixel's centre at 0: windowed centroids (SExtractor's
-XWIN/YWIN: an iterated Gaussian-weighted centroid; the window is the frame's PSF, or the source's
-own size for isolated extended sources), then, for point sources, a simultaneous PSF fit (the
-frame's pixel-integrated Moffat; flux, x, y and local sky per star, neighbours' models
+Detection makes SExtractor's choices (its defaults, ``source-extractor -dd``): background mesh 64
+px, median filter 3 meshes; the default.conv 3x3 pyramid filter; 1.5 sigma of the *global* sky rms
+(SExtractor without a weight map); 5 pixels; 32 deblending thresholds, contrast 0.005; cleaning
+1.0. Against SExtractor 2.25 itself on real frames of several telescopes, >= 94 % of its SNR >= 10
+objects have a tenmon source within 1 px on every frame with more than 10 of them
+(``benchmarks/sources_vs_sextractor.py``, docs/bench/sources.md). The solver extracts with this
+same function (``tenmon.vision.solve.detect``).
+
+Positions, 0-based with the first pixel's centre at 0: extended, elongated, saturated and border
+objects keep the isophotal barycentre (SExtractor's X_IMAGE/Y_IMAGE); point sources get
+windowed centroids (SExtractor's XWIN/YWIN: an iterated Gaussian-weighted centroid in the frame
+PSF's window), then a simultaneous PSF fit (the frame's pixel-integrated Moffat; flux, x, y and
+local sky per star, neighbours' models
 subtracted). On isolated stars the windowed centroids are already within a few per cent of the
 Cramer-Rao bound (the photon-noise limit of any unbiased estimator: 1.02-1.04x on benchmark
 frames); the fit gains ~1 % there and more on stars with deblended neighbours (an equal pair 2
 FWHM apart: 0.055 -> 0.022 px). ``benchmarks/frame_pipeline.py`` reports the rms and the bound. Fluxes: ``flux`` is the Kron
-("auto") flux, ``flux_aper`` a circular aperture of radius one frame FWHM. ``fwhm`` is twice the
+("auto") flux, ``flux_aper`` a circular aperture of radius one frame FWHM; ``snr`` is the
+aperture's (local sky noise), ``snr_auto`` SExtractor's FLUX_AUTO/FLUXERR_AUTO (global sky rms).
+``fwhm`` is twice the
 half-light radius, scaled per frame by the ratio of the FWHMs of bright stars (pixel-integrated
 Moffat fits with free beta) to their ``2*r_half`` (1 for a Gaussian PSF, ~0.85 for a Moffat).
 """
@@ -68,7 +79,8 @@ class SourceSettings(BaseModel):
     detection_filter: Literal["default", "gauss"] = Field(
         default="default", description="detection filter: SExtractor's default.conv (3x3 pyramid, FWHM ~2 px), "
         "or a Gaussian of fwhm_guess_px")
-    min_snr: float = Field(default=5.0, ge=0, description="drop detections whose aperture SNR and SExtractor-style SNR (snr_auto) are both below this")
+    min_snr: float = Field(default=5.0, ge=0, description="drop detections whose aperture SNR and "
+                           "SExtractor-style SNR (snr_auto) are both below this")
     edge_px: int = Field(default=3, ge=0)
     max_ellipticity: float = Field(default=0.5, gt=0, lt=1)
     fwhm_guess_px: float = Field(default=2.5, gt=0, description="used until the frame's own is measured")
@@ -174,7 +186,8 @@ def extract_sources(
 
     Returns:
         Table with columns ``id``, ``x``, ``y`` (0-based px), ``flux``, ``flux_err`` (Kron
-        flux) [ADU], ``flux_aper``, ``flux_aper_err`` [ADU], ``snr``, ``fwhm`` [px], ``a``,
+        flux) [ADU], ``flux_aper``, ``flux_aper_err`` [ADU], ``snr`` (aperture), ``snr_auto``
+        (SExtractor's FLUX_AUTO/FLUXERR_AUTO, global sky rms), ``fwhm`` [px], ``a``,
         ``b`` [px], ``theta_deg``, ``ellipticity`` (1 - b/a), ``peak`` [ADU above sky], ``npix``,
         ``flags`` (:class:`SourceFlag` bits); sorted by decreasing flux; ``meta['fwhm_px']``
         holds the frame's median FWHM. Empty (typed) when nothing is found.
