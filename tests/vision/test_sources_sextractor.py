@@ -122,3 +122,13 @@ def test_detections_in_a_galaxy_kept_by_sextractors_snr(test_data):
     snr, snr_auto = np.asarray(t["snr"]), np.asarray(t["snr_auto"])
     assert np.all((snr >= 5.0) | (snr_auto >= 5.0))
     assert np.sum((snr < 5.0) & (snr_auto >= 5.0)) >= 5  # kept only by SExtractor's definition
+
+
+def test_local_noise_threshold_is_available(test_data):
+    # A site with a strong sky gradient may prefer the local rms map: fewer detections where the
+    # sky is noisier (M51's disc), the same stars elsewhere.
+    img, _ = _read(test_data / "sources" / "M51.16.Mono.fits")
+    glob = src.extract_sources(img)
+    loc = src.extract_sources(img, settings=src.SourceSettings(threshold_noise="local"))
+    assert 0.5 * len(glob) < len(loc) < len(glob)
+    assert np.all((np.asarray(loc["snr"]) >= 5.0) | (np.asarray(loc["snr_auto"]) >= 5.0))

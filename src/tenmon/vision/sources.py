@@ -71,6 +71,9 @@ class SourceSettings(BaseModel):
     threshold_sigma: float = Field(
         default=1.5, gt=0, description="detection threshold on the filtered image, in sky sigmas per pixel"
     )
+    threshold_noise: Literal["global", "local"] = Field(
+        default="global", description="sky sigma of the threshold and of snr_auto: the frame's global rms "
+        "(SExtractor without a weight map) or the local rms map (fewer detections where the sky is noisier)")
     min_area_px: int = Field(default=5, ge=1)
     deblend_nthresh: int = Field(default=32, ge=1)
     deblend_cont: float = Field(default=0.005, gt=0, le=1, description="1.0 disables deblending")
@@ -204,12 +207,15 @@ def extract_sources(
     sub = np.ascontiguousarray(img - background.level, dtype=np.float32)
     rms = np.ascontiguousarray(background.rms, dtype=np.float32)
     # SExtractor without a weight map thresholds at DETECT_THRESH times the global sky rms
-    objs = _detect(sub, background.global_rms, bad, s)
+    noise = background.global_rms if s.threshold_noise == "global" else rms
+    objs = _detect(sub, noise, bad, s)
     if len(objs):
         # Drop obvious noise before the per-object measurements: isophotal SNR well below the
         # catalogue's cut (the aperture SNR decides below). At a 2-sigma threshold most
         # detections are noise, and this keeps the measurement cost proportional to the stars.
-        iso_snr = objs["flux"] / (np.sqrt(np.maximum(objs["npix"], 1)) * max(background.global_rms, 1e-30))
+        at_peak = (np.clip(objs["ycpeak"], 0, img.shape[0] - 1), np.clip(objs["xcpeak"], 0, img.shape[1] - 1))
+        sky_sig = background.global_rms if s.threshold_noise == "global" else rms[at_peak]
+        iso_snr = objs["flux"] / (np.sqrt(np.maximum(objs["npix"], 1)) * np.maximum(sky_sig, 1e-30))
         objs = objs[iso_snr >= 0.5 * s.min_snr]
     if len(objs) == 0:
         t = empty_sources()
@@ -285,7 +291,11 @@ def extract_sources(
     # Near a bright galaxy or a nebula the two differ several-fold; a detection is kept when
     # either reaches min_snr, so tenmon's catalogue holds what SExtractor's holds.
     area = np.where(kron_ok, math.pi * (2.5 * kr) ** 2 * ea * eb, math.pi * (2.0 * ap_r) ** 2)
-    var_auto = area * background.global_rms ** 2 + (np.maximum(flux, 0.0) / gain if gain else 0.0)
+    if s.threshold_noise == "global":
+        sky2 = background.global_rms ** 2
+    else:
+        sky2 = rms[np.clip(np.rint(y).astype(int), 0, ny - 1), np.clip(np.rint(x).astype(int), 0, nx - 1)] ** 2.0
+    var_auto = area * sky2 + (np.maximum(flux, 0.0) / gain if gain else 0.0)
     snr_auto = np.where(var_auto > 0, flux / np.sqrt(np.maximum(var_auto, 1e-30)), 0.0)
 
     a, b = objs["a"], objs["b"]
@@ -392,7 +402,7 @@ def frame_quality(
 
 
 def _frame_fwhm(sub: np.ndarray, x: np.ndarray, y: np.ndarray, objs: np.ndarray, fwhm_raw: np.ndarray,
-                bad: np.ndarray | None, n_fit: int = 20) -> tuple[float | None, np.ndarray]:
+                bad: np.ndarray | None, n_fit: int = 20) -> tuple[float | None, float, np.ndarray]:
     """Median FWHM of bright isolated stars from pixel-integrated Moffat fits (beta free, so a
     Gaussian PSF is the large-beta limit), and the indices of the stars fitted."""
     ny, nx = sub.shape
