@@ -255,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rendered {rs['size']}^2: {rs['n_tenmon']} sources, FWHM {rs['fwhm_px']:.2f} px, {rs['t_tenmon_s']:.3f} s")
     if sp:
         print(f"speed {sp['size']}^2: tenmon {sp['t_tenmon_s']:.3f} s, SExtractor {sp['t_sextractor_s']:.3f} s")
-    cmd = "python benchmarks/sources_vs_sextractor.py --markdown docs/bench/sources.md"
+    cmd = ".venv/bin/python benchmarks/sources_vs_sextractor.py --markdown docs/bench/sources.md"
     if args.markdown:
         args.markdown.write_text(markdown(rows, sp, cmd, rs))
     if args.json:
