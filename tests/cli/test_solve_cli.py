@@ -51,6 +51,9 @@ def test_solve_json(sim_frame, capsys, tmp_path):
     assert abs((rep["rotation_deg"] - truth["rotation_deg"] + 180) % 360 - 180) < 0.05
     assert rep["hint"]["ra_deg"] == pytest.approx(250.04) and rep["attempts"][0]["solved"] is True
     assert fits.getheader(out)["SOLVER"] == "hinted"
+    # The frame's own FWHM (rendered at the default 2.5 px, cosmic rays and hot pixels left in),
+    # not the 0.5 px that cosmic rays used to give.
+    assert rep["fwhm_px"] == pytest.approx(2.5, abs=0.4)
 
 
 def test_solve_human_output(sim_frame, capsys):
@@ -58,6 +61,7 @@ def test_solve_human_output(sim_frame, capsys):
     assert run(["solve", str(path), "--catalog", "sim:77", "--scale", "1.28", "--solver", "hinted"]) == 0
     text = capsys.readouterr().out
     assert "solved by hinted" in text and "rotation" in text and "arcsec/px" in text
+    assert "frame FWHM" in text
 
 
 def test_wrong_catalogue_is_not_solved(sim_frame, capsys):

@@ -90,3 +90,45 @@ def test_defaults_are_sextractors_choices():
     assert (s.clean, s.clean_param, s.detection_filter) == (True, 1.0, "default")
     assert (s.background_box_px, s.background_filter_px) == (64, 3)
     assert np.array_equal(src.DEFAULT_CONV, [[1, 2, 1], [2, 4, 2], [1, 2, 1]])
+
+
+def test_extended_objects_keep_the_isophotal_barycentre():
+    # An elongated "galaxy" beside a star: the galaxy keeps SExtractor's barycentre (X_IMAGE),
+    # the star gets a refined position close to its truth.
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:128, 0:128].astype(float)
+    img = rng.normal(100.0, 3.0, (128, 128))
+    u, v = (xx - 40.3), (yy - 60.7)
+    c, s_ = np.cos(0.5), np.sin(0.5)
+    img += 400.0 * np.exp(-0.5 * (((c * u + s_ * v) / 7.0) ** 2 + ((-s_ * u + c * v) / 2.0) ** 2))
+    img += 3000.0 * np.exp(-0.5 * ((xx - 95.2) ** 2 + (yy - 70.4) ** 2) / 1.2 ** 2)
+    t = src.extract_sources(img.astype(np.float32), gain=2.0)
+    gal = t[np.argmin(np.hypot(t["x"] - 40.3, t["y"] - 60.7))]
+    star = t[np.argmin(np.hypot(t["x"] - 95.2, t["y"] - 70.4))]
+    assert gal["flags"] & src.SourceFlag.ELONGATED
+    bkg = src.measure_background(img.astype(np.float32))
+    raw = src._detect(np.ascontiguousarray(img - bkg.level, dtype=np.float32), bkg.global_rms, None,
+                      src.SourceSettings())
+    j = np.argmin(np.hypot(raw["x"] - 40.3, raw["y"] - 60.7))
+    assert abs(gal["x"] - raw["x"][j]) < 1e-6 and abs(gal["y"] - raw["y"][j]) < 1e-6
+    assert np.hypot(star["x"] - 95.2, star["y"] - 70.4) < 0.15
+
+
+def test_detections_in_a_galaxy_kept_by_sextractors_snr(test_data):
+    # Inside M51's disc the local sky rms is several times the global one: the aperture SNR
+    # (local noise) of some detections is below min_snr while SExtractor's is above it.
+    img, _ = _read(test_data / "sources" / "M51.16.Mono.fits")
+    t = src.extract_sources(img)
+    snr, snr_auto = np.asarray(t["snr"]), np.asarray(t["snr_auto"])
+    assert np.all((snr >= 5.0) | (snr_auto >= 5.0))
+    assert np.sum((snr < 5.0) & (snr_auto >= 5.0)) >= 5  # kept only by SExtractor's definition
+
+
+def test_local_noise_threshold_is_available(test_data):
+    # A site with a strong sky gradient may prefer the local rms map: fewer detections where the
+    # sky is noisier (M51's disc), the same stars elsewhere.
+    img, _ = _read(test_data / "sources" / "M51.16.Mono.fits")
+    glob = src.extract_sources(img)
+    loc = src.extract_sources(img, settings=src.SourceSettings(threshold_noise="local"))
+    assert 0.5 * len(glob) < len(loc) < len(glob)
+    assert np.all((np.asarray(loc["snr"]) >= 5.0) | (np.asarray(loc["snr_auto"]) >= 5.0))

@@ -137,6 +137,8 @@ def _print_human(rep: dict, args: argparse.Namespace, solved: bool) -> None:
         rms = rep["rms_arcsec"]
         print(f"  matched  {rep['n_matched']} stars, rms {rms:.3f} arcsec" if rms is not None and math.isfinite(rms)
               else f"  matched  {rep['n_matched']} stars", file=out)
+        fw = rep.get("fwhm_px")
+        print(f"  sources  {rep['n_sources']}" + (f", frame FWHM {fw:.2f} px" if fw else ""), file=out)
         if args.out:
             print(f"  written  {args.out}", file=out)
     else:

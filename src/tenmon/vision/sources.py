@@ -6,15 +6,26 @@ re-measured, with completeness and position accuracy on the same frames, by
 ``benchmarks/frame_pipeline.py --compare-photutils``). Both are astropy-affiliated, maintained
 libraries; sep is the one that fits the frame budget.
 
-Positions, 0-based with the first pixel's centre at 0: windowed centroids (SExtractor's
-XWIN/YWIN: an iterated Gaussian-weighted centroid; the window is the frame's PSF, or the source's
-own size for isolated extended sources), then, for point sources, a simultaneous PSF fit (the
-frame's pixel-integrated Moffat; flux, x, y and local sky per star, neighbours' models
+Detection makes SExtractor's choices (its defaults, ``source-extractor -dd``): background mesh 64
+px, median filter 3 meshes; the default.conv 3x3 pyramid filter; 1.5 sigma of the *global* sky rms
+(SExtractor without a weight map); 5 pixels; 32 deblending thresholds, contrast 0.005; cleaning
+1.0. Against SExtractor 2.25 itself on real frames of several telescopes, >= 94 % of its SNR >= 10
+objects have a tenmon source within 1 px on every frame with more than 10 of them
+(``benchmarks/sources_vs_sextractor.py``, docs/bench/sources.md). The solver extracts with this
+same function (``tenmon.vision.solve.detect``).
+
+Positions, 0-based with the first pixel's centre at 0: extended, elongated, saturated and border
+objects keep the isophotal barycentre (SExtractor's X_IMAGE/Y_IMAGE); point sources get
+windowed centroids (SExtractor's XWIN/YWIN: an iterated Gaussian-weighted centroid in the frame
+PSF's window), then a simultaneous PSF fit (the frame's pixel-integrated Moffat; flux, x, y and
+local sky per star, neighbours' models
 subtracted). On isolated stars the windowed centroids are already within a few per cent of the
 Cramer-Rao bound (the photon-noise limit of any unbiased estimator: 1.02-1.04x on benchmark
 frames); the fit gains ~1 % there and more on stars with deblended neighbours (an equal pair 2
 FWHM apart: 0.055 -> 0.022 px). ``benchmarks/frame_pipeline.py`` reports the rms and the bound. Fluxes: ``flux`` is the Kron
-("auto") flux, ``flux_aper`` a circular aperture of radius one frame FWHM. ``fwhm`` is twice the
+("auto") flux, ``flux_aper`` a circular aperture of radius one frame FWHM; ``snr`` is the
+aperture's (local sky noise), ``snr_auto`` SExtractor's FLUX_AUTO/FLUXERR_AUTO (global sky rms).
+``fwhm`` is twice the
 half-light radius, scaled per frame by the ratio of the FWHMs of bright stars (pixel-integrated
 Moffat fits with free beta) to their ``2*r_half`` (1 for a Gaussian PSF, ~0.85 for a Moffat).
 """
@@ -60,6 +71,9 @@ class SourceSettings(BaseModel):
     threshold_sigma: float = Field(
         default=1.5, gt=0, description="detection threshold on the filtered image, in sky sigmas per pixel"
     )
+    threshold_noise: Literal["global", "local"] = Field(
+        default="global", description="sky sigma of the threshold and of snr_auto: the frame's global rms "
+        "(SExtractor without a weight map) or the local rms map (fewer detections where the sky is noisier)")
     min_area_px: int = Field(default=5, ge=1)
     deblend_nthresh: int = Field(default=32, ge=1)
     deblend_cont: float = Field(default=0.005, gt=0, le=1, description="1.0 disables deblending")
@@ -68,7 +82,8 @@ class SourceSettings(BaseModel):
     detection_filter: Literal["default", "gauss"] = Field(
         default="default", description="detection filter: SExtractor's default.conv (3x3 pyramid, FWHM ~2 px), "
         "or a Gaussian of fwhm_guess_px")
-    min_snr: float = Field(default=5.0, ge=0, description="drop detections whose aperture SNR and SExtractor-style SNR (snr_auto) are both below this")
+    min_snr: float = Field(default=5.0, ge=0, description="drop detections whose aperture SNR and "
+                           "SExtractor-style SNR (snr_auto) are both below this")
     edge_px: int = Field(default=3, ge=0)
     max_ellipticity: float = Field(default=0.5, gt=0, lt=1)
     fwhm_guess_px: float = Field(default=2.5, gt=0, description="used until the frame's own is measured")
@@ -174,7 +189,8 @@ def extract_sources(
 
     Returns:
         Table with columns ``id``, ``x``, ``y`` (0-based px), ``flux``, ``flux_err`` (Kron
-        flux) [ADU], ``flux_aper``, ``flux_aper_err`` [ADU], ``snr``, ``fwhm`` [px], ``a``,
+        flux) [ADU], ``flux_aper``, ``flux_aper_err`` [ADU], ``snr`` (aperture), ``snr_auto``
+        (SExtractor's FLUX_AUTO/FLUXERR_AUTO, global sky rms), ``fwhm`` [px], ``a``,
         ``b`` [px], ``theta_deg``, ``ellipticity`` (1 - b/a), ``peak`` [ADU above sky], ``npix``,
         ``flags`` (:class:`SourceFlag` bits); sorted by decreasing flux; ``meta['fwhm_px']``
         holds the frame's median FWHM. Empty (typed) when nothing is found.
@@ -191,12 +207,15 @@ def extract_sources(
     sub = np.ascontiguousarray(img - background.level, dtype=np.float32)
     rms = np.ascontiguousarray(background.rms, dtype=np.float32)
     # SExtractor without a weight map thresholds at DETECT_THRESH times the global sky rms
-    objs = _detect(sub, background.global_rms, bad, s)
+    noise = background.global_rms if s.threshold_noise == "global" else rms
+    objs = _detect(sub, noise, bad, s)
     if len(objs):
         # Drop obvious noise before the per-object measurements: isophotal SNR well below the
         # catalogue's cut (the aperture SNR decides below). At a 2-sigma threshold most
         # detections are noise, and this keeps the measurement cost proportional to the stars.
-        iso_snr = objs["flux"] / (np.sqrt(np.maximum(objs["npix"], 1)) * max(background.global_rms, 1e-30))
+        at_peak = (np.clip(objs["ycpeak"], 0, img.shape[0] - 1), np.clip(objs["xcpeak"], 0, img.shape[1] - 1))
+        sky_sig = background.global_rms if s.threshold_noise == "global" else rms[at_peak]
+        iso_snr = objs["flux"] / (np.sqrt(np.maximum(objs["npix"], 1)) * np.maximum(sky_sig, 1e-30))
         objs = objs[iso_snr >= 0.5 * s.min_snr]
     if len(objs) == 0:
         t = empty_sources()
@@ -272,7 +291,11 @@ def extract_sources(
     # Near a bright galaxy or a nebula the two differ several-fold; a detection is kept when
     # either reaches min_snr, so tenmon's catalogue holds what SExtractor's holds.
     area = np.where(kron_ok, math.pi * (2.5 * kr) ** 2 * ea * eb, math.pi * (2.0 * ap_r) ** 2)
-    var_auto = area * background.global_rms ** 2 + (np.maximum(flux, 0.0) / gain if gain else 0.0)
+    if s.threshold_noise == "global":
+        sky2 = background.global_rms ** 2
+    else:
+        sky2 = rms[np.clip(np.rint(y).astype(int), 0, ny - 1), np.clip(np.rint(x).astype(int), 0, nx - 1)] ** 2.0
+    var_auto = area * sky2 + (np.maximum(flux, 0.0) / gain if gain else 0.0)
     snr_auto = np.where(var_auto > 0, flux / np.sqrt(np.maximum(var_auto, 1e-30)), 0.0)
 
     a, b = objs["a"], objs["b"]
@@ -379,7 +402,7 @@ def frame_quality(
 
 
 def _frame_fwhm(sub: np.ndarray, x: np.ndarray, y: np.ndarray, objs: np.ndarray, fwhm_raw: np.ndarray,
-                bad: np.ndarray | None, n_fit: int = 20) -> tuple[float | None, np.ndarray]:
+                bad: np.ndarray | None, n_fit: int = 20) -> tuple[float | None, float, np.ndarray]:
     """Median FWHM of bright isolated stars from pixel-integrated Moffat fits (beta free, so a
     Gaussian PSF is the large-beta limit), and the indices of the stars fitted."""
     ny, nx = sub.shape
