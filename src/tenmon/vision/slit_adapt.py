@@ -196,6 +196,10 @@ def worse(new: dict, old: dict) -> list[str]:
     if new["confidently_wrong"] > old["confidently_wrong"]:
         why.append(f"more confidently wrong readings ({new['confidently_wrong']} against "
                    f"{old['confidently_wrong']})")
+    if new["azimuth_over_5deg"] > old["azimuth_over_5deg"] and \
+            new["azimuth_over_5deg"] / max(new["azimuth_given"], 1) > old["azimuth_over_5deg"] / max(old["azimuth_given"], 1):
+        why.append(f"more azimuths over 5 degrees off ({new['azimuth_over_5deg']} of {new['azimuth_given']}, "
+                   f"against {old['azimuth_over_5deg']} of {old['azimuth_given']})")
     mn, mo = new["azimuth_median_deg"], old["azimuth_median_deg"]
     if mn is not None and mo is not None and mn > mo + 0.05:
         why.append(f"azimuth median error {mn} deg against {mo}")
@@ -413,7 +417,8 @@ def adapt(labels_path: Path, calibration, out: Path, *, base_dir: Path | None = 
         finder_report = None
         if len(fx) >= 10:
             finder_report = slit_adapt_train.train_finder(fx, faz, tmp / FINDER_FILE, seed=seed,
-                                                          threads=threads, progress=progress)
+                                                          steps=steps, threads=threads,
+                                                          progress=progress)
             train_report["finder"] = finder_report
         else:
             say(f"{len(fx)} frames with an azimuth to learn from: no slit finder")
