@@ -1,4 +1,4 @@
-"""`tenmon encoder estimate|calibrate|watch|train`: the optical slit encoder, run here on frames."""
+"""`tenmon encoder estimate|calibrate|watch|collect|adapt|train`: the optical slit encoder, run here on frames."""
 
 from __future__ import annotations
 
@@ -18,13 +18,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     """Add ``tenmon encoder ...`` to a sub-parsers object."""
     enc = subparsers.add_parser(
         "encoder",
-        help="the optical slit encoder: read the slit from IR frames, calibrate the camera, train",
+        help="the optical slit encoder: read the slit from IR frames, calibrate the camera, "
+             "collect labelled frames, adapt to the site, train",
         description=(
             "The dome has no encoders: an IR camera looking up at the dome's interior is the "
             "encoder. These commands run the slit reader here, on image files or a camera, "
             "without the daemon: estimate (frames -> azimuth, opening, state), calibrate "
-            "(frames at known azimuths -> camera calibration), watch (live readings), train "
-            "(regenerate the detector model; needs the 'train' extra)."),
+            "(frames at known azimuths -> camera calibration), watch (live readings), collect "
+            "(the daemon's labelled frames), adapt (fine-tune on them), train (regenerate the "
+            "detector model; adapt and train need the 'train' extra)."),
     )
     sub = enc.add_subparsers(dest="encoder_command", metavar="SUBCOMMAND")
     enc.set_defaults(func=lambda args: (enc.print_help(), 2)[1])
@@ -49,7 +51,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="one JSON object per image, nothing else")
     p.add_argument("--annotate", type=Path, metavar="DIR",
                    help="write a copy of each frame with the reading drawn on it into DIR")
-    p.add_argument("--model", type=Path, metavar="ONNX", help="slit model (default: the packaged one)")
+    p.add_argument("--model", type=Path, metavar="ONNX|DIR",
+                   help="slit model (default: the packaged one), or a site-adapted model folder "
+                        "(`tenmon encoder adapt --out DIR`)")
     p.add_argument("--classical", action="store_true", help="use the model-free estimator only")
     p.add_argument("--slit-length", type=float, default=100.0, metavar="DEG",
                    help="the slit's arc from the horizon over the zenith (default 100)")
@@ -93,9 +97,57 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                    help="calibration JSON (default: the site config's [encoder] calibration)")
     w.add_argument("--count", type=int, default=0, metavar="N", help="stop after N frames (0: run on)")
     w.add_argument("--rate", type=float, default=0.0, metavar="HZ", help="at most this many frames a second")
-    w.add_argument("--model", type=Path, metavar="ONNX", help="slit model (default: the packaged one)")
+    w.add_argument("--model", type=Path, metavar="ONNX|DIR",
+                   help="slit model (default: the packaged one), or a site-adapted model folder")
     w.add_argument("--json", action="store_true", help="one JSON object per frame")
     w.set_defaults(func=_watch)
+
+    k = sub.add_parser(
+        "collect",
+        help="switch the daemon's collecting of labelled IR frames on or off, or show it",
+        description=(
+            "The daemon labels IR frames with what it knows at no cost to observing (the slit's "
+            "state after a full or verified open or close, the open fraction of timed partial "
+            "moves, 'moving' while a slit relay runs, the dome's azimuth right after homing and "
+            "after timed rotations, and the encoder's confident readings where the relay history "
+            "agrees) and writes them to [encoder] collect_dir (default DATA_DIR/encoder-labels): "
+            "frames/*.png and labels.jsonl, the input of `tenmon encoder adapt`. 'on' and 'off' "
+            "switch it at run time ([encoder] collect = true switches it on at start); without "
+            "an argument it shows the state and the number of frames written."),
+    )
+    k.add_argument("switch", nargs="?", choices=["on", "off"], help="on or off (default: show)")
+    k.add_argument("--json", action="store_true", help="print the state as one JSON object")
+    k.set_defaults(func=_collect)
+
+    a = sub.add_parser(
+        "adapt",
+        help="fine-tune the encoder on frames labelled at this site (needs the 'train' extra)",
+        description=(
+            "Fine-tune the slit encoder on LABELS.jsonl (written by `tenmon encoder collect` or "
+            "[encoder] collect = true; one JSON object a line: image, state (open, closed, "
+            "partial, moving or null), open_fraction, azimuth_deg; images relative to the file "
+            "allowed). Part of the labels (--held-back, default 30 %%) is held back: half of it "
+            "calibrates the thresholds (a state is stated only where it is right) and the "
+            "azimuth correction, half judges the model before and after. A model worse on the "
+            "judging frames is not written (exit status 1). Writes DIR: slit.onnx, "
+            "slit_band.onnx (adapted), slit_finder.onnx (the site's slit finder), adapt.json "
+            "(thresholds, azimuth correction, report). Use it with `tenmon encoder estimate "
+            "--model DIR` or [encoder] model_dir = DIR. CPU only, minutes; run it in the "
+            "training environment (.venv-train/bin/tenmon)."),
+    )
+    a.add_argument("labels", type=Path, metavar="LABELS.jsonl", help="the labelled frames")
+    a.add_argument("--calibration", required=True, type=Path, metavar="CAL.json",
+                   help="the camera's calibration (one calibration object)")
+    a.add_argument("--out", required=True, type=Path, metavar="DIR", help="model folder to write")
+    a.add_argument("--base", type=Path, metavar="DIR",
+                   help="an adapted model folder to start from (default: the packaged models)")
+    a.add_argument("--held-back", type=float, default=0.3, metavar="FRACTION",
+                   help="share of the labels held back (default 0.3)")
+    a.add_argument("--steps", type=int, default=None, help="training steps (default: from the data)")
+    a.add_argument("--seed", type=int, default=0, help="split and training seed (default 0)")
+    a.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
+    a.add_argument("--json", action="store_true", help="print the report as one JSON object")
+    a.set_defaults(func=_adapt)
 
     t = sub.add_parser(
         "train",
@@ -161,14 +213,18 @@ def _calibration_for(image: Path, single, table, path: Path):
 def _detector(args):
     from tenmon.vision.slit_detector import DetectorSettings, SlitDetector
 
-    settings = DetectorSettings(model_path=getattr(args, "model", None),
+    model = getattr(args, "model", None)
+    if model is not None and Path(model).is_dir():
+        return SlitDetector(DetectorSettings(model_dir=model, use_model=not getattr(args, "classical", False),
+                                             slit_length_deg=getattr(args, "slit_length", 100.0)))
+    settings = DetectorSettings(model_path=model,
                                 use_model=not getattr(args, "classical", False),
                                 slit_length_deg=getattr(args, "slit_length", 100.0))
     return SlitDetector(settings)
 
 
 def _estimate(args) -> int:
-    from tenmon.drivers.ir_camera import read_image
+    from tenmon.vision.images import read_image
 
     single, table = _load_calibrations(args.calibration)
     det = _detector(args)
@@ -256,7 +312,7 @@ def _write_annotated(folder: Path, path: Path, image, calibration, reading) -> P
 
 
 def _calibrate(args) -> int:
-    from tenmon.drivers.ir_camera import read_image
+    from tenmon.vision.images import read_image
     from tenmon.vision.ir_calibration import calibrate
 
     if len(args.azimuth) != len(args.images):
@@ -345,8 +401,85 @@ def _configured_camera(args) -> tuple[str, Path | None, Path | None]:
         if getattr(enc, "type", None) == "ir-camera":
             device = device or enc.device
             cal = cal or enc.calibration
-            model = enc.model
+            model = getattr(enc, "model_dir", None) or enc.model
     return device or "/dev/video0", cal, model
+
+
+# --------------------------------------------------------------------------- collect
+
+
+def _collect(args) -> int:
+    from tenmon.cli.client import client_for, resolve_url
+    from tenmon.errors import ApiError
+
+    client = client_for(args)
+    try:
+        if args.switch is None:
+            st = client.get("/encoder/collect")
+        else:
+            st = client.post("/encoder/collect", {"on": args.switch == "on"})
+    except ApiError as exc:
+        if exc.status == 404:
+            url = resolve_url(getattr(args, "url", None), getattr(args, "config", None))
+            raise TenmonError(f"the daemon at {url} collects no IR frames (its encoder has no "
+                              "camera, or it predates collecting): GET /api/v1/encoder/collect "
+                              "answered 404") from None
+        raise
+    if args.json:
+        print(json.dumps(st))
+    else:
+        print(f"collecting {'on' if st['enabled'] else 'off'}: {st['written']} labelled frames in "
+              f"{st['labels']}")
+    return 0
+
+
+# --------------------------------------------------------------------------- adapt
+
+
+def _adapt(args) -> int:
+    import importlib.util
+
+    from tenmon.vision.slit_types import Calibration
+
+    if importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnx") is None:
+        raise TenmonError("adapting needs the 'train' extra (torch, onnx) in its own environment: "
+                          "run .venv-train/bin/tenmon encoder adapt ...")
+    from tenmon.vision import slit_adapt
+
+    cal = Calibration.load(args.calibration)
+    if not 0.1 <= args.held_back <= 0.6:
+        raise ConfigError(f"--held-back {args.held_back}: give a share between 0.1 and 0.6")
+    say = None if args.json else (lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        report = slit_adapt.adapt(args.labels, cal, args.out, base_dir=args.base,
+                                  held_fraction=args.held_back, steps=args.steps, seed=args.seed,
+                                  threads=args.threads, progress=sys.stderr.isatty() and not args.json,
+                                  log_fn=say)
+    except slit_adapt.AdaptRefused as exc:
+        if args.json:
+            print(json.dumps({**exc.report, "written": False, "error": str(exc)}))
+        else:
+            _print_adapt(exc.report)
+            print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps({**report, "written": True}))
+    else:
+        _print_adapt(report)
+        print(f"wrote {report['out']} ({report['seconds']['total']:.0f} s); use it with "
+              f"--model {report['out']} or [encoder] model_dir")
+    return 0
+
+
+def _print_adapt(report: dict) -> None:
+    from tenmon.vision.slit_adapt import summary_line
+
+    print(f"held back to judge: {report['judge']} frames (learnt from {report['learn']}, "
+          f"calibrated on {report['calibrate']})")
+    print(f"  before: {summary_line(report['before'])}")
+    print(f"  after:  {summary_line(report['after'])}")
+    print(f"  state stated from probability {report['settings']['band_state_decided']}; azimuth "
+          f"correction {'on' if any(report['azimuth_correction']) else 'off'}")
 
 
 # --------------------------------------------------------------------------- train

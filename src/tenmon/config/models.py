@@ -587,6 +587,15 @@ class IrCameraEncoderConfig(_Model):
     height_px: int | None = Field(default=None, gt=0)
     first_reading_timeout_s: float = Field(default=10.0, gt=0)
     reconnect_s: float = Field(default=2.0, gt=0)
+    # site adaptation (docs/encoder.md, "Learning the site")
+    model_dir: Path | None = Field(default=None, description="a site-adapted model folder "
+                                   "(`tenmon encoder adapt --out DIR`); replaces model")
+    collect: bool = Field(default=False, description="write labelled IR frames for "
+                          "`tenmon encoder adapt` (also `tenmon encoder collect on`)")
+    collect_dir: Path | None = Field(default=None, description="where collected frames go "
+                                     "(default: DATA_DIR/encoder-labels)")
+    collect_interval_s: float = Field(default=20.0, gt=0, description="at most one collected "
+                                      "frame per this many seconds while nothing changes")
 
 
 class SimulatedIrEncoderConfig(_Model):
@@ -620,6 +629,15 @@ class SimulatedIrEncoderConfig(_Model):
     hold_limit_s: float = Field(default=5.0, gt=0, description="longest hold per tick, wall s")
     first_reading_timeout_s: float = Field(
         default=10.0, gt=0, description="connect() waits this long (wall seconds) for a first reading")
+    # site adaptation (docs/encoder.md, "Learning the site")
+    model_dir: Path | None = Field(default=None, description="a site-adapted model folder "
+                                   "(`tenmon encoder adapt --out DIR`); replaces model")
+    collect: bool = Field(default=False, description="write labelled IR frames for "
+                          "`tenmon encoder adapt` (also `tenmon encoder collect on`)")
+    collect_dir: Path | None = Field(default=None, description="where collected frames go "
+                                     "(default: DATA_DIR/encoder-labels)")
+    collect_interval_s: float = Field(default=20.0, gt=0, description="at most one collected "
+                                      "frame per this many seconds while nothing changes")
 
 
 EncoderConfig = Annotated[

@@ -153,6 +153,10 @@ def _assemble(config, clock, store, banks, encoder, weather, mount, switches, *,
     dome = RelayDome(config.dome, banks[config.dome.relays], encoder, clock, min_confidence=conf)
     slit = RelaySlit(config.slit, banks[config.slit.relays], encoder, clock, min_confidence=conf)
     cover = RelayCover(config.cover, banks[config.cover.relays], clock, switches)
-    return Observatory(config, clock, store, banks=banks, encoder=encoder, weather=weather,
-                       mount=mount, dome=dome, slit=slit, cover=cover, world=world,
-                       world_path=world_path, mount_inline=mount_inline)
+    obs = Observatory(config, clock, store, banks=banks, encoder=encoder, weather=weather,
+                      mount=mount, dome=dome, slit=slit, cover=cover, world=world,
+                      world_path=world_path, mount_inline=mount_inline)
+    from tenmon.daemon.encoder_collect import install_encoder_collect
+
+    install_encoder_collect(obs)  # labelled IR frames for `tenmon encoder adapt` ([encoder] collect)
+    return obs

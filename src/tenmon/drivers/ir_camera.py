@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tenmon.clock import Clock, RealClock
 from tenmon.errors import ConfigError, DeviceDisconnected, DeviceNotFound
+from tenmon.vision.images import read_image  # noqa: F401 - re-exported: drivers.ir_camera.read_image
 from tenmon.vision.slit_detector import DetectorSettings
 from tenmon.vision.slit_tracker import TrackerSettings
 from tenmon.vision.slit_types import Calibration
@@ -206,28 +207,6 @@ def list_images(path: str | Path) -> list[Path]:
     if p.is_file():
         return [p]
     raise DeviceNotFound("encoder.camera", f"no image file or folder at {p}")
-
-
-def read_image(path: str | Path) -> np.ndarray:
-    """Read an image file unchanged in depth (8-bit BGR or grey).
-
-    Raises:
-        VisionError: the file is missing or not a readable image.
-    """
-    from tenmon.errors import VisionError
-
-    p = Path(path)
-    data = np.fromfile(str(p), dtype=np.uint8) if p.is_file() else None
-    if data is None or data.size == 0:
-        raise VisionError(f"{p}: no such image file")
-    img = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise VisionError(f"{p}: not a readable image")
-    if img.dtype == np.uint16:
-        img = (img >> 8).astype(np.uint8)
-    if img.ndim == 3 and img.shape[2] == 4:
-        img = cv2.cvtColor(img, cv2.COLOR_BGRA2BGR)
-    return img
 
 
 class FileReplaySource(_SourceBase):

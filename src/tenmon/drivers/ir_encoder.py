@@ -63,6 +63,7 @@ class IrEncoderOptions(BaseModel):
     stale_s: float = Field(default=2.0, gt=0, description="an older reading is unknown")
     model: Path | None = Field(default=None, description="ONNX slit model; the packaged one when None")
     use_model: bool = True
+    model_dir: Path | None = Field(default=None, description="a site-adapted model folder")
     threads: int = Field(default=1, ge=1, le=8, description="onnxruntime intra-op threads")
     width_px: int | None = Field(default=None, gt=0, description="requested capture width")
     height_px: int | None = Field(default=None, gt=0, description="requested capture height")
@@ -117,6 +118,12 @@ class IrCameraEncoder:
         if model is not None and self.options.use_model and not Path(model).is_file():
             raise ConfigError(f"encoder.model: slit model file not found: {model}",
                               [("encoder.model", None, f"no such file: {model}")])
+        mdir = self.options.model_dir
+        if mdir is not None and not (Path(mdir) / "adapt.json").is_file():
+            raise ConfigError(f"encoder.model_dir: not an adapted model folder: {mdir}",
+                              [("encoder.model_dir", None, f"no adapt.json in {mdir}")])
+        #: collects labelled frames when set (:class:`FrameCollector`; the daemon installs it)
+        self.collector: FrameCollector | None = None
         self.error: str | None = None
         self._latest: SlitReading = SlitReading.unknown(clock.now(), source=SOURCE,
                                                         reason="not connected")
@@ -150,8 +157,8 @@ class IrCameraEncoder:
 
         o = self.options
         try:
-            self._detector = SlitDetector(DetectorSettings(model_path=o.model, use_model=o.use_model,
-                                                           threads=o.threads))
+            self._detector = SlitDetector(DetectorSettings(model_path=o.model, model_dir=o.model_dir,
+                                                           use_model=o.use_model, threads=o.threads))
         except TenmonError as exc:  # VisionError: the model file cannot be loaded
             raise DeviceNotFound("encoder", f"slit detector: {exc}") from None
         self._tracker = SlitTracker(TrackerSettings(stale_s=o.stale_s))
@@ -296,6 +303,12 @@ class IrCameraEncoder:
         except VisionError as exc:
             raw = SlitReading.unknown(frame.time, source=SOURCE, reason=str(exc))
         tracked = self._tracker.update(raw)
+        collector = self.collector
+        if collector is not None:
+            try:
+                collector.offer(frame.image, frame.time, raw)
+            except Exception as exc:  # noqa: BLE001 - collecting must never stop the encoder; logged
+                log.error("IR encoder: collecting a labelled frame failed: %s", exc)
         ms = (time.perf_counter() - t0) * 1000.0
         self.processing_ms.append(ms)
         self.frames_processed += 1
@@ -313,3 +326,50 @@ class IrCameraEncoder:
         self.error = None
         self.latest_frame = frame  # one reference store: the operator page shows it
         self._publish(out)
+
+
+class FrameCollector:
+    """Writes frames the daemon can label (:class:`~tenmon.vision.slit_labels.SiteLabeller`) to a
+    labels folder (:class:`~tenmon.vision.slit_labels.LabelWriter`): at most one frame per
+    ``interval_s`` (frame time) while the label stays the same, at once when it changes.
+
+    ``enabled`` switches it on and off at run time (``tenmon encoder collect on|off``). Called
+    from the encoder's worker thread; never blocks the control loop.
+    """
+
+    def __init__(self, labeller, folder: Path, *, interval_s: float = 20.0, enabled: bool = True):
+        from tenmon.vision.slit_labels import LabelWriter
+
+        self.labeller = labeller
+        self.folder = Path(folder)
+        self.writer = LabelWriter(self.folder)
+        self.interval_s = float(interval_s)
+        self.enabled = enabled
+        self.offered = 0
+        self._last_t: float | None = None
+        self._last_key = None
+
+    @property
+    def written(self) -> int:
+        return self.writer.written
+
+    def offer(self, image, time: datetime, reading) -> bool:
+        """Write ``image`` if its label is worth it; True when written."""
+        if not self.enabled:
+            return False
+        self.offered += 1
+        t = time.timestamp()
+        label = self.labeller.label(t, reading)
+        if label is None:
+            return False
+        key = (label.state, None if label.open_fraction is None else round(label.open_fraction, 1),
+               label.azimuth_deg is None)
+        if (self._last_t is not None and t - self._last_t < self.interval_s and key == self._last_key):
+            return False
+        self._last_t, self._last_key = t, key
+        self.writer.write(f"{time:%Y%m%dT%H%M%S_%f}.png", image, label)
+        return True
+
+    def status(self) -> dict[str, Any]:
+        return {"enabled": self.enabled, "folder": str(self.folder), "labels": str(self.writer.path),
+                "written": self.written, "offered": self.offered}

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time as _time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -47,6 +47,10 @@ class DetectorSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     model_path: Path | None = Field(default=None, description="ONNX model; the packaged one when None")
+    model_dir: Path | None = Field(default=None,
+                                   description="a site-adapted model folder (`tenmon encoder adapt`): "
+                                               "its slit.onnx, slit_band.onnx, thresholds and azimuth "
+                                               "correction (adapt.json) replace the packaged ones")
     use_model: bool = Field(default=True, description="false: classical estimator only")
     slit_length_deg: float = Field(default=100.0, gt=45, le=180,
                                    description="arc of the slit from the horizon over the zenith")
@@ -87,6 +91,9 @@ class DetectorSettings(BaseModel):
                                   description="read state, opening and presence from the slit band")
     band_model_path: Path | None = Field(default=None,
                                          description="band network ONNX; the packaged one when None")
+    finder_model_path: Path | None = Field(default=None,
+                                           description="a site's slit finder ONNX (an adapted model "
+                                                       "folder's): its peaks are searched too")
     band_here_accepted: float = Field(default=0.5, ge=0, le=1,
                                       description="band presence a reading the box gate accepted needs")
     band_here_alone: float = Field(default=0.5, ge=0, le=1,
@@ -136,7 +143,14 @@ class SlitDetector:
     """
 
     def __init__(self, settings: DetectorSettings | None = None):
+        from tenmon.vision.slit_adapt import AzimuthCorrection, load_model_dir
+
         self.settings = settings or DetectorSettings()
+        #: the site's azimuth correction (an adapted model folder's), identity otherwise
+        self.correction = AzimuthCorrection()
+        if self.settings.model_dir is not None:
+            update, self.correction = load_model_dir(self.settings.model_dir)
+            self.settings = self.settings.model_copy(update=update)
         s = self.settings
         self.classical = ClassicalEstimator(slit_length_deg=s.slit_length_deg,
                                             min_confidence=s.classical_min_confidence)
@@ -174,6 +188,11 @@ class SlitDetector:
                 raise VisionError(f"slit band model not found: {band_path}")
             else:
                 log.warning("no band model at %s: the row classifier reads the state", band_path)
+        self.finder = None
+        if s.finder_model_path is not None and self.band is not None:
+            from tenmon.vision.slit_adapt import SlitFinder
+
+            self.finder = SlitFinder(s.finder_model_path, threads=s.threads)
         self._maps: dict[tuple, _Maps] = {}
         self._cl_cache: SlitReading | None = None  # the classical reading of the frame in hand
 
@@ -256,6 +275,10 @@ class SlitDetector:
         gray = to_gray(frame)
         maps = self.maps(calibration, gray.shape)
         reading = self._estimate(gray, maps, now, calibration)
+        if reading.azimuth_deg is not None and self.correction.active:
+            raw = reading.azimuth_deg
+            reading = replace(reading, azimuth_deg=round((raw + self.correction(raw)) % 360.0, 3))
+            reading.details["uncorrected_azimuth_deg"] = raw
         reading.details["elapsed_ms"] = (_time.perf_counter() - t0) * 1000.0
         return reading
 
@@ -377,6 +400,8 @@ class SlitDetector:
         cands = [a for a, sc in (det.candidates if det is not None else ()) if sc >= s.search_min_score]
         if det is not None and tried is None:
             cands.insert(0, det.azimuth_deg)
+        if self.finder is not None:  # the site's own slit finder (an adapted model folder's)
+            cands = [a for a, _ in self.finder.candidates(gray, calibration, levels)] + cands
         cl = self._classical(strip_f, valid_f, now)
         if cl.known:
             cands.append(cl.azimuth_deg)
