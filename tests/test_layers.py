@@ -59,9 +59,10 @@ def private_imports(path: Path, text: str | None = None) -> list[tuple[str, str,
             for alias in node.names:
                 if _private(alias.name) and target != me:
                     found.append((target, alias.name, node.lineno))
-            # a private module in the dotted path: from tenmon.x._y import z
-            for part in target.split("."):
-                if _private(part):
+            # a private module in the dotted path: from tenmon.x._y import z (a package's
+            # private modules are for the package's own modules: tenmon.x.a may use tenmon.x._y)
+            for i, part in enumerate(target.split(".")):
+                if _private(part) and ".".join(target.split(".")[:i]) != package:
                     found.append((target, part, node.lineno))
                     break
         elif isinstance(node, ast.Import):

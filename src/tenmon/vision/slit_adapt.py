@@ -584,9 +584,9 @@ class SlitFinder:
     """
 
     def __init__(self, path: Path, threads: int = 1):
-        from tenmon.vision.slit_detector import _load_session
+        from tenmon.vision.onnx_session import load_session
 
-        self.session = _load_session(Path(path), threads)
+        self.session = load_session(Path(path), threads)
         self.name = self.session.get_inputs()[0].name
         self._maps: dict = {}
 

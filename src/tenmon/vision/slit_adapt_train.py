@@ -249,13 +249,13 @@ if __name__ == "__main__":  # pragma: no cover - a check that the loaded weights
     import torch
 
     from tenmon.vision.slit_band_train import build_net
-    from tenmon.vision.slit_detector import _load_session
+    from tenmon.vision.onnx_session import load_session
 
     net = build_net()
     load_onnx_into(net, DEFAULT_BAND_MODEL)
     net.eval()
     x = np.random.default_rng(0).normal(0, 1, (1, 4, 112, 48)).astype(np.float32)
-    sess = _load_session(DEFAULT_BAND_MODEL, 1)
+    sess = load_session(DEFAULT_BAND_MODEL, 1)
     a = sess.run(None, {sess.get_inputs()[0].name: x})
     with torch.no_grad():
         b = net(torch.from_numpy(x))
