@@ -17,7 +17,7 @@ import pytest
 from tenmon.cli.main import main
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "drivers"))
-from alpaca_rig import AlpacaServer, sim_config, simulators_missing  # noqa: E402
+from alpaca_sim_rig import AlpacaServer, sim_config, simulators_missing  # noqa: E402
 
 
 class Responder:

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from alpaca_rig import (AlpacaServer, FaultProxy, free_port, sim_config, simulators_missing,
+from alpaca_sim_rig import (AlpacaServer, FaultProxy, free_port, sim_config, simulators_missing,
                         wait_for, write_catalog)
 
 pytestmark = pytest.mark.skipif(simulators_missing() is not None,

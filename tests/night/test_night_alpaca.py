@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "drivers"))
-from alpaca_rig import AlpacaServer, sim_config, simulators_missing, write_catalog  # noqa: E402
+from alpaca_sim_rig import AlpacaServer, sim_config, simulators_missing, write_catalog  # noqa: E402
 
 pytestmark = pytest.mark.skipif(simulators_missing() is not None,
                                 reason=simulators_missing() or "")
