@@ -15,7 +15,7 @@ from tenmon.daemon.autofocus import (AutofocusRun, AutofocusService, AutofocusSe
                                      fit_v_curve, sweep_positions)
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "drivers"))
-from alpaca_rig import (AlpacaServer, sim_config, simulators_missing, wait_for,  # noqa: E402
+from alpaca_sim_rig import (AlpacaServer, sim_config, simulators_missing, wait_for,  # noqa: E402
                         write_catalog)
 
 
