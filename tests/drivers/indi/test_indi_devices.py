@@ -254,7 +254,7 @@ def test_weather_readings_alerts_and_staleness(server):
                         == pytest.approx(20.0), 30, tick=tick), w.reading()
         assert "WEATHER_WIND_SPEED" in (w.reading().alert or "") and not verdict().safe
         server.setprop("Weather Simulator.WEATHER_CONTROL.Wind=0")
-        assert wait_for(lambda: not w.reading().alerts, 30, tick=tick)
+        assert wait_for(lambda: not w.reading().alert, 30, tick=tick)
         assert verdict().safe
         # stale: the clock runs on, no new report is looked at
         clock.advance(61)
