@@ -51,10 +51,25 @@ FRAMES = [
     ("k4m_160311_103249_ooi_zd_v2-ccd3.fits", "KPNO Mayall 4 m / Mosaic-3, z", "reporting"),
     ("k4m_160313_102424_ooi_zd_v2-ccd3.fits", "KPNO Mayall 4 m / Mosaic-3, z", "reporting"),
     ("c4d_150411_035242_ooi_z_v1-N10.fits", "CTIO Blanco 4 m / DECam, z", "reporting"),
-    ("c4d_131122_030338_ooi_z_ls9.S21.fits", "CTIO Blanco 4 m / DECam, z", "reporting"),
+    ("c4d_131122_030338_ooi_z_ls9.S21.fits", "CTIO Blanco 4 m / DECam, z", "tuning"),
     ("c4d_141029_043225_ooi_g_ls9.N26.fits", "CTIO Blanco 4 m / DECam, g", "reporting"),
     ("c4d_141029_043420_ooi_r_ls9.N26.fits", "CTIO Blanco 4 m / DECam, r", "reporting"),
 ]
+
+#: Reporting frames added in the second round (issue 16), chosen before they were first measured.
+ADDED = [
+    ("ystar-saao-long.fits", "YSTAR telescope, SAAO / Apogee CCD, R (M5 field, satellite trail)", "reporting"),
+    ("c4d_150110_053718_ooi_z_ls9.S4.fits", "CTIO Blanco 4 m / DECam, z", "reporting"),
+    ("c4d_150110_053718_ooi_z_ls9.S11.fits", "CTIO Blanco 4 m / DECam, z", "reporting"),
+    ("c4d_171113_061941_ooi_r_ls9.S4.fits", "CTIO Blanco 4 m / DECam, r", "reporting"),
+    ("c4d_170916_045042_ooi_r_ls9.N15.fits", "CTIO Blanco 4 m / DECam, r", "reporting"),
+    ("c4d_181104_072440_ooi_g_ls9.S4.fits", "CTIO Blanco 4 m / DECam, g", "reporting"),
+    ("c4d_181214_050844_ooi_g_ls9.S9.fits", "CTIO Blanco 4 m / DECam, g", "reporting"),
+    ("c4d_181215_045000_ooi_z_ls9.S9.fits", "CTIO Blanco 4 m / DECam, z", "reporting"),
+    ("c4d_181215_051332_ooi_r_ls9.S9.fits", "CTIO Blanco 4 m / DECam, r", "reporting"),
+]
+FRAMES += ADDED
+ADDED_NAMES = {name for name, _, _ in ADDED}
 
 
 def read(path: Path) -> tuple[np.ndarray, fits.Header]:

@@ -89,6 +89,10 @@ class SourceSettings(BaseModel):
     fwhm_guess_px: float = Field(default=2.5, gt=0, description="used until the frame's own is measured")
     psf_fit: bool = Field(default=True, description="refine point-source positions by a simultaneous PSF fit")
     psf_fit_iterations: int = Field(default=5, ge=1, le=50, description="Gauss-Newton iterations of the PSF fit")
+    max_refine_shift_px: float = Field(
+        default=0.5, gt=0, description="a windowed/PSF-fitted position further than this (or 3 sigma of the "
+        "barycentre's noise, if larger) from the isophotal barycentre marks an asymmetric object, which "
+        "keeps the barycentre (SExtractor's X_IMAGE)")
 
 
 @dataclass(frozen=True)
@@ -268,6 +272,13 @@ def extract_sources(
                                           n_iter=s.psf_fit_iterations)
         x = np.where(okf, xf, x)
         y = np.where(okf, yf, y)
+    # A windowed or PSF-fitted position estimates the same point as the isophotal barycentre
+    # only for a symmetric point source; there the two differ by the barycentre's noise (sep's
+    # errx2/erry2, SExtractor's ERRX2/ERRY2) and, on a deblended star, by the neighbour's pull
+    # (~0.1-0.3 px). Further apart, the object is something else: a star with a cosmic ray or a
+    # faint companion in its footprint, a window sized by a doubtful frame FWHM; such objects
+    # keep the barycentre (SExtractor's X_IMAGE/Y_IMAGE).
+    x, y = _keep_barycentre_of_asymmetric(x, y, objs, s.max_refine_shift_px)
     ap_r = float(fwhm_frame if fwhm_frame else s.fwhm_guess_px)
 
     err = background.rms
@@ -589,6 +600,18 @@ def _detect(sub: np.ndarray, rms: np.ndarray | float, bad: np.ndarray | None, s:
             except Exception as exc2:
                 raise VisionError(f"source extraction failed: {exc2}") from exc2
         raise VisionError(f"source extraction failed: {exc}") from exc
+
+
+def _keep_barycentre_of_asymmetric(x: np.ndarray, y: np.ndarray, objs: np.ndarray,
+                                   floor_px: float) -> tuple[np.ndarray, np.ndarray]:
+    """Refined positions ``x``, ``y`` where they lie within max(``floor_px``, 3 sigma) of the
+    isophotal barycentre (sigma from the barycentre's variances, sep's ``errx2 + erry2``); the
+    barycentre elsewhere."""
+    x0, y0 = objs["x"].astype(np.float64), objs["y"].astype(np.float64)
+    var = np.asarray(objs["errx2"], np.float64) + np.asarray(objs["erry2"], np.float64)
+    lim = np.maximum(floor_px, 3.0 * np.sqrt(np.where(np.isfinite(var) & (var > 0), var, 0.0)))
+    far = ~(np.hypot(x - x0, y - y0) <= lim)
+    return np.where(far, x0, x), np.where(far, y0, y)
 
 
 def _gauss_kernel(fwhm: float) -> np.ndarray:
