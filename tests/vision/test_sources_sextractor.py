@@ -157,3 +157,34 @@ def test_asymmetric_objects_match_sextractor(test_data, name):
     ref = run_sextractor(img, gain=gain, saturation_adu=sat)
     a = agreement(ref, src.extract_sources(img, gain=gain, saturation_adu=sat), min_snr=10.0, radius_px=1.0)
     assert a["n_matched"] == a["n_ref"], a
+
+
+def test_neighbours_pixels_are_masked_in_the_kron_flux():
+    # A faint star on the wing of a bright one (Moffat PSFs, 15 px apart; deblended): the faint
+    # star's Kron aperture reaches into the bright star. SExtractor leaves the neighbour's pixels
+    # out (MASK_TYPE CORRECT); without that the faint star's flux is many times its own.
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:96, 0:96].astype(float)
+    img = rng.normal(100.0, 3.0, (96, 96))
+    beta, fwhm = 2.5, 3.0
+    al = fwhm / (2 * np.sqrt(2 ** (1 / beta) - 1))
+    for x0, y0, f in ((30.2, 48.3, 1e6), (45.1, 48.6, 3e4)):
+        img += f * (beta - 1) / (np.pi * al**2) * (1 + ((xx - x0) ** 2 + (yy - y0) ** 2) / al**2) ** -beta
+    img = img.astype(np.float32)
+    for masked, lo, hi in ((True, 0.8, 1.5), (False, 3.0, np.inf)):
+        t = src.extract_sources(img, gain=2.0, settings=src.SourceSettings(mask_neighbours=masked))
+        faint = t[np.argmin(np.hypot(t["x"] - 45.1, t["y"] - 48.6))]
+        assert np.hypot(faint["x"] - 45.1, faint["y"] - 48.6) < 0.3
+        assert lo < faint["flux"] / 3e4 < hi, (masked, faint["flux"])
+
+
+def test_faint_object_on_a_galaxy_keeps_sextractors_snr(test_data):
+    # Inside M51 the mesh background sits above the sky around a faint object (SExtractor: SNR
+    # 11.4 at 513.03, 488.58, 1-based 514.03, 489.58): its Kron radius cannot be measured (first
+    # moment <= 0), and SExtractor then uses its minimum aperture, 3.5 isophotal a and b.
+    img, _ = _read(test_data / "sources" / "M51.16.Mono.fits")
+    t = src.extract_sources(img)
+    d = np.hypot(np.asarray(t["x"]) - 513.03, np.asarray(t["y"]) - 488.58)
+    j = int(np.argmin(d))
+    assert d[j] < 0.5
+    assert 6.0 < t["snr_auto"][j] < 20.0, t["snr_auto"][j]
