@@ -92,10 +92,6 @@ class SourceSettings(BaseModel):
     mask_neighbours: bool = Field(
         default=True, description="leave other objects' pixels out of the Kron radius and flux, corrected "
         "for the masked area (SExtractor's MASK_TYPE CORRECT)")
-    max_refine_shift_px: float = Field(
-        default=0.5, gt=0, description="a windowed/PSF-fitted position further than this (or 3 sigma of the "
-        "barycentre's noise, if larger) from the isophotal barycentre marks an asymmetric object, which "
-        "keeps the barycentre (SExtractor's X_IMAGE)")
 
 
 @dataclass(frozen=True)
@@ -272,6 +268,12 @@ def extract_sources(
     if saturation_adu is not None:
         pk = objs["peak"] + background.level[np.clip(objs["ypeak"], 0, ny - 1), np.clip(objs["xpeak"], 0, nx - 1)]
         point &= pk < 0.98 * saturation_adu
+    # The window and the PSF model come from the frame's PSF; when fewer than 3 stars could be
+    # fitted (a cut-out with a handful of sources) the frame FWHM is a guess (a 100x100 DECam
+    # cut-out: ~13 px from 3 blended objects, a 5.5 px window that moved a blended object 2.5 px).
+    # Then every object keeps its barycentre, SExtractor's X_IMAGE.
+    if len(fitted) < 3:
+        point = np.zeros_like(point)
     xw, yw, _ = sep.winpos(sub, x0, y0, np.full(len(x0), psf_sig), mask=bad, subpix=0)
     moved = ~np.isfinite(xw) | ~np.isfinite(yw) | (np.hypot(xw - x0, yw - y0) > max(1.5, psf_sig))
     x = np.where(point & ~moved, xw, x0).astype(np.float64)
@@ -281,13 +283,6 @@ def extract_sources(
                                           n_iter=s.psf_fit_iterations)
         x = np.where(okf, xf, x)
         y = np.where(okf, yf, y)
-    # A windowed or PSF-fitted position estimates the same point as the isophotal barycentre
-    # only for a symmetric point source; there the two differ by the barycentre's noise (sep's
-    # errx2/erry2, SExtractor's ERRX2/ERRY2) and, on a deblended star, by the neighbour's pull
-    # (~0.1-0.3 px). Further apart, the object is something else: a star with a cosmic ray or a
-    # faint companion in its footprint, a window sized by a doubtful frame FWHM; such objects
-    # keep the barycentre (SExtractor's X_IMAGE/Y_IMAGE).
-    x, y = _keep_barycentre_of_asymmetric(x, y, objs, s.max_refine_shift_px)
     ap_r = float(fwhm_frame if fwhm_frame else s.fwhm_guess_px)
 
     err = background.rms
@@ -648,18 +643,6 @@ def _detect(sub: np.ndarray, rms: np.ndarray | float, bad: np.ndarray | None, s:
 def _unmasked_area_ratio(full: np.ndarray, unmasked: np.ndarray) -> np.ndarray:
     """Aperture area over its area without the neighbours' pixels, between 1 and 2."""
     return np.clip(np.where(unmasked > 0, full / np.maximum(unmasked, 1e-12), 2.0), 1.0, 2.0)
-
-
-def _keep_barycentre_of_asymmetric(x: np.ndarray, y: np.ndarray, objs: np.ndarray,
-                                   floor_px: float) -> tuple[np.ndarray, np.ndarray]:
-    """Refined positions ``x``, ``y`` where they lie within max(``floor_px``, 3 sigma) of the
-    isophotal barycentre (sigma from the barycentre's variances, sep's ``errx2 + erry2``); the
-    barycentre elsewhere."""
-    x0, y0 = objs["x"].astype(np.float64), objs["y"].astype(np.float64)
-    var = np.asarray(objs["errx2"], np.float64) + np.asarray(objs["erry2"], np.float64)
-    lim = np.maximum(floor_px, 3.0 * np.sqrt(np.where(np.isfinite(var) & (var > 0), var, 0.0)))
-    far = ~(np.hypot(x - x0, y - y0) <= lim)
-    return np.where(far, x0, x), np.where(far, y0, y)
 
 
 def _gauss_kernel(fwhm: float) -> np.ndarray:
