@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 import warnings
@@ -304,8 +305,10 @@ def markdown(rows: list[dict], sp: dict | None, cmd: str, rs: dict | None = None
             "(1.019x the Cramer-Rao bound both), of all matched stars 0.1254 -> 0.1271 px; 10 % more "
             "sources per frame (the global-rms threshold); the sources step 430-590 ms before, 300-990 ms "
             "after, on the loaded machine."]
-    out += ["", "Timings are from a shared 2-core machine under load (load average 6-9 during the run); "
-            "they vary by tens of per cent between runs."]
+    load = ", ".join(f"{v:.1f}" for v in os.getloadavg())
+    out += ["", f"Timings are from a shared 2-core machine under load (load average {load} over 1, 5, 15 min "
+            "when this report was written); they vary by tens of per cent between runs, several-fold under "
+            "heavy load."]
     return "\n".join(out) + "\n"
 
 
