@@ -9,13 +9,15 @@ libraries; sep is the one that fits the frame budget.
 Detection makes SExtractor's choices (its defaults, ``source-extractor -dd``): background mesh 64
 px, median filter 3 meshes; the default.conv 3x3 pyramid filter; 1.5 sigma of the *global* sky rms
 (SExtractor without a weight map); 5 pixels; 32 deblending thresholds, contrast 0.005; cleaning
-1.0. Against SExtractor 2.25 itself on real frames of several telescopes, >= 94 % of its SNR >= 10
-objects have a tenmon source within 1 px on every frame with more than 10 of them
-(``benchmarks/sources_vs_sextractor.py``, docs/bench/sources.md). The solver extracts with this
-same function (``tenmon.vision.solve.detect``).
+1.0. Kron fluxes leave the neighbours' pixels out (SExtractor's MASK_TYPE CORRECT). Against
+SExtractor 2.25 itself on 25 real frames of 8 telescopes, all but one of its SNR >= 10 objects
+have a tenmon source within 1 px (the exception: an object SExtractor's cleaning keeps and sep's
+removes); ``benchmarks/sources_vs_sextractor.py``, docs/bench/sources.md. The solver extracts
+with this same function (``tenmon.vision.solve.detect``).
 
 Positions, 0-based with the first pixel's centre at 0: extended, elongated, saturated and border
-objects keep the isophotal barycentre (SExtractor's X_IMAGE/Y_IMAGE); point sources get
+objects, and every object of a frame where fewer than 3 stars fit a PSF, keep the isophotal
+barycentre (SExtractor's X_IMAGE/Y_IMAGE); point sources get
 windowed centroids (SExtractor's XWIN/YWIN: an iterated Gaussian-weighted centroid in the frame
 PSF's window), then a simultaneous PSF fit (the frame's pixel-integrated Moffat; flux, x, y and
 local sky per star, neighbours' models
@@ -89,6 +91,9 @@ class SourceSettings(BaseModel):
     fwhm_guess_px: float = Field(default=2.5, gt=0, description="used until the frame's own is measured")
     psf_fit: bool = Field(default=True, description="refine point-source positions by a simultaneous PSF fit")
     psf_fit_iterations: int = Field(default=5, ge=1, le=50, description="Gauss-Newton iterations of the PSF fit")
+    mask_neighbours: bool = Field(
+        default=True, description="leave other objects' pixels out of the Kron radius and flux, corrected "
+        "for the masked area (SExtractor's MASK_TYPE CORRECT)")
 
 
 @dataclass(frozen=True)
@@ -208,7 +213,12 @@ def extract_sources(
     rms = np.ascontiguousarray(background.rms, dtype=np.float32)
     # SExtractor without a weight map thresholds at DETECT_THRESH times the global sky rms
     noise = background.global_rms if s.threshold_noise == "global" else rms
-    objs = _detect(sub, noise, bad, s)
+    seg = None
+    if s.mask_neighbours:
+        objs, seg = _detect(sub, noise, bad, s, segmentation_map=True)
+    else:
+        objs = _detect(sub, noise, bad, s)
+    seg_ids = np.arange(1, len(objs) + 1, dtype=np.int32)  # sep's segmentation map numbers objects from 1
     if len(objs):
         # Drop obvious noise before the per-object measurements: isophotal SNR well below the
         # catalogue's cut (the aperture SNR decides below). At a 2-sigma threshold most
@@ -216,7 +226,8 @@ def extract_sources(
         at_peak = (np.clip(objs["ycpeak"], 0, img.shape[0] - 1), np.clip(objs["xcpeak"], 0, img.shape[1] - 1))
         sky_sig = background.global_rms if s.threshold_noise == "global" else rms[at_peak]
         iso_snr = objs["flux"] / (np.sqrt(np.maximum(objs["npix"], 1)) * np.maximum(sky_sig, 1e-30))
-        objs = objs[iso_snr >= 0.5 * s.min_snr]
+        keep = iso_snr >= 0.5 * s.min_snr
+        objs, seg_ids = objs[keep], seg_ids[keep]
     if len(objs) == 0:
         t = empty_sources()
         t.meta["fwhm_px"] = None
@@ -259,6 +270,12 @@ def extract_sources(
     if saturation_adu is not None:
         pk = objs["peak"] + background.level[np.clip(objs["ypeak"], 0, ny - 1), np.clip(objs["xpeak"], 0, nx - 1)]
         point &= pk < 0.98 * saturation_adu
+    # The window and the PSF model come from the frame's PSF; when fewer than 3 stars could be
+    # fitted (a cut-out with a handful of sources) the frame FWHM is a guess (a 100x100 DECam
+    # cut-out: ~13 px from 3 blended objects, a 5.5 px window that moved a blended object 2.5 px).
+    # Then every object keeps its barycentre, SExtractor's X_IMAGE.
+    if len(fitted) < 3:
+        point = np.zeros_like(point)
     xw, yw, _ = sep.winpos(sub, x0, y0, np.full(len(x0), psf_sig), mask=bad, subpix=0)
     moved = ~np.isfinite(xw) | ~np.isfinite(yw) | (np.hypot(xw - x0, yw - y0) > max(1.5, psf_sig))
     x = np.where(point & ~moved, xw, x0).astype(np.float64)
@@ -275,28 +292,59 @@ def extract_sources(
     ea, eb = np.maximum(objs["a"], 0.3).astype(np.float64), np.maximum(objs["b"], 0.3).astype(np.float64)
     # float32 theta can round to just above pi/2, which sep's aperture functions reject.
     th = np.clip(objs["theta"].astype(np.float64), -math.pi / 2, math.pi / 2)
-    kr, _ = sep.kron_radius(sub, x, y, ea, eb, th, 6.0, mask=bad)
-    kr = np.where(np.isfinite(kr) & (kr > 1.0), kr, 1.0)
+    # SExtractor's FLUX_AUTO leaves the pixels of other detected objects out of the Kron radius and
+    # flux (MASK_TYPE CORRECT, its default): inside a galaxy or beside a bright star the
+    # neighbour's light otherwise inflates the Kron radius and the flux, or, where the mesh
+    # background follows the neighbour, drives both negative.
+    seg_kw = {"segmap": seg, "seg_id": seg_ids} if seg is not None else {}
+    kr_raw, _ = sep.kron_radius(sub, x, y, ea, eb, th, 6.0, mask=bad, **seg_kw)
+    kr_raw = np.where(np.isfinite(kr_raw) & (kr_raw > 0), kr_raw, 0.0)
+    kr = np.maximum(kr_raw, 1.0)
     # SExtractor's rule with a larger floor: small Kron apertures give way to a circle of
     # radius 2 FWHM (99.9 % of a Gaussian star's flux).
     kron_ok = 2.5 * kr * np.sqrt(ea * eb) >= 2.0 * ap_r
-    flux_auto, flux_auto_err, _ = sep.sum_ellipse(sub, x, y, ea, eb, th,
-                                                      2.5 * kr, err=err, mask=bad, gain=gain, subpix=1)
-    fc, fce, _ = sep.sum_circle(sub, x, y, 2.0 * ap_r, err=err, mask=bad, gain=gain, subpix=5)
+    flux_auto, flux_auto_err, _ = sep.sum_ellipse(sub, x, y, ea, eb, th, 2.5 * kr, err=err, mask=bad, gain=gain,
+                                                  subpix=1, **seg_kw)
+    fc, fce, _ = sep.sum_circle(sub, x, y, 2.0 * ap_r, err=err, mask=bad, gain=gain, subpix=5, **seg_kw)
+    if seg is not None:
+        # sep drops the neighbours' pixels; SExtractor replaces each by its mirror image through the
+        # object's centre (0 where the mirror pixel is a neighbour's too). For a symmetric object
+        # that is the flux scaled by the aperture's area over its unmasked area, at most 2.
+        one = np.ones_like(sub)
+        ce = _unmasked_area_ratio(
+            sep.sum_ellipse(one, x, y, ea, eb, th, 2.5 * kr, mask=bad, subpix=1)[0],
+            sep.sum_ellipse(one, x, y, ea, eb, th, 2.5 * kr, mask=bad, subpix=1, **seg_kw)[0])
+        cc = _unmasked_area_ratio(sep.sum_circle(one, x, y, 2.0 * ap_r, mask=bad, subpix=5)[0],
+                                  sep.sum_circle(one, x, y, 2.0 * ap_r, mask=bad, subpix=5, **seg_kw)[0])
+        flux_auto, flux_auto_err = flux_auto * ce, flux_auto_err * np.sqrt(ce)
+        fc, fce = fc * cc, fce * np.sqrt(cc)
     flux = np.where(kron_ok, flux_auto, fc)
     flux_err = np.where(kron_ok, flux_auto_err, fce)
     snr = np.where(flux_ap_err > 0, flux_ap / np.maximum(flux_ap_err, 1e-30), 0.0)
     # SExtractor's SNR, FLUX_AUTO / FLUXERR_AUTO: without a weight map SExtractor's noise is the
     # global sky rms (plus the source's Poisson term), not the local rms map used for flux_err.
     # Near a bright galaxy or a nebula the two differ several-fold; a detection is kept when
-    # either reaches min_snr, so tenmon's catalogue holds what SExtractor's holds.
-    area = np.where(kron_ok, math.pi * (2.5 * kr) ** 2 * ea * eb, math.pi * (2.0 * ap_r) ** 2)
+    # either reaches min_snr, so tenmon's catalogue holds what SExtractor's holds. SExtractor's
+    # aperture, too (PHOT_AUTOPARAMS 2.5, 3.5): the Kron ellipse of 2.5 Kron radii, at least 3.5
+    # isophotal a and b (`flux` above floors it at a circle of 2 FWHM instead, for the star's whole
+    # light). A Kron radius that cannot be measured (first moment <= 0: a faint object on a
+    # background map pulled up by a galaxy) takes the minimum, as in SExtractor.
+    r_sex = np.maximum(2.5 * kr_raw, 3.5)
+    if np.array_equal(r_sex, 2.5 * kr):
+        flux_sex = flux_auto
+    else:
+        flux_sex = sep.sum_ellipse(sub, x, y, ea, eb, th, r_sex, mask=bad, subpix=1, **seg_kw)[0]
+        if seg is not None:
+            flux_sex = flux_sex * _unmasked_area_ratio(
+                sep.sum_ellipse(one, x, y, ea, eb, th, r_sex, mask=bad, subpix=1)[0],
+                sep.sum_ellipse(one, x, y, ea, eb, th, r_sex, mask=bad, subpix=1, **seg_kw)[0])
+    area = math.pi * r_sex ** 2 * ea * eb
     if s.threshold_noise == "global":
         sky2 = background.global_rms ** 2
     else:
         sky2 = rms[np.clip(np.rint(y).astype(int), 0, ny - 1), np.clip(np.rint(x).astype(int), 0, nx - 1)] ** 2.0
-    var_auto = area * sky2 + (np.maximum(flux, 0.0) / gain if gain else 0.0)
-    snr_auto = np.where(var_auto > 0, flux / np.sqrt(np.maximum(var_auto, 1e-30)), 0.0)
+    var_auto = area * sky2 + (np.maximum(flux_sex, 0.0) / gain if gain else 0.0)
+    snr_auto = np.where(var_auto > 0, flux_sex / np.sqrt(np.maximum(var_auto, 1e-30)), 0.0)
 
     a, b = objs["a"], objs["b"]
     ell = np.where(a > 0, 1.0 - b / np.maximum(a, 1e-9), 0.0)
@@ -565,18 +613,21 @@ def _psf_fit_positions(sub: np.ndarray, rms: np.ndarray, x: np.ndarray, y: np.nd
 DEFAULT_CONV = np.array([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]], dtype=np.float32)
 
 
-def _detect(sub: np.ndarray, rms: np.ndarray | float, bad: np.ndarray | None, s: SourceSettings) -> np.ndarray:
+def _detect(sub: np.ndarray, rms: np.ndarray | float, bad: np.ndarray | None, s: SourceSettings,
+            segmentation_map: bool = False):
     """SExtractor's detection on a background-subtracted image: convolve with the (normalised)
     filter, threshold at ``threshold_sigma`` times the *unfiltered* sky rms (sep's "conv" mode,
     SExtractor's own), at least ``min_area_px`` connected pixels, multi-threshold deblending and
     cleaning as configured. sep's "matched" mode thresholds in units of the filtered noise
-    instead: at the same nominal threshold it keeps thousands of noise peaks."""
+    instead: at the same nominal threshold it keeps thousands of noise peaks. Returns the objects,
+    or ``(objects, segmentation map)`` with ``segmentation_map``."""
     kernel = DEFAULT_CONV if s.detection_filter == "default" else _gauss_kernel(s.fwhm_guess_px)
 
-    def run() -> np.ndarray:
+    def run():
         return sep.extract(sub, s.threshold_sigma, err=rms, mask=bad, minarea=s.min_area_px,
                            filter_kernel=kernel, filter_type="conv", deblend_nthresh=s.deblend_nthresh,
-                           deblend_cont=s.deblend_cont, clean=s.clean, clean_param=s.clean_param)
+                           deblend_cont=s.deblend_cont, clean=s.clean, clean_param=s.clean_param,
+                           segmentation_map=segmentation_map)
 
     try:
         return run()
@@ -589,6 +640,11 @@ def _detect(sub: np.ndarray, rms: np.ndarray | float, bad: np.ndarray | None, s:
             except Exception as exc2:
                 raise VisionError(f"source extraction failed: {exc2}") from exc2
         raise VisionError(f"source extraction failed: {exc}") from exc
+
+
+def _unmasked_area_ratio(full: np.ndarray, unmasked: np.ndarray) -> np.ndarray:
+    """Aperture area over its area without the neighbours' pixels, between 1 and 2."""
+    return np.clip(np.where(unmasked > 0, full / np.maximum(unmasked, 1e-12), 2.0), 1.0, 2.0)
 
 
 def _gauss_kernel(fwhm: float) -> np.ndarray:
