@@ -577,7 +577,15 @@ def psf_neighbour_ratios(sub: np.ndarray, smooth: np.ndarray, *, rms: float,
     ys, xs, v = ys[good], xs[good], v[good]
     ax = np.minimum(sub[ys, xs - 1] + sub[ys, xs + 1], sub[ys - 1, xs] + sub[ys + 1, xs]) / (2 * v)
     dg = np.minimum(sub[ys - 1, xs - 1] + sub[ys + 1, xs + 1], sub[ys - 1, xs + 1] + sub[ys + 1, xs - 1]) / (2 * v)
-    return float(margin * np.percentile(ax, 5)), float(margin * np.percentile(dg, 5))
+    # A cosmic ray on a measuring star's peak makes that star look far sharper than the PSF (its
+    # ratio falls towards 0) and a few such stars drag the 5th percentile down with them: then
+    # every diffused ray counts as star light. Sub-pixel centring moves a real star's ratio by
+    # well under a factor of two (a Gaussian's 1-px ratio varies from its centred value up to
+    # ~0.5), so ratios below half the median are the rays' doing and are left out.
+    ax_ok, dg_ok = ax[ax >= 0.5 * np.median(ax)], dg[dg >= 0.5 * np.median(dg)]
+    if len(ax_ok) < min_stars or len(dg_ok) < min_stars:
+        return None
+    return float(margin * np.percentile(ax_ok, 5)), float(margin * np.percentile(dg_ok, 5))
 
 
 def _psf_sharpness_veto(sub: np.ndarray, noise: np.ndarray, mask: np.ndarray, r_axis: float, r_diag: float,
