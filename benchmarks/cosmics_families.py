@@ -305,7 +305,13 @@ def score(fr: Frame, mask: np.ndarray) -> dict:
     order = np.lexsort((-vals, ids))
     ids_s, found_s = ids[order], found[order]
     first = np.r_[True, ids_s[1:] != ids_s[:-1]] if len(ids_s) else np.zeros(0, bool)
+    # Charge recall: the share of the deposited charge of the detectable rays (peak > 5 sigma)
+    # that lies in flagged pixels; a ray's faint wing carries little of it.
+    det_ids = np.unique(ids)
+    det = np.isin(fr.ray_id, det_ids) & ~zone & (fr.cosmic_adu > 0)
+    q = fr.cosmic_adu
     return {
+        "charge": float(q[det].sum()), "charge_hit": float(q[det & mask].sum()),
         "star_px": int(stars.sum()), "star_flagged": int((mask & stars).sum()),
         "cr3": int(cr3.sum()), "cr3_hit": int((mask & cr3).sum()),
         "cr5": int(cr5.sum()), "cr5_hit": int((mask & cr5).sum()),
@@ -410,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
                 "recall3_pct": 100 * tot["cr3_hit"] / max(1, tot["cr3"]),
                 "recall5_pct": 100 * tot["cr5_hit"] / max(1, tot["cr5"]),
                 "rays_found_pct": 100 * tot["rays_found"] / max(1, tot["rays"]),
+                "charge_recall_pct": 100 * tot["charge_hit"] / max(1e-9, tot["charge"]),
                 "onstar_recall_pct": 100 * tot["onstar_hit"] / max(1, tot["onstar"]),
                 "onstar_px": int(tot["onstar"]),
                 "fp_per_frame": tot["fp"] / a.frames,
@@ -453,6 +460,7 @@ def _fmt(r: dict) -> str:
          if r["time_ms"] is not None else "")
     return (f"{r['family']:14s} star px flagged {r['star_flagged_pct']:6.3f} % ({r['star_flagged']}/{r['star_px']})"
             f"  recall 3s {r['recall3_pct']:5.1f} %  5s {r['recall5_pct']:5.1f} %  rays {r['rays_found_pct']:5.1f} %"
+            f"  charge {r['charge_recall_pct']:5.1f} %"
             f"  on-star {r['onstar_recall_pct']:5.1f} % ({r['onstar_px']} px)  FP/frame {r['fp_per_frame']:6.1f}{t}")
 
 
