@@ -79,6 +79,14 @@ class CosmicSettings(BaseModel):
         "whatever the PSF test says, and a second pass finds them among the pixels above sigclip "
         "that LA Cosmic's fine-structure test (objlim) dropped; None: off",
     )
+    protect_per_direction: bool = Field(
+        default=True, description="PSF test with one limit per direction (x, y, two diagonals) measured on "
+        "the frame's stars, instead of the smaller of the two axes and of the two diagonals")
+    protect_core_factor: float | None = Field(
+        default=0.85, gt=0, le=1,
+        description="star cores (within protect_core_radius of a local maximum inside an object): the "
+        "PSF test's limits times this (a ray there must be sharper still); None: off")
+    protect_core_radius: float = Field(default=1.5, gt=0, le=5, description="star core radius [px]")
     star_one_step: bool = Field(
         default=True, description="on stars, keep only flagged pixels next to a pixel sharper than the PSF")
     sharp_pass_sigma: float | None = Field(
@@ -439,14 +447,21 @@ def clean_cosmics(
             mask = mask & ~drop
     sub = img - back
     r_axis = r_diag = r_dirs = None
+    core = None
     if s.protect_stars and mask.any():
-        ratios = psf_neighbour_ratios(sub, med5 - back, rms=bkg.globalrms, bad=bad, per_direction=True)
+        ratios = psf_neighbour_ratios(sub, med5 - back, rms=bkg.globalrms, bad=bad,
+                                      per_direction=s.protect_per_direction)
+        if s.protect_core_factor:
+            core = _star_cores(sub, med5 - back, noise, s.protect_object_sigma, s.protect_core_radius)
         r_dirs = None
         fwhm = fwhm_px or estimate_fwhm(med5 - back, sub, mask=bad | mask, rms=bkg.globalrms)
         result.fwhm_px = fwhm
         if ratios is not None:
-            r_dirs = ratios
-            r_axis, r_diag = min(ratios[:2]), min(ratios[2:])
+            if len(ratios) == 4:
+                r_dirs = ratios
+                r_axis, r_diag = min(ratios[:2]), min(ratios[2:])
+            else:
+                r_axis, r_diag = ratios
         else:
             # Too few bright stars to measure: a Gaussian of (a fraction of) the FWHM, or, with no
             # FWHM either, of 1.5 px, sharper than any seeing we sample: it protects every star
@@ -455,7 +470,8 @@ def clean_cosmics(
             p0, p1 = _pixel_gauss(0.0, width), _pixel_gauss(1.0, width)
             r_axis, r_diag = p1 / p0, (p1 / p0) ** 2
         keep = _psf_sharpness_veto(sub, noise, mask, r_axis, r_diag, nsig=s.protect_noise_sigma, r_dirs=r_dirs,
-                                   on_star=on_star if s.star_one_step else None)
+                                   on_star=on_star if s.star_one_step else None,
+                                   core=core, core_factor=s.protect_core_factor or 1.0)
         if s.track_min_px:
             keep |= _tracks(mask, s.track_min_px) & ~on_star
         result.n_protected += int(mask.sum() - keep.sum())
@@ -473,7 +489,7 @@ def clean_cosmics(
         cand = (snr[0] > s.sigclip) & ~bad & ~la_mask
         if cand.any():
             seeds = _psf_sharpness_veto(sub, noise, cand, r_axis, r_diag, nsig=s.sharp_pass_sigma, r_dirs=r_dirs,
-                                        seeds_only=True)
+                                        seeds_only=True, core=core, core_factor=s.protect_core_factor or 1.0)
             ring = (ndimage.binary_dilation(seeds, structure=np.ones((3, 3), bool))
                     & (snr[0] > s.sigfrac * s.sigclip) & ~off_limits & ~la_mask)
             new = (seeds | ring) & ~mask
@@ -564,7 +580,8 @@ def estimate_fwhm(smooth: np.ndarray, image: np.ndarray, *, mask: np.ndarray | N
 
 def psf_neighbour_ratios(sub: np.ndarray, smooth: np.ndarray, *, rms: float,
                          bad: np.ndarray | None = None, min_stars: int = 5,
-                         margin: float = 0.95, per_direction: bool = False) -> tuple[float, ...] | None:
+                         margin: float = 0.95, per_direction: bool = False,
+                         objects_out: list | None = None) -> tuple[float, ...] | None:
     """How sharp the frame's stars can be: neighbour-pair to peak ratios, measured on stars.
 
     Bright stars (peak > 50 ``rms``, no ``bad`` (e.g. saturated) pixel around the peak, found on ``smooth``, a cosmic-ray-free view
@@ -573,6 +590,7 @@ def psf_neighbour_ratios(sub: np.ndarray, smooth: np.ndarray, *, rms: float,
     directions). The 5th percentile over stars, times ``margin``, is what a star centred on a
     pixel can reach; a pixel sharper than that is not star light.
 
+    If ``objects_out`` is a list, the objects found on ``smooth`` (sep's array) are appended.
     With ``per_direction`` each of the four directions (x, y, diagonal y=x, diagonal y=-x) gets
     its own limit instead of the smaller of the two axes and of the two diagonals: elongated
     stars are sharp across their minor axis only, and a ray is judged in each direction against
@@ -590,6 +608,8 @@ def psf_neighbour_ratios(sub: np.ndarray, smooth: np.ndarray, *, rms: float,
     except Exception as exc:  # sep raises plain Exception on pixel-stack overflow
         log.warning("PSF ratios: source extraction failed: %s", exc)
         return None
+    if objects_out is not None:
+        objects_out.append(objs)
     ny, nx = sub.shape
     xs = np.rint(objs["x"]).astype(int)
     ys = np.rint(objs["y"]).astype(int)
@@ -631,7 +651,8 @@ def psf_neighbour_ratios(sub: np.ndarray, smooth: np.ndarray, *, rms: float,
 def _psf_sharpness_veto(sub: np.ndarray, noise: np.ndarray, mask: np.ndarray, r_axis: float, r_diag: float,
                         nsig: float = 2.5, max_steps: int = 64,
                         r_dirs: tuple[float, float, float, float] | None = None,
-                        on_star: np.ndarray | None = None, seeds_only: bool = False) -> np.ndarray:
+                        on_star: np.ndarray | None = None, seeds_only: bool = False,
+                        core: np.ndarray | None = None, core_factor: float = 1.0) -> np.ndarray:
     """Keep the flagged pixels explained by a cosmic ray: those sharper than the PSF allows, and
     the flagged pixels reached from them downhill (module doc).
 
@@ -645,7 +666,8 @@ def _psf_sharpness_veto(sub: np.ndarray, noise: np.ndarray, mask: np.ndarray, r_
     On ``on_star`` pixels growth takes one step only (8-neighbours of a sharp pixel): LA
     Cosmic's ring around a ray that lands on a star's slope otherwise walks down that slope.
     Flagged regions touching the image border cannot be tested and are kept whole.
-    ``seeds_only``: return the sharp pixels alone (no growth, no border rule).
+    ``seeds_only``: return the sharp pixels alone (no growth, no border rule). On ``core``
+    pixels (stars' centres) the limits are multiplied by ``core_factor`` (< 1: stricter).
     Background-subtracted values ``sub``; per-pixel noise ``noise`` [same units].
     """
     ny, nx = sub.shape
@@ -657,6 +679,8 @@ def _psf_sharpness_veto(sub: np.ndarray, noise: np.ndarray, mask: np.ndarray, r_
     vc = sub[ys, xs] - nsig * noise[ys, xs]
     sharp = np.zeros(len(ys), bool)
     rs = (r_axis, r_axis, r_diag, r_diag) if r_dirs is None else r_dirs
+    if core is not None:  # star cores: the ray must be sharper than the stars by core_factor more
+        vc = vc * np.where(core[ys, xs], core_factor, 1.0)
     for (dy, dx), r in zip(((0, 1), (1, 0), (1, 1), (1, -1)), rs):
         pair = 0.5 * (sub[ys + dy, xs + dx] + sub[ys - dy, xs - dx])
         pair_noise = 0.5 * np.hypot(noise[ys + dy, xs + dx], noise[ys - dy, xs - dx])
@@ -699,6 +723,18 @@ def _psf_sharpness_veto(sub: np.ndarray, noise: np.ndarray, mask: np.ndarray, r_
     if len(border):
         keep |= np.isin(labels, border)
     return keep
+
+
+def _star_cores(sub: np.ndarray, smooth: np.ndarray, noise: np.ndarray, nsig: float, radius: float) -> np.ndarray:
+    """Star cores: pixels within ``radius`` px of a local maximum of ``sub`` (the image,
+    background subtracted) inside an object, where ``smooth`` (a 5x5 median, background
+    subtracted: single hits and thin tracks are gone, stars stay) stands ``nsig`` single-pixel
+    sigmas above the background."""
+    peaks = (sub >= ndimage.maximum_filter(sub, size=3)) & (smooth > nsig * noise)
+    r = int(math.ceil(radius))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = (np.hypot(yy, xx) <= radius).astype(np.uint8)
+    return cv2.dilate(peaks.astype(np.uint8), disk) > 0
 
 
 def _grow(sub: np.ndarray, noise: np.ndarray, mask: np.ndarray, allowed: np.ndarray, *, steps: int,
