@@ -90,6 +90,9 @@ class CosmicSettings(BaseModel):
         description="star cores (within protect_core_radius of a local maximum inside an object): the "
         "PSF test's limits times this (a ray there must be sharper still); None: off")
     protect_core_radius: float = Field(default=1.5, gt=0, le=5, description="star core radius [px]")
+    protect_core_sigma: float = Field(
+        default=1.5, gt=0, description="a star core's 5x5 median must exceed this many single-pixel sigmas "
+        "(a 5x5 median's own noise is ~0.25 sigma)")
     star_one_step: bool = Field(
         default=True, description="on stars, keep only flagged pixels next to a pixel sharper than the PSF")
     sharp_pass_sigma: float | None = Field(
@@ -455,7 +458,7 @@ def clean_cosmics(
         ratios = psf_neighbour_ratios(sub, med5 - back, rms=bkg.globalrms, bad=bad,
                                       per_direction=s.protect_per_direction)
         if s.protect_core_factor:
-            core = _star_cores(sub, med5 - back, noise, s.protect_object_sigma, s.protect_core_radius)
+            core = _star_cores(sub, med5 - back, noise, s.protect_core_sigma, s.protect_core_radius)
         r_dirs = None
         fwhm = fwhm_px or estimate_fwhm(med5 - back, sub, mask=bad | mask, rms=bkg.globalrms)
         result.fwhm_px = fwhm
