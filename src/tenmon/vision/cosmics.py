@@ -441,10 +441,12 @@ def clean_cosmics(
     off_limits = (on_star if (s.grow_steps > 1 or s.track_min_px) else on_object) | bad
     la_mask = mask
 
+    near_sat = np.zeros(img.shape, bool)
+    if sat_zone.any():
+        near_sat = ndimage.binary_dilation(sat_zone, structure=np.ones((3, 3), bool), iterations=4)
     if s.protect_stars and mask.any() and sat_zone.any():
         # Next to a saturated star the clipped core makes its bright wings look sharper than any
         # PSF; flags touching the saturated area's surroundings are the star, not a ray.
-        near_sat = ndimage.binary_dilation(sat_zone, structure=np.ones((3, 3), bool), iterations=4)
         labels, _ = ndimage.label(mask, structure=np.ones((3, 3), bool))
         touching = np.unique(labels[near_sat & mask])
         if len(touching):
@@ -492,7 +494,7 @@ def clean_cosmics(
         # physical one; objlim is LA Cosmic's stand-in for it. Their ring (LA Cosmic's sigfrac
         # rule) stays off stars.
         t2 = time.perf_counter()
-        cand = (snr[0] > s.sigclip) & ~bad & ~la_mask
+        cand = (snr[0] > s.sigclip) & ~bad & ~la_mask & ~near_sat  # near_sat: see above
         if cand.any():
             seeds = _psf_sharpness_veto(sub, noise, cand, r_axis, r_diag, nsig=s.sharp_pass_sigma, r_dirs=r_dirs,
                                         seeds_only=True, core=core, core_factor=s.protect_core_factor or 1.0)
