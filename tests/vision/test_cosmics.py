@@ -147,3 +147,60 @@ def test_saturation_zone_and_invalid_input():
         cosmics.clean_cosmics(np.zeros(10), gain=1.0, read_noise_e=5.0)
     with pytest.raises(VisionError):
         cosmics.clean_cosmics(np.zeros((10, 10)), gain=0.0, read_noise_e=5.0)
+
+
+def _gauss_field(seed, *, n=256, fwhm=3.0, n_stars=60, peak=2000.0, sky=200.0, noise=True):
+    """Pixel-integrated Gaussian stars at random sub-pixel positions on a flat sky [ADU, gain 1]."""
+    from scipy import special
+
+    rng = np.random.default_rng(seed)
+    s = fwhm / (2 * np.sqrt(2 * np.log(2))) * np.sqrt(2)
+    img = np.full((n, n), sky, np.float64)
+    edges = np.arange(n + 1) - 0.5
+    ys, xs = rng.uniform(10, n - 10, n_stars), rng.uniform(10, n - 10, n_stars)
+    c0 = (special.erf(0.5 / s) - special.erf(-0.5 / s)) / 2
+    for y, x in zip(ys, xs):
+        py = np.diff(special.erf((edges - y) / s)) / 2
+        px = np.diff(special.erf((edges - x) / s)) / 2
+        img += peak / c0**2 * np.outer(py, px)
+    if noise:
+        img = rng.poisson(img).astype(np.float64) + rng.normal(0, 5.0, img.shape)
+    return img.astype(np.float32), ys, xs
+
+
+def test_psf_ratios_are_not_dragged_down_by_rays_on_the_measuring_stars():
+    img, ys, xs = _gauss_field(3)
+    back = np.float32(200.0)
+    import cv2
+
+    med5 = cv2.medianBlur(img, 5)
+    clean = cosmics.psf_neighbour_ratios(img - back, med5 - back, rms=15.0)
+    hit = img.copy()
+    for y, x in list(zip(ys, xs))[:12]:  # a fifth of the stars: a ray on the peak pixel
+        hit[int(round(y)), int(round(x))] += 20000.0
+    with_rays = cosmics.psf_neighbour_ratios(hit - back, med5 - back, rms=15.0)
+    # A Gaussian of FWHM 3 px centred on a pixel: neighbour/peak 0.73 along the axes.
+    assert clean[0] > 0.6
+    assert with_rays[0] > 0.9 * clean[0] and with_rays[1] > 0.9 * clean[1]
+    per_dir = cosmics.psf_neighbour_ratios(hit - back, med5 - back, rms=15.0, per_direction=True)
+    assert len(per_dir) == 4 and min(per_dir[:2]) > 0.9 * clean[0]
+
+
+def test_psf_test_neither_counts_negative_neighbours_as_sharpness_nor_spares_sharp_rays():
+    noise = np.ones((5, 5), np.float32)
+    mask = np.zeros((5, 5), bool)
+    mask[2, 2] = True
+    # A faint star pixel (10 sigma) whose diagonal neighbours fell 2 sigma below the background
+    # by chance, everything else as a round star: not sharper than the PSF.
+    sub = np.array([[1, 2, 3, 2, -2], [2, 5, 7, 5, 2], [3, 7, 10, 7, 3], [2, 5, 7, 5, 2], [-2, 2, 3, 2, 1]],
+                   np.float32)
+    sub[1, 3] = sub[3, 1] = -2.0
+    keep = cosmics._psf_sharpness_veto(sub, noise, mask, 0.6, 0.1, nsig=2.5, seeds_only=True)
+    assert not keep[2, 2]
+    # A 30 sigma single-pixel hit on flat sky is sharp in every direction; on a star core
+    # (core_factor 0.85) it still is.
+    hit = np.zeros((5, 5), np.float32)
+    hit[2, 2] = 30.0
+    assert cosmics._psf_sharpness_veto(hit, noise, mask, 0.6, 0.4, nsig=2.5, seeds_only=True)[2, 2]
+    assert cosmics._psf_sharpness_veto(hit, noise, mask, 0.6, 0.4, nsig=2.5, seeds_only=True,
+                                       core=mask, core_factor=0.85)[2, 2]

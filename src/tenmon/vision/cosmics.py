@@ -55,7 +55,10 @@ class CosmicSettings(BaseModel):
     )
     sigclip: float = Field(default=4.5, gt=0, description="Laplacian-to-noise detection limit")
     sigfrac: float = Field(default=0.3, gt=0, le=1, description="neighbour limit, fraction of sigclip")
-    objlim: float = Field(default=5.0, gt=0, description="Laplacian to fine-structure contrast")
+    objlim: float = Field(
+        default=2.0, gt=0,
+        description="Laplacian to fine-structure contrast (LA Cosmic's default 5 drops compact and on-star "
+        "rays; star protection here is the PSF test, docs/bench/cosmics_families.md)")
     niter: int = Field(default=4, ge=1, le=10)
     protect_stars: bool = True
     protect_fwhm_factor: float = Field(
@@ -79,6 +82,23 @@ class CosmicSettings(BaseModel):
         "whatever the PSF test says, and a second pass finds them among the pixels above sigclip "
         "that LA Cosmic's fine-structure test (objlim) dropped; None: off",
     )
+    protect_per_direction: bool = Field(
+        default=True, description="PSF test with one limit per direction (x, y, two diagonals) measured on "
+        "the frame's stars, instead of the smaller of the two axes and of the two diagonals")
+    protect_core_factor: float | None = Field(
+        default=0.85, gt=0, le=1,
+        description="star cores (within protect_core_radius of a local maximum inside an object): the "
+        "PSF test's limits times this (a ray there must be sharper still); None: off")
+    protect_core_radius: float = Field(default=1.5, gt=0, le=5, description="star core radius [px]")
+    protect_core_sigma: float = Field(
+        default=1.5, gt=0, description="a star core's 5x5 median must exceed this many single-pixel sigmas "
+        "(a 5x5 median's own noise is ~0.25 sigma)")
+    star_one_step: bool = Field(
+        default=True, description="on stars, keep only flagged pixels next to a pixel sharper than the PSF")
+    sharp_pass_sigma: float | None = Field(
+        default=3.5, gt=0,
+        description="sharp pass: pixels above sigclip that objlim dropped are rays when sharper than the "
+        "frame's stars by this many sigma (PSF test); None: off")
     threads: int = Field(default=0, ge=0, description="OpenMP threads for astroscrappy; 0 = library default")
 
 
@@ -98,6 +118,7 @@ class CosmicResult:
     n_protected: int = 0
     n_grown: int = 0
     n_tracks: int = 0
+    n_sharp: int = 0
     fwhm_px: float | None = None
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -420,23 +441,35 @@ def clean_cosmics(
     off_limits = (on_star if (s.grow_steps > 1 or s.track_min_px) else on_object) | bad
     la_mask = mask
 
+    near_sat = np.zeros(img.shape, bool)
+    if sat_zone.any():
+        near_sat = ndimage.binary_dilation(sat_zone, structure=np.ones((3, 3), bool), iterations=4)
     if s.protect_stars and mask.any() and sat_zone.any():
         # Next to a saturated star the clipped core makes its bright wings look sharper than any
         # PSF; flags touching the saturated area's surroundings are the star, not a ray.
-        near_sat = ndimage.binary_dilation(sat_zone, structure=np.ones((3, 3), bool), iterations=4)
         labels, _ = ndimage.label(mask, structure=np.ones((3, 3), bool))
         touching = np.unique(labels[near_sat & mask])
         if len(touching):
             drop = np.isin(labels, touching[touching > 0])
             result.n_protected += int(drop.sum())
             mask = mask & ~drop
+    sub = img - back
+    r_axis = r_diag = r_dirs = None
+    core = None
     if s.protect_stars and mask.any():
-        sub = img - back
-        ratios = psf_neighbour_ratios(sub, med5 - back, rms=bkg.globalrms, bad=bad)
+        ratios = psf_neighbour_ratios(sub, med5 - back, rms=bkg.globalrms, bad=bad,
+                                      per_direction=s.protect_per_direction)
+        if s.protect_core_factor:
+            core = _star_cores(sub, med5 - back, noise, s.protect_core_sigma, s.protect_core_radius)
+        r_dirs = None
         fwhm = fwhm_px or estimate_fwhm(med5 - back, sub, mask=bad | mask, rms=bkg.globalrms)
         result.fwhm_px = fwhm
         if ratios is not None:
-            r_axis, r_diag = ratios
+            if len(ratios) == 4:
+                r_dirs = ratios
+                r_axis, r_diag = min(ratios[:2]), min(ratios[2:])
+            else:
+                r_axis, r_diag = ratios
         else:
             # Too few bright stars to measure: a Gaussian of (a fraction of) the FWHM, or, with no
             # FWHM either, of 1.5 px, sharper than any seeing we sample: it protects every star
@@ -444,7 +477,9 @@ def clean_cosmics(
             width = fwhm * s.protect_fwhm_factor if fwhm else 1.5
             p0, p1 = _pixel_gauss(0.0, width), _pixel_gauss(1.0, width)
             r_axis, r_diag = p1 / p0, (p1 / p0) ** 2
-        keep = _psf_sharpness_veto(sub, noise, mask, r_axis, r_diag, nsig=s.protect_noise_sigma)
+        keep = _psf_sharpness_veto(sub, noise, mask, r_axis, r_diag, nsig=s.protect_noise_sigma, r_dirs=r_dirs,
+                                   on_star=on_star if s.star_one_step else None,
+                                   core=core, core_factor=s.protect_core_factor or 1.0)
         if s.track_min_px:
             keep |= _tracks(mask, s.track_min_px) & ~on_star
         result.n_protected += int(mask.sum() - keep.sum())
@@ -452,6 +487,24 @@ def clean_cosmics(
     timings["protect"] = (time.perf_counter() - t1) * 1e3
 
     fill = np.zeros(img.shape, bool)  # flagged pixels LA Cosmic did not replace
+    if s.sharp_pass_sigma and snr and s.protect_stars and r_axis is not None:
+        # Sharp pass: pixels above sigclip that LA Cosmic's fine-structure test (objlim) dropped
+        # -- compact worms, rays on stars, whose surroundings are themselves sharp -- but that
+        # are sharper than any star of this frame by sharp_pass_sigma. The PSF test is the
+        # physical one; objlim is LA Cosmic's stand-in for it. Their ring (LA Cosmic's sigfrac
+        # rule) stays off stars.
+        t2 = time.perf_counter()
+        cand = (snr[0] > s.sigclip) & ~bad & ~la_mask & ~near_sat  # near_sat: see above
+        if cand.any():
+            seeds = _psf_sharpness_veto(sub, noise, cand, r_axis, r_diag, nsig=s.sharp_pass_sigma, r_dirs=r_dirs,
+                                        seeds_only=True, core=core, core_factor=s.protect_core_factor or 1.0)
+            ring = (ndimage.binary_dilation(seeds, structure=np.ones((3, 3), bool))
+                    & (snr[0] > s.sigfrac * s.sigclip) & ~off_limits & ~la_mask)
+            new = (seeds | ring) & ~mask
+            result.n_sharp = int(new.sum())
+            fill |= new
+            mask = mask | new
+        timings["sharp"] = (time.perf_counter() - t2) * 1e3
     if s.track_min_px and snr:
         # Track pass: LA Cosmic's fine-structure test drops wide tracks (2-3 px across, as
         # thick CCDs' charge diffusion makes them) whose median-filtered image still shows the
@@ -535,7 +588,8 @@ def estimate_fwhm(smooth: np.ndarray, image: np.ndarray, *, mask: np.ndarray | N
 
 def psf_neighbour_ratios(sub: np.ndarray, smooth: np.ndarray, *, rms: float,
                          bad: np.ndarray | None = None, min_stars: int = 5,
-                         margin: float = 0.95) -> tuple[float, float] | None:
+                         margin: float = 0.95, per_direction: bool = False,
+                         objects_out: list | None = None) -> tuple[float, ...] | None:
     """How sharp the frame's stars can be: neighbour-pair to peak ratios, measured on stars.
 
     Bright stars (peak > 50 ``rms``, no ``bad`` (e.g. saturated) pixel around the peak, found on ``smooth``, a cosmic-ray-free view
@@ -544,8 +598,15 @@ def psf_neighbour_ratios(sub: np.ndarray, smooth: np.ndarray, *, rms: float,
     directions). The 5th percentile over stars, times ``margin``, is what a star centred on a
     pixel can reach; a pixel sharper than that is not star light.
 
+    If ``objects_out`` is a list, the objects found on ``smooth`` (sep's array) are appended.
+    With ``per_direction`` each of the four directions (x, y, diagonal y=x, diagonal y=-x) gets
+    its own limit instead of the smaller of the two axes and of the two diagonals: elongated
+    stars are sharp across their minor axis only, and a ray is judged in each direction against
+    what the stars show in that direction.
+
     Returns:
-        ``(r_axis, r_diag)`` or ``None`` with fewer than ``min_stars`` usable stars.
+        ``(r_axis, r_diag)`` (``(r_x, r_y, r_d1, r_d2)`` with ``per_direction``) or ``None`` with
+        fewer than ``min_stars`` usable stars.
     """
     try:
         # A 5x5 median keeps only ~15 % of an undersampled star's peak: detect low, select on
@@ -555,6 +616,8 @@ def psf_neighbour_ratios(sub: np.ndarray, smooth: np.ndarray, *, rms: float,
     except Exception as exc:  # sep raises plain Exception on pixel-stack overflow
         log.warning("PSF ratios: source extraction failed: %s", exc)
         return None
+    if objects_out is not None:
+        objects_out.append(objs)
     ny, nx = sub.shape
     xs = np.rint(objs["x"]).astype(int)
     ys = np.rint(objs["y"]).astype(int)
@@ -575,23 +638,44 @@ def psf_neighbour_ratios(sub: np.ndarray, smooth: np.ndarray, *, rms: float,
     if good.sum() < min_stars:
         return None
     ys, xs, v = ys[good], xs[good], v[good]
-    ax = np.minimum(sub[ys, xs - 1] + sub[ys, xs + 1], sub[ys - 1, xs] + sub[ys + 1, xs]) / (2 * v)
-    dg = np.minimum(sub[ys - 1, xs - 1] + sub[ys + 1, xs + 1], sub[ys - 1, xs + 1] + sub[ys + 1, xs - 1]) / (2 * v)
-    return float(margin * np.percentile(ax, 5)), float(margin * np.percentile(dg, 5))
+    pairs = [(sub[ys, xs - 1] + sub[ys, xs + 1]) / (2 * v), (sub[ys - 1, xs] + sub[ys + 1, xs]) / (2 * v),
+             (sub[ys - 1, xs - 1] + sub[ys + 1, xs + 1]) / (2 * v), (sub[ys - 1, xs + 1] + sub[ys + 1, xs - 1]) / (2 * v)]
+    if not per_direction:
+        pairs = [np.minimum(pairs[0], pairs[1]), np.minimum(pairs[2], pairs[3])]
+    # A cosmic ray on a measuring star's peak makes that star look far sharper than the PSF (its
+    # ratio falls towards 0) and a few such stars drag the 5th percentile down with them: then
+    # every diffused ray counts as star light. Sub-pixel centring moves a real star's ratio by
+    # well under a factor of two (a Gaussian's 1-px ratio varies from its centred value up to
+    # ~0.5), so ratios below half the median are the rays' doing and are left out.
+    out = []
+    for r in pairs:
+        r_ok = r[r >= 0.5 * np.median(r)]
+        if len(r_ok) < min_stars:
+            return None
+        out.append(float(margin * np.percentile(r_ok, 5)))
+    return tuple(out)
 
 
 def _psf_sharpness_veto(sub: np.ndarray, noise: np.ndarray, mask: np.ndarray, r_axis: float, r_diag: float,
-                        nsig: float = 2.5, max_steps: int = 64) -> np.ndarray:
+                        nsig: float = 2.5, max_steps: int = 64,
+                        r_dirs: tuple[float, float, float, float] | None = None,
+                        on_star: np.ndarray | None = None, seeds_only: bool = False,
+                        core: np.ndarray | None = None, core_factor: float = 1.0) -> np.ndarray:
     """Keep the flagged pixels explained by a cosmic ray: those sharper than the PSF allows, and
     the flagged pixels reached from them downhill (module doc).
 
     A pixel is too sharp when, for some pair of opposite neighbours (along x, y or a diagonal),
     ``(v - nsig*sigma) * r > mean(pair) + nsig*sigma_pair``, ``r`` being ``r_axis`` or
-    ``r_diag``: the smallest neighbour-to-peak ratio a star can show. From those seeds the kept
+    ``r_diag``: the smallest neighbour-to-peak ratio a star can show (``r_dirs``: one per
+    direction, x, y, y=x, y=-x, replacing both). From those seeds the kept
     set grows through flagged 8-neighbours that are not brighter than the pixel they are reached
     from (within ``nsig`` sigma and 20 %): the faint edges and tails of a track are kept, while a
     star core that LA Cosmic flagged next to a ray (uphill towards the star's own peak) is not.
+    On ``on_star`` pixels growth takes one step only (8-neighbours of a sharp pixel): LA
+    Cosmic's ring around a ray that lands on a star's slope otherwise walks down that slope.
     Flagged regions touching the image border cannot be tested and are kept whole.
+    ``seeds_only``: return the sharp pixels alone (no growth, no border rule). On ``core``
+    pixels (stars' centres) the limits are multiplied by ``core_factor`` (< 1: stricter).
     Background-subtracted values ``sub``; per-pixel noise ``noise`` [same units].
     """
     ny, nx = sub.shape
@@ -602,10 +686,19 @@ def _psf_sharpness_veto(sub: np.ndarray, noise: np.ndarray, mask: np.ndarray, r_
     ys, xs = ys[inner], xs[inner]
     vc = sub[ys, xs] - nsig * noise[ys, xs]
     sharp = np.zeros(len(ys), bool)
-    for (dy, dx), r in (((0, 1), r_axis), ((1, 0), r_axis), ((1, 1), r_diag), ((1, -1), r_diag)):
-        pair = 0.5 * (sub[ys + dy, xs + dx] + sub[ys - dy, xs - dx])
+    rs = (r_axis, r_axis, r_diag, r_diag) if r_dirs is None else r_dirs
+    if core is not None:  # star cores: the ray must be sharper than the stars by core_factor more
+        vc = vc * np.where(core[ys, xs], core_factor, 1.0)
+    for (dy, dx), r in zip(((0, 1), (1, 0), (1, 1), (1, -1)), rs):
+        # A pair below the background is noise (no light is negative): counting it as sharpness
+        # made faint star pixels with unlucky neighbours look like rays.
+        pair = np.maximum(0.5 * (sub[ys + dy, xs + dx] + sub[ys - dy, xs - dx]), 0.0)
         pair_noise = 0.5 * np.hypot(noise[ys + dy, xs + dx], noise[ys - dy, xs - dx])
         sharp |= vc * r > pair + nsig * pair_noise
+    if seeds_only:
+        keep = np.zeros_like(mask)
+        keep[ys[sharp], xs[sharp]] = True
+        return keep
     # Downhill growth inside the flagged set, one 8-neighbour step at a time, on the flagged
     # pixels only (a few thousand), with neighbours found by binary search of linear indices.
     lin = ys * nx + xs  # sorted: np.nonzero returns row-major order
@@ -620,11 +713,14 @@ def _psf_sharpness_veto(sub: np.ndarray, noise: np.ndarray, mask: np.ndarray, r_
                 nbrs.append(np.where(lin[j] == q, j, -1))
     kept = sharp.copy()
     ceiling = np.where(kept, cap, -np.inf)
-    for _ in range(max_steps):
+    starry = on_star[ys, xs] if on_star is not None else np.zeros(len(ys), bool)
+    for step in range(max_steps):
         reach = np.full(len(lin), -np.inf)
         for nb in nbrs:
             np.maximum(reach, np.where(nb >= 0, ceiling[nb], -np.inf), out=reach)
         new = ~kept & (val <= reach)
+        if step:
+            new &= ~starry
         if not new.any():
             break
         kept |= new
@@ -637,6 +733,18 @@ def _psf_sharpness_veto(sub: np.ndarray, noise: np.ndarray, mask: np.ndarray, r_
     if len(border):
         keep |= np.isin(labels, border)
     return keep
+
+
+def _star_cores(sub: np.ndarray, smooth: np.ndarray, noise: np.ndarray, nsig: float, radius: float) -> np.ndarray:
+    """Star cores: pixels within ``radius`` px of a local maximum of ``sub`` (the image,
+    background subtracted) inside an object, where ``smooth`` (a 5x5 median, background
+    subtracted: single hits and thin tracks are gone, stars stay) stands ``nsig`` single-pixel
+    sigmas above the background."""
+    peaks = (sub >= ndimage.maximum_filter(sub, size=3)) & (smooth > nsig * noise)
+    r = int(math.ceil(radius))
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    disk = (np.hypot(yy, xx) <= radius).astype(np.uint8)
+    return cv2.dilate(peaks.astype(np.uint8), disk) > 0
 
 
 def _grow(sub: np.ndarray, noise: np.ndarray, mask: np.ndarray, allowed: np.ndarray, *, steps: int,
