@@ -1,5 +1,6 @@
-"""Autofocus: the V-curve fit (pure, seeded synthetic curves) and whole runs on the real
-alpaca-simulators focuser and camera, every frame measured by the real frame pipeline."""
+"""Autofocus: the V-curve fit (pure, seeded synthetic curves), a run on fake devices (the focus
+measure is the frame result's ``hfr_px``), and whole runs on the real alpaca-simulators focuser
+and camera, every frame measured by the real frame pipeline."""
 
 from __future__ import annotations
 
@@ -124,11 +125,6 @@ def _run_autofocus(srv, field, tmp, start: int, **settings):
             d.disconnect()
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known regression found at the merge of issue 16's frame FWHM (vision/sources._frame_fwhm now "
-    "rejects Moffat fits at its 14.5 px bound and sharp objects): on the Alpaca simulator's "
-    "defocused frames the frame FWHM no longer follows the focus (HFR 1-2 px at every position), "
-    "so the V-curve is lost. Autofocus must measure a half-flux radius of its own; issue 14"))
 def test_autofocus_converges_on_the_simulator(sim):
     """The simulator's seeing grows 1 % per focuser step away from 10000 (alpaca-simulators'
     camera): a run from 10230 must come back to within 60 steps, verified."""
@@ -144,11 +140,6 @@ def test_autofocus_converges_on_the_simulator(sim):
     assert worst > 2.0 * r.verify_hfr_px   # the sweep really saw a V
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "known regression found at the merge of issue 16's frame FWHM (vision/sources._frame_fwhm now "
-    "rejects Moffat fits at its 14.5 px bound and sharp objects): on the Alpaca simulator's "
-    "defocused frames the frame FWHM no longer follows the focus (HFR 1-2 px at every position), "
-    "so the V-curve is lost. Autofocus must measure a half-flux radius of its own; issue 14"))
 def test_autofocus_resweeps_from_far_out_and_gives_up_cleanly(sim):
     srv, field, tmp = sim
     run, foc, _ = _run_autofocus(srv, field, tmp, start=10650)
@@ -156,9 +147,64 @@ def test_autofocus_resweeps_from_far_out_and_gives_up_cleanly(sim):
     assert abs(run.result.best_position - 10000) <= 60
     # far beyond the V (the simulator's star size is capped 400 steps out): no V anywhere;
     # the run says so and puts the focuser back where it was
-    run, foc, _ = _run_autofocus(srv, field, tmp, start=30000, max_sweeps=1)
+    run, foc, _ = _run_autofocus(srv, field, tmp, start=20000, max_sweeps=1)
     assert not run.result.ok and "no focus found" in run.result.reason
-    wait_for(lambda: foc.position == 30000 and not foc.moving, 30, what="the move back")
+    wait_for(lambda: foc.position == 20000 and not foc.moving, 30, what="the move back")
+
+
+class _FakeCamera:
+    """A camera whose frames are names; ``state.value`` is always idle."""
+
+    class _State:
+        value = "idle"
+
+    state = _State()
+    error = None
+
+    def __init__(self, focuser):
+        self.focuser, self.n, self.ready, self.positions = focuser, 0, None, {}
+
+    def start_exposure(self, seconds, *, name, meta=None):
+        self.n += 1
+        self.ready = f"{name}-{self.n}.fits"
+        self.positions[self.ready] = self.focuser.position
+
+    def take_frame(self):
+        path, self.ready = self.ready, None
+        return path
+
+    def abort(self):
+        self.ready = None
+
+
+def test_a_run_follows_the_frames_hfr_not_their_fwhm(fake_clock):
+    """The focus measure is the result's ``hfr_px``: a V around 480 here, while ``fwhm_px``
+    (the pipeline's PSF fit, which stops following focus on defocused stars) stays flat."""
+    foc = _Focuser()
+    foc.position = 400
+    cam = _FakeCamera(foc)
+    frames = {}
+    run = AutofocusRun(AutofocusSettings(step=50, points=9, exposure_s=1), foc, cam, fake_clock,
+                       lambda p, ctx: frames.setdefault(p, ctx))
+    for _ in range(500):
+        run.tick()
+        for p in list(frames):
+            if p not in run.measured:
+                pos = cam.positions[p]
+                run.on_frame(_Record(p, {"fwhm_px": 2.0,
+                                         "hfr_px": float(_curve(pos, best=480, a=1.5, b=60))}))
+        fake_clock.advance(0.5)
+        if run.finished:
+            break
+    r = run.result
+    assert r.ok, (r.reason, r.points)
+    assert abs(r.best_position - 480) <= 10 and foc.position == r.best_position
+    assert r.verify_hfr_px == pytest.approx(1.5, rel=0.05)
+    # a frame whose result has no hfr_px gives no point (never its FWHM)
+    run2 = AutofocusRun(AutofocusSettings(), foc, cam, fake_clock)
+    run2.frame = "x.fits"
+    run2.on_frame(_Record("x.fits", {"fwhm_px": 3.0}))
+    assert run2.measured["x.fits"] is None
 
 
 class _Focuser:

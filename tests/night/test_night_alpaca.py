@@ -1,7 +1,8 @@
 """A simulated night on the Alpaca stack (config/simulated-alpaca.toml): tenmon's simulated dome
 and weather, alpaca-simulators' camera, mount, focuser and filter wheel. The sequencer slews,
 turns the wheel, focuses, exposes; the frames carry full headers and go through the frame
-service. Then the server dies mid-block: the block fails with the server named, the loop keeps
+service, which plate-solves them (the simulator draws the catalogue's stars where the mount
+points). Then the server dies mid-block: the block fails with the server named, the loop keeps
 ticking, and the night closes safely.
 
 Skipped, with the reason, where alpaca-simulators is not installed (dev extra).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -129,6 +131,17 @@ async def _night_on_alpaca(obs, ops, run, field):
     assert await run(120, lambda: obs.store.flush(1) and obs.store.db.execute(
         "SELECT COUNT(*) FROM frames WHERE path LIKE '%F1-%' AND status = 'done'"
     ).fetchone()[0] == 2)
+    # and solved them: the simulator draws the catalogue's stars (the seeded sky tenmon's
+    # simulated solver catalogue holds) at the mount's position, 0.516"/px
+    rows = obs.store.db.execute("SELECT path, solved, ra_deg, dec_deg, rms_arcsec FROM frames "
+                                "WHERE path LIKE '%F1-%'").fetchall()
+    for row in rows:
+        assert row["solved"] == 1, [dict(r) for r in rows]
+        off = math.hypot((row["ra_deg"] - field[0]) * math.cos(math.radians(field[1])),
+                         row["dec_deg"] - field[1]) * 3600.0
+        print(f"{Path(row['path']).name}: solved {row['ra_deg']:.5f} {row['dec_deg']:.5f}, "
+              f"{off:.1f}\" from the mount's position, rms {row['rms_arcsec']}\"")
+        assert off < 10.0
     assert ops.sequencer.phase in (Phase.READY, Phase.CLOSING, Phase.DONE)
 
 

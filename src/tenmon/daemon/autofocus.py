@@ -4,9 +4,12 @@ One run (:class:`AutofocusRun`, driven by the sequencer's tick, never blocking):
 
 1. **coarse sweep**: ``points`` focuser positions ``step`` apart, centred on where the focuser
    is, approached in increasing order; at each, one exposure (``exposure_s``) goes through the
-   frame pipeline like every frame, and its star size is read from the result: the pipeline's
-   FWHM is twice the stars' half-light radius (calibrated on Moffat fits), so the half-flux
-   radius is ``fwhm_px / 2``. A frame without measurable stars gives no point.
+   frame pipeline like every frame, and its star size is read from the result: ``hfr_px``, the
+   median half-flux radius of the frame's well-measured stars (:mod:`tenmon.vision.hfr`: sep's
+   flux radius at 0.5 in one circle for all the frame's stars, no PSF model, so wide defocused
+   discs and donuts are measured as well as sharp stars). Not the pipeline's ``fwhm_px``: a
+   Moffat fit's width, bounded and made for focused stars, it stops following the focus on
+   defocused frames. A frame without measurable stars gives no point.
 2. **fit**: a hyperbola ``hfr(x) = a * sqrt(1 + ((x - c) / b)**2)`` (the shape of a defocused
    star's size, V-shaped with a rounded bottom) by robust least squares on relative residuals,
    to the V's arms only (a plateau far from focus is left out) (:func:`fit_v_curve`).
@@ -311,9 +314,9 @@ class AutofocusRun:
         if path in self.measured or path != self.frame:
             return
         res = getattr(record, "result", None) or {}
-        fwhm = res.get("fwhm_px") if getattr(record, "ok", False) else None
+        value = res.get("hfr_px") if getattr(record, "ok", False) else None
         try:
-            hfr = float(fwhm) / 2.0 if fwhm is not None else None
+            hfr = float(value) if value is not None else None
         except (TypeError, ValueError):
             hfr = None
         self.measured[path] = hfr if hfr is not None and math.isfinite(hfr) and hfr > 0 \

@@ -26,6 +26,7 @@ from tenmon.errors import TenmonError, VisionError
 from tenmon.vision import calibration as cal
 from tenmon.vision import clusters as clu
 from tenmon.vision import cosmics as cr
+from tenmon.vision import hfr as hfr_
 from tenmon.vision import products as prod
 from tenmon.vision import sources as src
 
@@ -60,6 +61,7 @@ class PipelineSettings(BaseModel):
     cosmics: cr.CosmicSettings = Field(default_factory=cr.CosmicSettings)
     sources: src.SourceSettings = Field(default_factory=src.SourceSettings)
     clusters: clu.ClusterSettings = Field(default_factory=clu.ClusterSettings)
+    hfr: hfr_.HfrSettings = Field(default_factory=hfr_.HfrSettings)
     products: prod.ProductSettings = Field(default_factory=prod.ProductSettings)
 
 
@@ -88,6 +90,7 @@ class FrameResult:
     sources: Table | None = None
     eps_px: float | None = None
     min_samples: int | None = None
+    hfr: hfr_.HalfFluxRadius | None = None
 
     @property
     def fwhm_px(self) -> float | None:
@@ -97,7 +100,8 @@ class FrameResult:
         """The issue's per-frame JSON (keys ``frame``, ``n_cosmic_pixels``, ``n_sources``,
         ``fwhm_px``, ``background``, ``background_rms``, ``clusters``, ``products``,
         ``elapsed_ms``, ``timings_ms``) plus ``quality``, ``header``, ``wcs_source``,
-        ``cluster_scale`` and ``warnings``; a solver's dict is merged in last."""
+        ``cluster_scale``, ``warnings``, ``hfr_px`` (the stars' median half-flux radius, the
+        focus measure: :mod:`tenmon.vision.hfr`) and ``hfr``; a solver's dict is merged in last."""
         q = self.quality.to_json()
         out: dict[str, Any] = {
             "frame": self.frame,
@@ -116,6 +120,8 @@ class FrameResult:
             "cluster_scale": {"eps_px": None if self.eps_px is None else round(self.eps_px, 2),
                               "min_samples": self.min_samples},
             "warnings": list(self.warnings),
+            "hfr_px": None if self.hfr is None else self.hfr.to_json()["hfr_px"],
+            "hfr": None if self.hfr is None else self.hfr.to_json(),
         }
         if self.solve:
             out.update(self.solve)
@@ -259,6 +265,14 @@ def process_frame(
     sources = src.extract_sources(clean, mask=calib.bad, cosmic_mask=cr_mask, background=bkg, gain=gain,
                                   saturation_adu=calib.saturation_adu, settings=s.sources)
     timings["sources"] = _ms(t)
+    t = time.perf_counter()
+    try:  # the focus measure: model-free, so defocused stars and donuts count (vision/hfr.py)
+        hfr = hfr_.half_flux_radius(clean, mask=calib.bad | cr_mask,
+                                    saturation_adu=calib.saturation_adu, settings=s.hfr)
+    except VisionError as exc:
+        warnings_.append(f"half-flux radius not measured: {exc}")
+        hfr = None
+    timings["hfr"] = _ms(t)
 
     wcs, wcs_source, solve_json = None, None, None
     if solver is not None:
@@ -350,6 +364,7 @@ def process_frame(
         sources=sources,
         eps_px=found.eps_px,
         min_samples=found.min_samples,
+        hfr=hfr,
     )
 
 
