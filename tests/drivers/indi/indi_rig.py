@@ -122,8 +122,10 @@ class IndiServer:
                        capture_output=True)
 
     def driver_pid(self, driver: str) -> int:
-        r = subprocess.run(["pgrep", "-s", str(os.getsid(self.proc.pid)), "-x", driver[:15]],
-                           capture_output=True, text=True)
+        # by the whole command line: process names are cut to 15 characters, which every
+        # indi_simulator_* shares
+        r = subprocess.run(["pgrep", "-s", str(os.getsid(self.proc.pid)), "-f",
+                            f"^(.*/)?{driver}( |$)"], capture_output=True, text=True)
         pids = [int(p) for p in r.stdout.split()]
         if not pids:
             raise RuntimeError(f"{driver} is not running under indiserver {self.proc.pid}")
