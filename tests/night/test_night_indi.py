@@ -121,6 +121,7 @@ async def _night_on_indi(obs, ops, srv, run, field, ticks):
     # first readings, the start-up reconcile; the weather station reports
     await run(10, lambda: False)
     assert obs.weather.reading() is not None, obs.weather.error
+    ops.autofocus.s = ops.autofocus.s.model_copy(update={"enabled": False})  # its own test
     assert type(obs.mount).__name__ == "IndiMount" and type(obs.weather).__name__ == \
         "IndiWeather"
     assert type(ops.camera).__name__ == "IndiCamera"
@@ -202,3 +203,47 @@ async def _night_on_indi(obs, ops, srv, run, field, ticks):
           f"frames, tick p99 {p99 * 1000:.1f} ms, weather stale after {stale_after:.0f} s "
           f"(simulated), wall {time.monotonic() - t_start:.0f} s")
     assert p99 < 1.0
+
+
+def test_autofocus_on_the_indi_focuser(night):
+    """indi_simulator_ccd blurs its stars by the Focuser Simulator's distance from focus (FWHM =
+    seeing + 0.5625 * ((position - focus) / 5000)**2 arcsec, focus at 36667 of 100000 with the
+    simulators' defaults, seeing 3.5"): the sequencer's autofocus sweeps the INDI focuser,
+    fits the V-curve of the half-flux radii the frame pipeline measures, moves to the minimum
+    and verifies it before the block's frames."""
+    obs, ops, srv, run, field, ticks = night
+    asyncio.run(_autofocus_on_indi(obs, ops, run, field))
+
+
+async def _autofocus_on_indi(obs, ops, run, field):
+    from astropy.io import fits
+
+    from tenmon.scheduler.targets import Target
+
+    t_start = time.monotonic()
+    await run(10, lambda: False)
+    s = ops.autofocus.s
+    assert (s.enabled, s.step, s.points, s.exposure_s) == (True, 2500, 9, 2)  # the site file's
+    start = ops.focuser.position
+    assert start is not None and abs(start - 36667) > 5000, start  # out of focus to begin with
+    ops.queue.add_many([Target(name="AF1", ra_deg=field[0], dec_deg=field[1], priority=1,
+                               exposure_s=2, count=1)], now=obs.clock.now())
+    ops._do("open_if_safe")
+    ops._do("run_plan")
+    done = await run(600, lambda: any(k in ("block_done", "block_failed")
+                                      for k, _, _ in _night_log(obs)))
+    log = _night_log(obs)
+    assert done, [k for k, _, _ in log]
+    af = [d for k, _, d in log if k == "autofocus"]
+    assert af, [k for k, _, _ in log]
+    res = af[0]
+    print(f"\nINDI autofocus: start {start}, best {res['best_position']}, sweeps "
+          f"{res['sweeps']}, fitted HFR {res['fitted_hfr_px']} px, verify HFR "
+          f"{res['verify_hfr_px']} px, {len(res['points'])} points, {res['elapsed_s']} s "
+          f"(simulated), wall {time.monotonic() - t_start:.0f} s; points {res['points']}")
+    assert res["ok"], res
+    assert abs(res["best_position"] - 36667) <= 1500, res
+    # in focus: the seeing's 3.5" FWHM is 2.94 px at 1.192"/px, a half-flux radius near 1.5 px
+    assert res["verify_hfr_px"] < 2.2, res
+    frames = sorted(Path(obs.config.paths.data_dir, "frames").glob("AF1-*.fits"))
+    assert frames and abs(fits.getheader(frames[-1])["FOCUSPOS"] - 36667) <= 1500
