@@ -68,8 +68,9 @@ class Rig:
         port = self.server.port
         clock = RealClock()
         self.camera = IndiCamera(IndiCameraConfig(type="indi", port=port, device="CCD Simulator",
-                                                  readout_timeout_s=3), clock, frames,
-                                 pointing=lambda: (self.mount.ra_deg, self.mount.dec_deg))
+                                                  readout_timeout_s=3), None, frames, clock,
+                                 lambda: {"ra_deg": self.mount.ra_deg,
+                                          "dec_deg": self.mount.dec_deg})
         self.mount = IndiMount(IndiMountConfig(type="indi", port=port,
                                                device="Telescope Simulator", min_alt_deg=-10),
                                clock)

@@ -439,6 +439,76 @@ class _AlpacaDevice(_Model):
         return _host_port(v, default_port=11111)
 
 
+# ----------------------------------------------------------------------- INDI devices (issue 14)
+# One block for every ``type = "indi"`` device (docs/devices_indi.md); the unions below name
+# them beside the Alpaca ones.
+
+
+class _IndiDeviceConfig(_Model):
+    """A device of an indiserver: where the server is and the device's INDI name."""
+
+    type: Literal["indi"]
+    host: str = Field(default="127.0.0.1", min_length=1, description="indiserver host")
+    port: int = Field(default=7624, ge=1, le=65535, description="indiserver port")
+    device: str = Field(min_length=1, description="the INDI device name, as `tenmon devices "
+                        "discover --indi HOST:PORT` lists it (e.g. 'CCD Simulator')")
+    connect_timeout_s: float = Field(default=15.0, gt=0, description="server, device and its "
+                                     "properties must answer within this (wall seconds)")
+    reply_timeout_s: float = Field(default=30.0, gt=0, description="a setting (binning, cooler, "
+                                   "tracking...) must be acknowledged within this")
+
+    @field_validator("host")
+    @classmethod
+    def _host(cls, v: str) -> str:
+        h = v.strip()
+        if not h or "://" in h or "/" in h or any(c.isspace() for c in h):
+            raise ValueError(f"{v!r} is not a host name or address (no scheme, no path)")
+        if h.count(":") == 1:
+            raise ValueError(f"{v!r}: give the port as port = N, not in host")
+        return h
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not v.strip():
+            raise ValueError("the INDI device name is empty")
+        return v
+
+
+class IndiCameraConfig(_IndiDeviceConfig):
+    readout_timeout_s: float = Field(default=60.0, gt=0, description="the frame must arrive "
+                                     "this long after the exposure ends, or the camera errs")
+    binning: int | None = Field(default=None, ge=1, le=16, description="set at connect; None "
+                                "keeps the device's")
+    cooler_setpoint_c: float | None = Field(default=None, ge=-100, le=50,
+                                            description="CCD temperature to hold; None: cooler "
+                                                        "left as it is")
+
+
+class IndiMountConfig(_IndiDeviceConfig):
+    slew_timeout_s: float = Field(default=300.0, gt=0, description="a slew or park must end "
+                                  "within this, or the mount is stopped and errs")
+    min_alt_deg: float = Field(default=10.0, ge=-10, le=80, description="limit: a goto below "
+                               "this altitude is refused; tracking below it is stopped")
+    max_hour_angle_deg: float | None = Field(default=None, gt=0, le=180, description="limit: "
+                                             "a goto further from the meridian is refused")
+
+
+class IndiFocuserConfig(_IndiDeviceConfig):
+    move_timeout_s: float = Field(default=120.0, gt=0)
+
+
+class IndiFilterWheelConfig(_IndiDeviceConfig):
+    move_timeout_s: float = Field(default=60.0, gt=0)
+
+
+class IndiWeatherConfig(_IndiDeviceConfig):
+    stale_s: float = Field(default=180.0, gt=0, description="parameters not refreshed by the "
+                           "station for this long are stale (unsafe)")
+    update_period_s: float | None = Field(default=30.0, gt=0, description="WEATHER_UPDATE "
+                                          "period set at connect; None keeps the station's")
+
+
 # --------------------------------------------------------------------------- motion devices
 
 
@@ -555,8 +625,8 @@ class AlpacaMountConfig(_AlpacaDevice):
                                     description="refuse a goto below this altitude (limits)")
 
 
-MountConfig = Annotated[Union[Lx200MountConfig, SimulatedMountConfig, AlpacaMountConfig],
-                        Field(discriminator="type")]
+MountConfig = Annotated[Union[Lx200MountConfig, SimulatedMountConfig, AlpacaMountConfig,
+                              IndiMountConfig], Field(discriminator="type")]
 
 
 # --------------------------------------------------------------------------- sensors
@@ -730,8 +800,8 @@ class AlpacaWeatherConfig(_AlpacaDevice):
         return self
 
 
-WeatherConfig = Annotated[Union[GpioRainConfig, SimulatedWeatherConfig, AlpacaWeatherConfig],
-                          Field(discriminator="type")]
+WeatherConfig = Annotated[Union[GpioRainConfig, SimulatedWeatherConfig, AlpacaWeatherConfig,
+                                IndiWeatherConfig], Field(discriminator="type")]
 
 
 class DirectoryCcdConfig(_Model):
@@ -768,8 +838,8 @@ class AlpacaCcdConfig(_AlpacaDevice):
                                    "camera's own name")
 
 
-CcdConfig = Annotated[Union[DirectoryCcdConfig, SimulatedCcdConfig, AlpacaCcdConfig],
-                      Field(discriminator="type")]
+CcdConfig = Annotated[Union[DirectoryCcdConfig, SimulatedCcdConfig, AlpacaCcdConfig,
+                            IndiCameraConfig], Field(discriminator="type")]
 
 
 # --------------------------------------------------------------------------- focuser, filter wheel
@@ -781,7 +851,8 @@ class AlpacaFocuserConfig(_AlpacaDevice):
     move_timeout_s: float = Field(default=120.0, gt=0)
 
 
-FocuserConfig = Annotated[Union[AlpacaFocuserConfig], Field(discriminator="type")]
+FocuserConfig = Annotated[Union[AlpacaFocuserConfig, IndiFocuserConfig],
+                          Field(discriminator="type")]
 
 
 class AlpacaFilterWheelConfig(_AlpacaDevice):
@@ -790,63 +861,12 @@ class AlpacaFilterWheelConfig(_AlpacaDevice):
     move_timeout_s: float = Field(default=60.0, gt=0)
 
 
-FilterWheelConfig = Annotated[Union[AlpacaFilterWheelConfig], Field(discriminator="type")]
+FilterWheelConfig = Annotated[Union[AlpacaFilterWheelConfig, IndiFilterWheelConfig],
+                              Field(discriminator="type")]
 
 #: Device types that are neither simulated nor site-only: standard servers. A simulated
 #: observatory may use them (their simulators: alpaca-simulators, indiserver's simulators).
 NETWORK_TYPES = ("alpaca", "indi")
-
-
-# --------------------------------------------------------------------------- INDI devices (issue 14)
-# One block for every ``type = "indi"`` device (docs/devices_indi.md); the unions name them.
-
-
-class _IndiDeviceConfig(_Model):
-    """A device of an indiserver: where the server is and the device's INDI name."""
-
-    type: Literal["indi"]
-    host: str = Field(default="127.0.0.1", min_length=1, description="indiserver host")
-    port: int = Field(default=7624, ge=1, le=65535, description="indiserver port")
-    device: str = Field(min_length=1, description="the INDI device name, as `tenmon devices "
-                        "discover --indi HOST:PORT` lists it (e.g. 'CCD Simulator')")
-    connect_timeout_s: float = Field(default=15.0, gt=0, description="server, device and its "
-                                     "properties must answer within this (wall seconds)")
-    reply_timeout_s: float = Field(default=30.0, gt=0, description="a setting (binning, cooler, "
-                                   "tracking...) must be acknowledged within this")
-
-
-class IndiCameraConfig(_IndiDeviceConfig):
-    readout_timeout_s: float = Field(default=60.0, gt=0, description="the frame must arrive "
-                                     "this long after the exposure ends, or the camera errs")
-    binning: int | None = Field(default=None, ge=1, le=16, description="set at connect; None "
-                                "keeps the device's")
-    cooler_setpoint_c: float | None = Field(default=None, ge=-100, le=50,
-                                            description="CCD temperature to hold; None: cooler "
-                                                        "left as it is")
-
-
-class IndiMountConfig(_IndiDeviceConfig):
-    slew_timeout_s: float = Field(default=300.0, gt=0, description="a slew or park must end "
-                                  "within this, or the mount is stopped and errs")
-    min_alt_deg: float = Field(default=10.0, ge=-10, le=80, description="limit: a goto below "
-                               "this altitude is refused; tracking below it is stopped")
-    max_hour_angle_deg: float | None = Field(default=None, gt=0, le=180, description="limit: "
-                                             "a goto further from the meridian is refused")
-
-
-class IndiFocuserConfig(_IndiDeviceConfig):
-    move_timeout_s: float = Field(default=120.0, gt=0)
-
-
-class IndiFilterWheelConfig(_IndiDeviceConfig):
-    move_timeout_s: float = Field(default=60.0, gt=0)
-
-
-class IndiWeatherConfig(_IndiDeviceConfig):
-    stale_s: float = Field(default=180.0, gt=0, description="parameters not refreshed by the "
-                           "station for this long are stale (unsafe)")
-    update_period_s: float | None = Field(default=30.0, gt=0, description="WEATHER_UPDATE "
-                                          "period set at connect; None keeps the station's")
 
 
 # --------------------------------------------------------------------------- simulation

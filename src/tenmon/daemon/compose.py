@@ -93,7 +93,8 @@ def _build_simulated(config: TenmonConfig, store: Store, data_dir: Path, clock: 
         encoder = SimulatedEncoder(config.encoder, config.slit, world, clock, seed=sim.seed)
     weather = (build_weather(config.weather, clock) if is_network(config.weather)
                else SimulatedWeather(world, clock))
-    mount = build_mount(mcfg, clock) if is_network(mcfg) else make_mount(mcfg, clock, world=world)
+    mount = (build_mount(mcfg, clock, site=config.site) if is_network(mcfg)
+             else make_mount(mcfg, clock, world=world))
     switches = SimulatedLimitSwitches(world) if config.cover.limit_switches else None
     return _assemble(config, clock, store, banks, encoder, weather, mount, switches,
                      world=world, world_path=world_path, mount_inline=True)
@@ -111,8 +112,10 @@ def _build_site(config: TenmonConfig, store: Store, clock: Clock) -> Observatory
         from tenmon.drivers.gpio_inputs import LimitSwitches
 
         switches = LimitSwitches(config.cover.limit_switches)
+    # a network mount's update() only reads its cache (INDI: slew timeouts, tracking limits;
+    # Alpaca: nothing): it runs on the loop; an LX200 mount polls on its own thread
     return _assemble(config, clock, store, banks, encoder, weather, mount, switches,
-                     mount_inline=False)
+                     mount_inline=is_network(config.mount))
 
 
 def _site_encoder(config: TenmonConfig, clock: Clock):
@@ -138,7 +141,7 @@ def _site_weather(config: TenmonConfig, clock: Clock):
 
 def _site_mount(config: TenmonConfig, clock: Clock):
     if is_network(config.mount):  # alpaca, indi: each runs its own worker thread
-        return build_mount(config.mount, clock)
+        return build_mount(config.mount, clock, site=config.site)
     if config.mount.type == "lx200":
         from tenmon.daemon.mount_thread import ThreadedMount
         from tenmon.drivers.mount import make_mount

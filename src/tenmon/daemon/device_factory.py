@@ -9,7 +9,7 @@ simulator: a backend that is not installed, or a server that is not there, is a
 Each backend package offers the same five builders, each returning a device that is not yet
 connected (the caller calls ``connect()``, which raises DeviceNotFound naming the server)::
 
-    make_mount(config, clock)                                       -> Mount
+    make_mount(config, clock[, site])                               -> Mount
     make_weather(config, clock)                                     -> WeatherSensor
     make_camera(config, settings, frames_dir, clock, header_context) -> Camera
     make_focuser(config, clock)                                     -> Focuser
@@ -24,6 +24,7 @@ start of each exposure.
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 from pathlib import Path
 from typing import Any
@@ -60,9 +61,13 @@ def _builder(kind: str, section: Any, fn: str):
     return builder
 
 
-def build_mount(section: Any, clock: Clock):
-    """The ``[mount]`` of a network type (not connected)."""
-    return _builder("mount", section, "make_mount")(section, clock)
+def build_mount(section: Any, clock: Clock, site: Any = None):
+    """The ``[mount]`` of a network type (not connected). ``site`` (the ``[site]`` section) goes
+    to a backend whose ``make_mount`` takes it (INDI: the limits' horizon, sent to the mount)."""
+    builder = _builder("mount", section, "make_mount")
+    if site is not None and "site" in inspect.signature(builder).parameters:
+        return builder(section, clock, site=site)
+    return builder(section, clock)
 
 
 def build_weather(section: Any, clock: Clock):

@@ -47,8 +47,15 @@ class _PortTaken(Exception):
     pass
 
 
+GSC_STUB = Path(__file__).resolve().parent / "gsc_stub.py"
+
+
 class IndiServer:
-    def __init__(self, drivers: tuple[str, ...], home: Path, port: int | None = None):
+    """``gsc_catalog``: a CSV star list (ra, dec, mag) that ``indi_simulator_ccd`` draws its
+    stars from, through ``gsc_stub.py`` put on the drivers' PATH as ``gsc``."""
+
+    def __init__(self, drivers: tuple[str, ...], home: Path, port: int | None = None,
+                 gsc_catalog: Path | None = None):
         require_indi(*drivers)
         self.drivers = drivers
         self.home = Path(home)
@@ -56,6 +63,17 @@ class IndiServer:
         self.port = port or free_port()
         self.proc: subprocess.Popen | None = None
         self.log = self.home / "indiserver.log"
+        self.env = dict(os.environ, HOME=str(self.home))
+        if gsc_catalog is not None:
+            import sys
+
+            bin_dir = self.home / "bin"
+            bin_dir.mkdir(exist_ok=True)
+            gsc = bin_dir / "gsc"
+            gsc.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{GSC_STUB}" "$@"\n')
+            gsc.chmod(0o755)
+            self.env["PATH"] = f"{bin_dir}{os.pathsep}{self.env.get('PATH', '')}"
+            self.env["TENMON_GSC_CATALOG"] = str(Path(gsc_catalog).resolve())
 
     def start(self) -> "IndiServer":
         for _ in range(5):  # a port free a moment ago can be taken (or in TIME_WAIT): next one
@@ -66,7 +84,7 @@ class IndiServer:
         return self._start()
 
     def _start(self) -> "IndiServer":
-        env = dict(os.environ, HOME=str(self.home))
+        env = self.env
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen(
                 ["indiserver", "-p", str(self.port), "-r", "0",
@@ -104,8 +122,10 @@ class IndiServer:
                        capture_output=True)
 
     def driver_pid(self, driver: str) -> int:
-        r = subprocess.run(["pgrep", "-s", str(os.getsid(self.proc.pid)), "-x", driver[:15]],
-                           capture_output=True, text=True)
+        # by the whole command line: process names are cut to 15 characters, which every
+        # indi_simulator_* shares
+        r = subprocess.run(["pgrep", "-s", str(os.getsid(self.proc.pid)), "-f",
+                            f"^(.*/)?{driver}( |$)"], capture_output=True, text=True)
         pids = [int(p) for p in r.stdout.split()]
         if not pids:
             raise RuntimeError(f"{driver} is not running under indiserver {self.proc.pid}")

@@ -17,7 +17,8 @@ from indi_rig import IndiServer, wait_for
 
 from tenmon.clock import FakeClock
 from tenmon.config.models import IndiCameraConfig
-from tenmon.drivers.camera import Camera, CameraState
+from tenmon.drivers.camera import Camera, CameraSettings, CameraState
+from tenmon.drivers.camera_fits import FrameSite
 from tenmon.drivers.indi import IndiCamera
 from tenmon.errors import DeviceError, DeviceNotFound
 
@@ -31,11 +32,20 @@ def server(tmp_path_factory):
     srv.stop()
 
 
+SITE = FrameSite(name="Okayama", latitude_deg=34.7, longitude_deg=137.4, elevation_m=50.0)
+
+
+def context():
+    """The header context device_factory gives the camera: the mount's pointing, the focuser,
+    the wheel's filter and the site."""
+    return {"site": SITE, "ra_deg": 83.8, "dec_deg": -5.4, "focus_position": 36700,
+            "focus_temp_c": 4.5, "filter_name": "V", "pixel_scale_arcsec": 1.19}
+
+
 def make_camera(server, frames, clock=None, **kw) -> IndiCamera:
     cfg = IndiCameraConfig(type="indi", port=server.port, device=CCD, connect_timeout_s=20,
                            readout_timeout_s=kw.pop("readout_timeout_s", 60))
-    return IndiCamera(cfg, clock or FakeClock(), frames, site=(34.7, 137.4, 50.0),
-                      pointing=lambda: (83.8, -5.4), focus=lambda: 36700, **kw)
+    return IndiCamera(cfg, CameraSettings(), frames, clock or FakeClock(), context, **kw)
 
 
 def run_until(cam: IndiCamera, clock: FakeClock, states=(CameraState.IDLE, CameraState.ERROR),
@@ -61,6 +71,7 @@ def test_light_frame_has_full_header_and_is_atomic(server, tmp_path):
     assert isinstance(cam, Camera)
     cam.connect()
     try:
+        t0 = clock.now()
         cam.start_exposure(0.5, name="M42 test", meta={"OBJECT": "M42", "FILTER": "R"})
         assert cam.state == CameraState.EXPOSING
         with pytest.raises(DeviceError, match="busy"):
@@ -76,13 +87,19 @@ def test_light_frame_has_full_header_and_is_atomic(server, tmp_path):
             h = hdul[0].header
             data = hdul[0].data
         assert data.ndim == 2 and data.shape == (1024, 1280)
-        assert h["DATE-OBS"].startswith(clock.now().strftime("%Y-%m-%d"))
+        assert h["DATE-OBS"] == t0.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]  # tenmon's clock
         assert h["TIMESYS"] == "UTC" and h["EXPTIME"] == pytest.approx(0.5)
+        assert "DATE-END" in h and "MJD-OBS" in h
+        # meta's FILTER (the exposure's own) wins over the wheel's in the context
         assert h["IMAGETYP"] == "Light Frame" and h["OBJECT"] == "M42" and h["FILTER"] == "R"
         assert h["RA"] == pytest.approx(83.8) and h["DEC"] == pytest.approx(-5.4)
-        assert h["SITELAT"] == pytest.approx(34.7) and h["FOCUSPOS"] == 36700
-        assert "CCD-TEMP" in h and "GAIN" in h and h["XBINNING"] == 1
-        assert h["INSTRUME"] == CCD and "INDIDATE" in h
+        assert h["OBJCTRA"] == "05 35 12.00" and h["EQUINOX"] == 2000.0
+        assert h["SITELAT"] == pytest.approx(34.7) and h["OBSERVAT"] == "Okayama"
+        assert h["FOCUSPOS"] == 36700 and h["FOCTEMP"] == pytest.approx(4.5)
+        assert "CCD-TEMP" in h and h["GAIN"] == pytest.approx(1.5) and "GAINSET" in h
+        assert h["XBINNING"] == 1 and h["PIXSCALE"] == pytest.approx(1.19)
+        assert h["INSTRUME"] == CCD and "INDIDATE" in h and h["CREATOR"] == "tenmon"
+        assert h["INDISERV"] == f"127.0.0.1:{server.port}"
     finally:
         cam.disconnect()
 
@@ -157,10 +174,10 @@ def test_missing_server_and_device_are_named(server, tmp_path):
     port = free_port()
     cfg = IndiCameraConfig(type="indi", port=port, device=CCD, connect_timeout_s=3)
     with pytest.raises(DeviceNotFound, match=f"no indiserver at 127.0.0.1:{port}"):
-        IndiCamera(cfg, FakeClock(), tmp_path).connect()
+        IndiCamera(cfg, None, tmp_path, FakeClock()).connect()
     cfg = IndiCameraConfig(type="indi", port=server.port, device="QHY CCD", connect_timeout_s=3)
     with pytest.raises(DeviceNotFound, match="has no device 'QHY CCD'.*CCD Simulator"):
-        IndiCamera(cfg, FakeClock(), tmp_path).connect()
+        IndiCamera(cfg, None, tmp_path, FakeClock()).connect()
 
 
 # --------------------------------------------------------------------------- faults at the wire

@@ -1,4 +1,4 @@
-"""The ``type = "indi"`` config sections and the INDI factory (no server needed)."""
+"""The ``type = "indi"`` config sections and the INDI backend's builders (no server needed)."""
 
 from __future__ import annotations
 
@@ -13,15 +13,19 @@ from tenmon.config.models import (
     IndiMountConfig,
     IndiWeatherConfig,
 )
+from tenmon.drivers.camera_fits import FrameSite
 from tenmon.drivers.indi import (
     IndiCamera,
     IndiFilterWheel,
     IndiFocuser,
     IndiMount,
     IndiWeather,
-    make_indi_device,
+    make_camera,
+    make_filter_wheel,
+    make_focuser,
+    make_mount,
+    make_weather,
 )
-from tenmon.errors import ConfigError
 
 
 def test_defaults_and_validation():
@@ -37,21 +41,21 @@ def test_defaults_and_validation():
         IndiMountConfig(type="indi", device="x", min_alt_deg=95)
 
 
-def test_factory_builds_each_kind(tmp_path):
+def test_the_backend_offers_the_five_builders(tmp_path):
+    """The builders device_factory calls for ``type = "indi"`` (not connected yet)."""
     clock = FakeClock()
+    site = FrameSite(name="x", latitude_deg=34.6, longitude_deg=133.6, elevation_m=10.0)
     built = {
-        "camera": make_indi_device("camera", IndiCameraConfig(type="indi", device="c"), clock,
-                                   frames_dir=tmp_path),
-        "mount": make_indi_device("mount", IndiMountConfig(type="indi", device="m"), clock,
-                                  latitude_deg=34.6, longitude_deg=133.6),
-        "focuser": make_indi_device("focuser", IndiFocuserConfig(type="indi", device="f"), clock),
-        "filter_wheel": make_indi_device("filter_wheel",
-                                         IndiFilterWheelConfig(type="indi", device="w"), clock),
-        "weather": make_indi_device("weather", IndiWeatherConfig(type="indi", device="s"), clock),
+        "camera": make_camera(IndiCameraConfig(type="indi", device="c"), None, tmp_path, clock,
+                              lambda: {}),
+        "mount": make_mount(IndiMountConfig(type="indi", device="m"), clock, site=site),
+        "focuser": make_focuser(IndiFocuserConfig(type="indi", device="f"), clock),
+        "filter_wheel": make_filter_wheel(IndiFilterWheelConfig(type="indi", device="w"), clock),
+        "weather": make_weather(IndiWeatherConfig(type="indi", device="s"), clock),
     }
     assert [type(d) for d in built.values()] == [IndiCamera, IndiMount, IndiFocuser,
                                                  IndiFilterWheel, IndiWeather]
-    assert built["mount"].site == (34.6, 133.6)
+    assert built["mount"].site == (34.6, 133.6) and built["mount"].elevation_m == 10.0
+    assert make_mount(IndiMountConfig(type="indi", device="m"), clock).latitude_deg is None
     assert built["weather"].reading() is None  # never connected: no reading, unsafe
-    with pytest.raises(ConfigError, match="dome"):
-        make_indi_device("dome", IndiFocuserConfig(type="indi", device="d"), clock)
+    assert built["camera"].frames_dir == tmp_path

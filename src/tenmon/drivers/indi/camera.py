@@ -7,10 +7,11 @@ driver define them): ``CCD_EXPOSURE`` (start; the driver counts it down, ``Ok`` 
 camera has them), ``CCD_GAIN``, ``UPLOAD_MODE`` (client), ``CCD_TRANSFER_FORMAT`` (FITS) and the
 ``CCD1`` BLOB.
 
-The BLOB is decoded on the connection's thread and written (driver's header + tenmon's cards,
-to a temporary name then renamed) on the camera's writer thread; ``update()`` only looks at
-flags. A frame that does not arrive ``readout_timeout_s`` after the exposure should have ended
-is aborted and the camera goes to ``error``, as it does when the server goes away mid-exposure,
+The BLOB arrives on the connection's thread; on the camera's writer thread its pixels are read
+and written by :func:`~tenmon.drivers.camera_fits.write_frame` (tenmon's one FITS writer: the
+same cards as every camera's frame, to a temporary name then renamed into the frames
+directory); ``update()`` only looks at flags. A frame that does not arrive ``readout_timeout_s``
+after the exposure should have ended is aborted and the camera goes to ``error``, as it does when the server goes away mid-exposure,
 the device disconnects, or the driver reports ``Alert``.
 """
 
@@ -20,100 +21,74 @@ import collections
 import io
 import logging
 import math
-import os
-import re
-import tempfile
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
+
+import numpy as np
 
 from tenmon.clock import Clock
-from tenmon.drivers.camera import CameraState
+from tenmon.drivers.camera import CameraSettings, CameraState
+from tenmon.drivers.camera_fits import (HeaderContext, frame_file_name, normalise_image_type,
+                                        write_frame)
 from tenmon.drivers.indi.device import IndiDevice
 from tenmon.errors import DeviceError
 
-__all__ = ["FRAME_TYPES", "IndiCamera", "write_indi_frame"]
+__all__ = ["FRAME_TYPES", "IndiCamera", "read_indi_image"]
 
 log = logging.getLogger(__name__)
 
-#: tenmon's frame types and INDI's CCD_FRAME_TYPE members / FITS IMAGETYP values
-FRAME_TYPES = {"light": ("FRAME_LIGHT", "Light Frame"), "dark": ("FRAME_DARK", "Dark Frame"),
-               "bias": ("FRAME_BIAS", "Bias Frame"), "flat": ("FRAME_FLAT", "Flat Field")}
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+#: tenmon's frame types -> INDI's CCD_FRAME_TYPE members
+FRAME_TYPES = {"light": "FRAME_LIGHT", "dark": "FRAME_DARK", "bias": "FRAME_BIAS",
+               "flat": "FRAME_FLAT"}
+
+#: Keyword arguments of write_frame a header context may give.
+_CONTEXT_KEYS = ("site", "ra_deg", "dec_deg", "focus_position", "focus_temp_c", "filter_name",
+                 "pixel_scale_arcsec", "telescope")
 
 
-def write_indi_frame(blob: bytes, path: Path, cards: dict[str, Any]) -> Path:
-    """Write the INDI driver's FITS ``blob`` to ``path`` atomically with ``cards`` added.
-
-    The driver's own header is kept (its DATE-OBS as ``INDIDATE``: tenmon's clock stamps the
-    exposure); ``cards`` (``KEY: value`` or ``KEY: (value, comment)``) override. Written to a
-    temporary name in the same directory, then renamed: the frame service never sees half a file.
-    Raises DeviceError when the blob is not a FITS image.
-    """
+def read_indi_image(blob: bytes) -> tuple[np.ndarray, str | None]:
+    """The 2-D pixels of the INDI driver's FITS ``blob`` and the driver's own DATE-OBS (or
+    ``None``). Raises DeviceError when the blob is not a FITS image with 2-D data."""
     from astropy.io import fits
 
     try:
         with fits.open(io.BytesIO(blob), memmap=False) as hdul:
             hdu = hdul[0]
-            data = hdu.data
-            header = hdu.header.copy()
+            data = None if hdu.data is None else np.array(hdu.data)
+            date = hdu.header.get("DATE-OBS")
     except Exception as exc:  # noqa: BLE001 - whatever astropy says, it is not a usable frame
         raise DeviceError("camera", f"the INDI image is not a FITS file ({exc})") from exc
-    if data is None or getattr(data, "ndim", 0) != 2:
+    if data is None or data.ndim != 2:
         raise DeviceError("camera", "the INDI image has no 2-D data")
-    if "DATE-OBS" in header:
-        header["INDIDATE"] = (str(header["DATE-OBS"]), "DATE-OBS as the INDI driver wrote it")
-    for key, value in cards.items():
-        if value is None or (isinstance(value, float) and not math.isfinite(value)):
-            continue
-        header[key] = value
-    out = fits.PrimaryHDU(data=data, header=header)
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".fits", dir=path.parent)
-    os.close(fd)
-    try:
-        out.writeto(tmp, overwrite=True)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
-    return path
+    return data, (str(date) if date is not None else None)
 
 
 class IndiCamera(IndiDevice):
-    """A CCD camera on an indiserver (``[camera] type = "indi"``). Implements
+    """A CCD camera on an indiserver (``[ccd] type = "indi"``). Implements
     :class:`~tenmon.drivers.camera.Camera`.
 
     Args:
         config: ``IndiCameraConfig``.
-        clock: the injected clock (exposure start for DATE-OBS, timeouts).
+        settings: the ``[camera]`` section (``gain_e_per_adu`` for the GAIN card), or ``None``.
         frames_dir: where finished frames go (the frame service watches it).
-        pointing: ``() -> (ra_deg, dec_deg) | None``: the mount's position for the header
-            when ``meta`` does not give ``RA``/``DEC``.
-        site: ``(latitude_deg, longitude_deg, elevation_m)`` for ``SITELAT``/``SITELONG``/...
-        focus: ``() -> int | None``: the focuser's position for ``FOCUSPOS``.
-        writer: how the FITS file is written (``write_frame``-like: blob, path, cards).
+        clock: the injected clock (exposure start for DATE-OBS, timeouts).
+        header_context: the cards the camera cannot know itself (mount pointing, focus, filter,
+            site), read at the start of each exposure: see ``camera_fits.HeaderContext``.
     """
 
-    required = ("CCD_EXPOSURE", "CCD1")
+    required = ("CCD_EXPOSURE", "CCD1", "CCD_INFO")
     blobs = True
 
-    def __init__(self, config: Any, clock: Clock, frames_dir: Path, *, name: str = "camera",
-                 pointing: Callable[[], tuple[float, float] | None] | None = None,
-                 site: tuple[float, float, float] | None = None,
-                 focus: Callable[[], int | None] | None = None,
-                 writer: Callable[[bytes, Path, dict[str, Any]], Path] = write_indi_frame):
+    def __init__(self, config: Any, settings: CameraSettings | None, frames_dir: Path,
+                 clock: Clock, header_context: HeaderContext | None = None, *,
+                 name: str = "camera"):
         super().__init__(config, clock, name=name)
+        self.settings = settings
         self.frames_dir = Path(frames_dir)
-        self.pointing = pointing
-        self.site = site
-        self.focus = focus
-        self.writer = writer
+        self.header_context = header_context or (lambda: {})
         self._state = CameraState.IDLE
         self._exp: dict[str, Any] | None = None
         self._blobs: collections.deque[tuple[bytes, str]] = collections.deque(maxlen=4)
@@ -124,16 +99,32 @@ class IndiCamera(IndiDevice):
         self._count = 0
         self.frames_written = 0
         self.blobs_dropped = 0
+        self.last_exposure: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ life cycle
 
     def connect(self) -> None:
         self.frames_dir.mkdir(parents=True, exist_ok=True)
         super().connect()
+        self._settle()
         if self._pool is None:
             self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{self.name}-fits")
         self._state = CameraState.IDLE
         self._exp = None
+
+    def _settle(self, quiet_s: float = 0.3, bound_s: float = 2.0) -> None:
+        """Wait (bounded) until the driver has stopped defining properties after CONNECT: a
+        camera defines its optional ones (CCD_GAIN, CCD_COOLER...) after the required ones, and
+        the first exposure's header reads them."""
+        end = time.monotonic() + min(bound_s, self.config.connect_timeout_s)
+        last, since = -1, time.monotonic()
+        while time.monotonic() < end:
+            n = len(self.conn.devices().get(self.device, {}))
+            if n != last:
+                last, since = n, time.monotonic()
+            elif time.monotonic() - since >= quiet_s:
+                return
+            time.sleep(0.05)
 
     def _after_connect(self) -> None:
         c = self.conn
@@ -246,9 +237,10 @@ class IndiCamera(IndiDevice):
         if self._state == CameraState.ERROR:
             raise self._refuse(f"in error ({self._error}); connect() again")
         meta = dict(meta or {})
-        kind = str(meta.pop("IMAGETYP", meta.pop("FRAME_TYPE", "light"))).lower().split()[0]
-        if kind not in FRAME_TYPES:
-            raise self._refuse(f"frame type {kind!r} is not one of {', '.join(FRAME_TYPES)}")
+        try:
+            kind = normalise_image_type(meta.pop("IMAGETYP", meta.pop("FRAME_TYPE", None)))
+        except ValueError as exc:
+            raise self._refuse(f"frame type: {exc}") from None
         if kind == "bias":
             seconds = max(0.0, float(seconds))
         elif not (math.isfinite(seconds) and 0 < seconds <= 3600):
@@ -259,75 +251,75 @@ class IndiCamera(IndiDevice):
             seconds = min(max(seconds, lo), hi) if hi > lo else seconds
         self._require_link()
         if self.vec("CCD_FRAME_TYPE") is not None:
-            self._send_switch("CCD_FRAME_TYPE", FRAME_TYPES[kind][0])
+            self._send_switch("CCD_FRAME_TYPE", FRAME_TYPES[kind])
         elif kind != "light":
             raise self._refuse("the camera has no CCD_FRAME_TYPE (darks need a shutter)")
         with self._blob_lock:
             self._blobs.clear()
         self._count += 1
         start = self.clock.now()
-        stem = _SAFE.sub("_", name).strip("_") or "frame"
-        fname = f"{stem}-{start.strftime('%Y%m%dT%H%M%S')}-{self._count:04d}.fits"
+        fname = frame_file_name(name, start, self._count)
         self._exp = {"seconds": float(seconds), "start": start, "start_m": self.clock.monotonic(),
-                     "path": self.frames_dir / fname, "meta": meta, "kind": kind,
-                     "cards": self._cards_at_start(start, float(seconds), kind, meta)}
+                     "file_name": fname, "kind": kind,
+                     "header": self._header_at_start(start, float(seconds), kind, meta)}
         self._send_number("CCD_EXPOSURE", {"CCD_EXPOSURE_VALUE": seconds})
         self._done = None
         self._error = None
         self._state = CameraState.EXPOSING
         log.info("%s: %s exposure %.3g s started (%s)", self.name, kind, seconds, fname)
 
-    def _cards_at_start(self, start: datetime, seconds: float, kind: str,
-                        meta: dict[str, Any]) -> dict[str, Any]:
-        cards: dict[str, Any] = {
-            "DATE-OBS": (start.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3], "UTC start of exposure"),
-            "TIMESYS": ("UTC", "time system of DATE-OBS"),
-            "EXPTIME": (seconds, "[s] exposure time"),
-            "EXPOSURE": (seconds, "[s] exposure time"),
-            "IMAGETYP": (FRAME_TYPES[kind][1], "frame type"),
-            "INSTRUME": (self.device, "INDI device"),
-            "INDISERV": (self.address, "indiserver"),
-        }
-        t = self.temperature_c
-        if t is not None:
-            cards["CCD-TEMP"] = (round(t, 2), "[C] CCD temperature at start")
-        cooler = self.cooler_on
-        if cooler is not None:
-            cards["COOLER"] = ("ON" if cooler else "OFF", "cooler")
+    def _header_at_start(self, start, seconds: float, kind: str,
+                         meta: dict[str, Any]) -> dict[str, Any]:
+        """:func:`~tenmon.drivers.camera_fits.frame_header`'s arguments, from the cache and the
+        header context at the start of the exposure (cheap; never blocks)."""
+        try:
+            ctx = {k: v for k, v in (self.header_context() or {}).items() if k in _CONTEXT_KEYS}
+        except Exception as exc:  # noqa: BLE001 - a header card must never stop an exposure
+            log.warning("%s: header context failed: %s", self.name, exc)
+            ctx = {}
+        bx = self.num("CCD_BINNING", "HOR_BIN")
+        by = self.num("CCD_BINNING", "VER_BIN")
+        bx = int(bx) if math.isfinite(bx) and bx >= 1 else 1
+        by = int(by) if math.isfinite(by) and by >= 1 else bx
+        origin = None
+        fx, fy = self.num("CCD_FRAME", "X"), self.num("CCD_FRAME", "Y")
+        if math.isfinite(fx) and math.isfinite(fy) and (fx > 0 or fy > 0):
+            origin = (int(fx) // bx, int(fy) // by)
         gain = self.num("CCD_GAIN", "GAIN")
-        if math.isfinite(gain):
-            cards["GAIN"] = (gain, "camera gain setting")
-        b = self.binning
-        if b is not None:
-            cards["XBINNING"] = b
-            cards["YBINNING"] = int(self.num("CCD_BINNING", "VER_BIN"))
-        pix = self.num("CCD_INFO", "CCD_PIXEL_SIZE_X")
-        if math.isfinite(pix):
-            cards["XPIXSZ"] = (pix * (b or 1), "[um] binned pixel size")
-            cards["YPIXSZ"] = (self.num("CCD_INFO", "CCD_PIXEL_SIZE_Y") * (b or 1),
-                               "[um] binned pixel size")
-        if "RA" not in meta and self.pointing is not None:
-            try:
-                p = self.pointing()
-            except Exception:  # noqa: BLE001 - a header hint is not worth failing a frame
-                p = None
-            if p is not None and all(x is not None and math.isfinite(x) for x in p):
-                cards["RA"] = (float(p[0]), "[deg] mount's idea of the pointing")
-                cards["DEC"] = (float(p[1]), "[deg] mount's idea of the pointing")
-        if self.site is not None:
-            cards["SITELAT"] = (self.site[0], "[deg] site latitude")
-            cards["SITELONG"] = (self.site[1], "[deg] site longitude, east positive")
-            cards["SITEELEV"] = (self.site[2], "[m] site elevation")
-        if "FOCUSPOS" not in meta and self.focus is not None:
-            try:
-                pos = self.focus()
-            except Exception:  # noqa: BLE001
-                pos = None
-            if pos is not None:
-                cards["FOCUSPOS"] = (int(pos), "[step] focuser position")
+        extra = {"INDISERV": (self.address, "indiserver")}
         for k, v in meta.items():
-            cards[str(k).upper()[:8]] = v
-        return cards
+            extra[str(k).upper()[:8]] = v
+        header: dict[str, Any] = dict(ctx)
+        header.update(
+            date_obs=start, exptime_s=seconds, image_type=kind,
+            ccd_temp_c=self.temperature_c,
+            set_temp_c=self.config.cooler_setpoint_c if self.cooler_on else None,
+            gain_e_per_adu=self.settings.gain_e_per_adu if self.settings is not None else None,
+            gain_setting=gain if math.isfinite(gain) else None,
+            binning=(bx, by), subframe_origin=origin, instrument=self.device,
+            object_name=extra.pop("OBJECT", None), extra=extra)
+        filt = extra.pop("FILTER", None)
+        if filt:
+            header["filter_name"] = filt
+        focus = extra.pop("FOCUSPOS", None)
+        if focus is not None:
+            header["focus_position"] = focus
+        return header
+
+    def _write(self, blob: bytes, file_name: str, header: dict[str, Any]) -> Path:
+        """Writer thread: the blob's pixels to the frames directory, with the full header."""
+        image, driver_date = read_indi_image(blob)
+        header = dict(header)
+        if driver_date is not None:
+            header["extra"] = {**header.get("extra", {}),
+                               "INDIDATE": (driver_date, "DATE-OBS as the INDI driver wrote it")}
+        try:
+            path = write_frame(image, self.frames_dir, file_name=file_name, **header)
+        except (OSError, ValueError) as exc:
+            raise DeviceError(self.name, f"frame not written to {self.frames_dir}: {exc}") from exc
+        self.last_exposure = {"path": str(path), "seconds": header["exptime_s"],
+                              "kind": header["image_type"], "shape": tuple(image.shape)}
+        return path
 
     def abort(self) -> None:
         """Tell the driver to abort (best effort) and forget the exposure. Never raises."""
@@ -408,8 +400,7 @@ class IndiCamera(IndiDevice):
                                   "(set CCD_TRANSFER_FORMAT to FITS)")
                 return
             self._state = CameraState.READING
-            cards = dict(exp["cards"])
-            self._future = self._pool.submit(self.writer, data, exp["path"], cards)
+            self._future = self._pool.submit(self._write, data, exp["file_name"], exp["header"])
             return
         v = self.vec("CCD_EXPOSURE")
         if v is not None and v.state == "Alert":

@@ -7,7 +7,10 @@ slewing), ``TELESCOPE_ABORT_MOTION``, ``TELESCOPE_PARK`` (``Busy`` while parking
 ``TELESCOPE_TRACK_STATE``, ``TELESCOPE_PIER_SIDE`` (when the mount reports it), and
 ``GEOGRAPHIC_COORD``/``TIME_UTC`` (set from the site and the injected clock at connect).
 
-Coordinates are the mount's own (of date), in degrees at the interface like every tenmon mount.
+INDI's ``EQUATORIAL_EOD_COORD`` is of date (JNow); tenmon's interface is J2000 (ICRS, degrees)
+like every tenmon mount: targets are precessed to the date (the injected clock's) before they are
+sent, and the mount's position back to J2000 when read (IAU 1976 precession; nutation and
+aberration, under 30", are left to the mount's pointing model and the plate solver).
 Limits are tenmon's, checked before anything is sent: a goto below ``min_alt_deg`` (or further
 than ``max_hour_angle_deg`` from the meridian) is refused with :class:`TargetBelowHorizon` /
 :class:`MountRefused`; a mount tracking below ``min_alt_deg`` has its tracking stopped and goes to
@@ -26,7 +29,7 @@ from tenmon.drivers.base import MountState
 from tenmon.drivers.indi.device import IndiDevice
 from tenmon.drivers.mount.lx200 import MountRefused, TargetBelowHorizon
 
-__all__ = ["IndiMount"]
+__all__ = ["IndiMount", "precess"]
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,7 @@ class IndiMount(IndiDevice):
         self._motion: str | None = None        # "slew" or "park" that we started
         self._motion_t0 = 0.0
         self._motion_seen_busy = False
+        self._pos_cache: tuple[tuple[float, float, float], tuple[float, float]] | None = None
 
     def _after_connect(self) -> None:
         if self.latitude_deg is not None and self.longitude_deg is not None \
@@ -67,15 +71,33 @@ class IndiMount(IndiDevice):
 
     # ------------------------------------------------------------------ readings
 
+    def _j2000_position(self) -> tuple[float, float] | None:
+        """The mount's position (of date) as J2000 degrees; cached per reading."""
+        ra = self.num("EQUATORIAL_EOD_COORD", "RA")
+        dec = self.num("EQUATORIAL_EOD_COORD", "DEC")
+        if not (math.isfinite(ra) and math.isfinite(dec)):
+            return None
+        years = _years_since_j2000(self.clock.now())
+        key = (ra, dec, round(years, 3))
+        if self._pos_cache is None or self._pos_cache[0] != key:
+            self._pos_cache = (key, precess(ra * 15.0, dec, years, to_date=False))
+        return self._pos_cache[1]
+
     @property
     def ra_deg(self) -> float | None:
-        ra = self.num("EQUATORIAL_EOD_COORD", "RA")
-        return (ra * 15.0) % 360.0 if math.isfinite(ra) else None
+        """Right ascension, J2000 degrees (the mount's of-date position precessed back)."""
+        p = self._j2000_position()
+        return None if p is None else p[0]
 
     @property
     def dec_deg(self) -> float | None:
-        dec = self.num("EQUATORIAL_EOD_COORD", "DEC")
-        return dec if math.isfinite(dec) else None
+        """Declination, J2000 degrees."""
+        p = self._j2000_position()
+        return None if p is None else p[1]
+
+    def _of_date(self, ra_deg: float, dec_deg: float) -> dict[str, float]:
+        ra, dec = precess(ra_deg, dec_deg, _years_since_j2000(self.clock.now()), to_date=True)
+        return {"RA": ra / 15.0, "DEC": dec}
 
     @property
     def tracking(self) -> bool:
@@ -160,8 +182,7 @@ class IndiMount(IndiDevice):
         self._check_target(ra_deg, dec_deg)
         self._verb_ready("goto")
         self._send_switch("ON_COORD_SET", "TRACK")
-        self._send_number("EQUATORIAL_EOD_COORD", {"RA": (ra_deg % 360.0) / 15.0,
-                                                   "DEC": dec_deg})
+        self._send_number("EQUATORIAL_EOD_COORD", self._of_date(ra_deg, dec_deg))
         self._start_motion("slew")
 
     def sync(self, ra_deg: float, dec_deg: float) -> None:
@@ -172,8 +193,7 @@ class IndiMount(IndiDevice):
             raise MountRefused("the mount is moving: wait or abort() before a sync",
                                command="sync")
         self._send_switch("ON_COORD_SET", "SYNC")
-        self._send_number("EQUATORIAL_EOD_COORD", {"RA": (ra_deg % 360.0) / 15.0,
-                                                   "DEC": dec_deg})
+        self._send_number("EQUATORIAL_EOD_COORD", self._of_date(ra_deg, dec_deg))
         self._send_switch("ON_COORD_SET", "TRACK")
         self._error = None
 
@@ -276,3 +296,34 @@ class IndiMount(IndiDevice):
                     pass
                 self._fail(f"tracked below the altitude limit ({pos[0]:.1f} < "
                            f"{self.config.min_alt_deg:g} deg): tracking stopped")
+
+
+def _years_since_j2000(when) -> float:
+    from tenmon.astro import julian_days_since_j2000
+
+    return julian_days_since_j2000(when) / 365.25
+
+
+def precess(ra_deg: float, dec_deg: float, years: float, *, to_date: bool
+            ) -> tuple[float, float]:
+    """J2000 -> mean equinox of J2000 + ``years`` (``to_date``), or back: IAU 1976 precession
+    (Lieske 1977), good to well under an arcsecond over a century."""
+    t = years / 100.0
+    arc = math.pi / (180.0 * 3600.0)
+    zeta = (2306.2181 * t + 0.30188 * t * t + 0.017998 * t ** 3) * arc
+    z = (2306.2181 * t + 1.09468 * t * t + 0.018203 * t ** 3) * arc
+    theta = (2004.3109 * t - 0.42665 * t * t - 0.041833 * t ** 3) * arc
+    cz, sz, cZ, sZ = math.cos(zeta), math.sin(zeta), math.cos(z), math.sin(z)
+    ct, st = math.cos(theta), math.sin(theta)
+    m = ((cZ * ct * cz - sZ * sz, -cZ * ct * sz - sZ * cz, -cZ * st),
+         (sZ * ct * cz + cZ * sz, -sZ * ct * sz + cZ * cz, -sZ * st),
+         (st * cz, -st * sz, ct))
+    a, d = math.radians(ra_deg), math.radians(dec_deg)
+    v = (math.cos(d) * math.cos(a), math.cos(d) * math.sin(a), math.sin(d))
+    if to_date:
+        w = tuple(sum(m[i][j] * v[j] for j in range(3)) for i in range(3))
+    else:  # the inverse of a rotation is its transpose
+        w = tuple(sum(m[j][i] * v[j] for j in range(3)) for i in range(3))
+    ra = math.degrees(math.atan2(w[1], w[0])) % 360.0
+    dec = math.degrees(math.asin(max(-1.0, min(1.0, w[2]))))
+    return ra, dec
