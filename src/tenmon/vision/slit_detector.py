@@ -65,6 +65,11 @@ class DetectorSettings(BaseModel):
                                             description="classical readings below this are unknown")
     refine_window_deg: float = Field(default=6.0, gt=0, le=20,
                                      description="search half-width of the azimuth refinement")
+    refine_half_widths: list[float] | None = Field(
+        default=None, min_length=1,
+        description="edge half-widths (dome radii) the azimuth refinement tries; the packaged "
+                    "range (0.075-0.17) when None. An adapted model folder sets its site's (a "
+                    "narrow slit, or ribs that pair like slit edges, defeat the packaged range)")
     threads: int = Field(default=1, ge=1, le=8, description="onnxruntime intra-op threads")
     # The opening along the slit (slit_opening): the state from the row classifier's evidence and
     # the model's box (a state model fitted on seeds 8000000..8002399).
@@ -439,7 +444,9 @@ class SlitDetector:
         """The azimuth refined by the edge-pair fit and the fit, or (``az``, None) when the fit
         is not sound (too little support, or at the edge of the search window)."""
         s = self.settings
-        fit = fit_azimuth(strip_f, valid_f, CLASSICAL_GEOMETRY, around_deg=az, window_deg=s.refine_window_deg)
+        kw = {"half_widths": tuple(s.refine_half_widths)} if s.refine_half_widths else {}
+        fit = fit_azimuth(strip_f, valid_f, CLASSICAL_GEOMETRY, around_deg=az, window_deg=s.refine_window_deg,
+                          **kw)
         if fit is not None and fit.support >= 0.25 and abs(angle_diff(fit.azimuth_deg, az)) < s.refine_window_deg - 0.1:
             return float(fit.azimuth_deg), fit
         return float(az), None
