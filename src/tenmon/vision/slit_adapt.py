@@ -269,8 +269,14 @@ def read_frames(labels: list, calibration, detector, progress: Callable[[int], N
 
 
 def band_examples(frames: list[Frame], calibration, base_band, *, slit_length_deg: float = 100.0,
-                  seed: int = 0, negatives: int = 1) -> dict[str, np.ndarray]:
-    """Inputs and labels (rows, state, here; -1 = no label) of the band network from frames."""
+                  seed: int = 0, negatives: int = 1,
+                  refine: Callable[[Frame, float], float | None] | None = None) -> dict[str, np.ndarray]:
+    """Inputs and labels (rows, state, here; -1 = no label) of the band network from frames.
+
+    The band is taken at the label's azimuth; without one, at the packaged detector's confident
+    reading, refined by ``refine`` (frame, azimuth -> the azimuth, or None when the refinement
+    does not hold: the frame is skipped) when given.
+    """
     from tenmon.vision.slit_band import BAND_T, STATES, band_input, extract_band
 
     rng = np.random.default_rng(seed)
@@ -280,10 +286,12 @@ def band_examples(frames: list[Frame], calibration, base_band, *, slit_length_de
         det_az = r.azimuth_deg
         if lab.azimuth_deg is not None:
             agree = det_az is not None and angle_err(det_az, lab.azimuth_deg) <= 3.0
-            az = det_az if agree else lab.azimuth_deg
+            az = lab.azimuth_deg
             seen_by_detector = agree
         elif det_az is not None and r.confidence >= 0.3:
-            az, seen_by_detector = det_az, True
+            az, seen_by_detector = (refine(f, det_az) if refine else det_az), True
+            if az is None:
+                continue
         else:
             continue
         az_pos = az + float(rng.normal(0.0, 0.3))
@@ -455,9 +463,23 @@ def adapt(labels_path: Path, calibration, out: Path, *, base_dir: Path | None = 
     cal = [frames[i] for i in cal_i]
     judge = [frames[i] for i in judge_i]
     before = score([f.reading for f in judge], [f.label for f in judge])
+    # the refinement's edge widths, and the azimuth correction of what it finds, from the
+    # frames learnt from (the correction is kept only if the calibrating half agrees)
+    hws, pairs, hw_report = choose_half_widths(tr, calibration, base)
+    say(f"azimuth refinement: edge half-widths {hw_report.get('chosen') or 'packaged'} "
+        f"(on {hw_report['frames']} frames, loss {hw_report.get('loss')})")
+    extra = {"refine_half_widths": hws} if hws else {}
+    site_refiner = SlitDetector(base_settings)
+    site_refiner.settings = site_refiner.settings.model_copy(update=extra)
+
+    def refine(f: Frame, az: float) -> float | None:
+        m = site_refiner.maps(calibration, f.gray.shape)
+        a, fit = site_refiner._refine(az, m.fine.unwrap(f.gray), m.fine.valid)
+        return a if fit is not None else None
+
     base_reader = BandReader(base_band_path, threads=1, flip_average=False)
     data = band_examples(tr, calibration, base_reader, slit_length_deg=base.settings.slit_length_deg,
-                         seed=seed)
+                         seed=seed, refine=refine)
     say(f"{len(data['x'])} bands to learn from ({int((data['state'] >= 0).sum())} with a state)")
     out = Path(out)
     tmp = out.parent / f".{out.name}.adapting"
@@ -479,18 +501,12 @@ def adapt(labels_path: Path, calibration, out: Path, *, base_dir: Path | None = 
             say(f"{len(fx)} frames with an azimuth to learn from: no slit finder")
         t_train = time.monotonic() - t0
         shutil.copyfile(base_det_path, tmp / DETECTOR_FILE)
-        # the refinement's edge widths, and the azimuth correction of what it finds, from the
-        # frames learnt from; the correction is kept only if the calibrating half agrees
-        hws, pairs, hw_report = choose_half_widths(tr, calibration, base)
         train_report["half_widths"] = hw_report
-        say(f"azimuth refinement: edge half-widths {hw_report.get('chosen') or 'packaged'} "
-            f"(on {hw_report['frames']} frames, loss {hw_report.get('loss')})")
         if len(pairs) >= 6:
             a_ref = np.array([p[0] for p in pairs])
             corr = AzimuthCorrection.fit(a_ref, (np.array([p[1] for p in pairs]) - a_ref + 180.0) % 360.0 - 180.0)
         else:
             corr = _fit_correction(tr + cal, base.correction)
-        extra = {"refine_half_widths": hws} if hws else {}
         settings = {"band_state_decided": 0.5, **extra}
         _write_meta(tmp, settings, corr, {})
         cand = SlitDetector(DetectorSettings(model_dir=tmp))
