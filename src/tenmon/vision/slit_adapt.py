@@ -273,9 +273,9 @@ def band_examples(frames: list[Frame], calibration, base_band, *, slit_length_de
                   refine: Callable[[Frame, float], float | None] | None = None) -> dict[str, np.ndarray]:
     """Inputs and labels (rows, state, here; -1 = no label) of the band network from frames.
 
-    The band is taken at the label's azimuth; without one, at the packaged detector's confident
-    reading, refined by ``refine`` (frame, azimuth -> the azimuth, or None when the refinement
-    does not hold: the frame is skipped) when given.
+    The band is taken at the label's azimuth; without one, where ``refine`` (frame, the packaged
+    detector's confident reading or None -> an azimuth, or None: the frame is skipped) puts it,
+    or at that confident reading when there is no ``refine``.
     """
     from tenmon.vision.slit_band import BAND_T, STATES, band_input, extract_band
 
@@ -288,10 +288,12 @@ def band_examples(frames: list[Frame], calibration, base_band, *, slit_length_de
             agree = det_az is not None and angle_err(det_az, lab.azimuth_deg) <= 3.0
             az = lab.azimuth_deg
             seen_by_detector = agree
-        elif det_az is not None and r.confidence >= 0.3:
-            az, seen_by_detector = (refine(f, det_az) if refine else det_az), True
+        elif refine is not None:
+            az, seen_by_detector = refine(f, det_az if det_az is not None and r.confidence >= 0.3 else None), True
             if az is None:
                 continue
+        elif det_az is not None and r.confidence >= 0.3:
+            az, seen_by_detector = det_az, True
         else:
             continue
         az_pos = az + float(rng.normal(0.0, 0.3))
@@ -349,6 +351,11 @@ def finder_examples(frames: list[Frame], calibration) -> tuple[np.ndarray, np.nd
     if not xs:
         return np.zeros((0, 2, 1, 1), np.float32), np.zeros(0)
     return np.stack(xs), np.array(azs)
+
+
+#: Edge-pair significance of a whole-circle search that a frame without an azimuth label is
+#: learnt from (on 60 development frames of the second site, every such peak above 30 was the slit).
+UNMISTAKABLE_Z = 30.0
 
 
 def half_width_ranges() -> list[tuple[float, ...]]:
@@ -427,7 +434,8 @@ class AdaptRefused(VisionError):
 
 def adapt(labels_path: Path, calibration, out: Path, *, base_dir: Path | None = None,
           held_fraction: float = 0.3, steps: int | None = None, seed: int = 0, threads: int = 2,
-          progress: bool = False, log_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
+          progress: bool = False, log_fn: Callable[[str], None] | None = None,
+          train_front: bool = False) -> dict[str, Any]:
     """Fine-tune the encoder on a labels file; write ``out`` unless the result is worse.
 
     Needs torch (the ``train`` extra). Returns the report (also in ``out/adapt.json``).
@@ -472,10 +480,20 @@ def adapt(labels_path: Path, calibration, out: Path, *, base_dir: Path | None = 
     site_refiner = SlitDetector(base_settings)
     site_refiner.settings = site_refiner.settings.model_copy(update=extra)
 
-    def refine(f: Frame, az: float) -> float | None:
+    def refine(f: Frame, az: float | None) -> float | None:
+        # a frame without an azimuth label: the packaged reading refined with the site's widths,
+        # else the model-free search over the whole circle where its edge pair is unmistakable
         m = site_refiner.maps(calibration, f.gray.shape)
-        a, fit = site_refiner._refine(az, m.fine.unwrap(f.gray), m.fine.valid)
-        return a if fit is not None else None
+        strip = m.fine.unwrap(f.gray)
+        if az is not None:
+            a, fit = site_refiner._refine(az, strip, m.fine.valid)
+            if fit is not None:
+                return a
+        from tenmon.vision.slit_classical import CLASSICAL_GEOMETRY, fit_azimuth
+
+        fit = fit_azimuth(strip, m.fine.valid, CLASSICAL_GEOMETRY,
+                          half_widths=tuple(hws) if hws else site_refiner.classical.half_widths)
+        return fit.azimuth_deg if fit is not None and fit.z >= UNMISTAKABLE_Z else None
 
     base_reader = BandReader(base_band_path, threads=1, flip_average=False)
     data = band_examples(tr, calibration, base_reader, slit_length_deg=base.settings.slit_length_deg,
@@ -489,7 +507,8 @@ def adapt(labels_path: Path, calibration, out: Path, *, base_dir: Path | None = 
     try:
         t0 = time.monotonic()
         train_report = slit_adapt_train.fine_tune(base_band_path, data, tmp / BAND_FILE, steps=steps,
-                                                  seed=seed, threads=threads, progress=progress)
+                                                  seed=seed, threads=threads, progress=progress,
+                                                  train_front=train_front)
         fx, faz = finder_examples(tr, calibration)
         finder_report = None
         if len(fx) >= 10:

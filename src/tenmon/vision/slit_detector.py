@@ -115,6 +115,10 @@ class DetectorSettings(BaseModel):
     band_state_decided: float = Field(default=0.97, ge=0, le=1,
                                       description="band state probability below which the state "
                                                   "is unknown (the azimuth is still given)")
+    band_state_temperature: float = Field(default=1.0, gt=0, le=50,
+                                          description="the band's state probabilities are "
+                                                      "softened by this temperature before the "
+                                                      "threshold (an adapted folder's calibration)")
 
 
 @dataclass
@@ -158,7 +162,9 @@ class SlitDetector:
             self.settings = self.settings.model_copy(update=update)
         s = self.settings
         self.classical = ClassicalEstimator(slit_length_deg=s.slit_length_deg,
-                                            min_confidence=s.classical_min_confidence)
+                                            min_confidence=s.classical_min_confidence,
+                                            **({"half_widths": tuple(s.refine_half_widths)}
+                                               if s.refine_half_widths else {}))
         self.geometry: StripGeometry = MODEL_GEOMETRY
         self.session = None
         self.model_path: Path | None = None
@@ -472,7 +478,9 @@ class SlitDetector:
             frac = op.open_fraction if op.state == "partial" else float(
                 np.clip(op.evidence["best_partial_fraction"], 0.03, 0.97))
             details["rows_fraction"] = op.open_fraction
-        p_state = float(np.max(b.state_probs))
+        sp = calibrated_probs(b.state_probs, s.band_state_temperature)
+        details["state_probs"] = {c: round(float(v), 4) for c, v in zip(STATES, sp)}
+        p_state = float(np.max(sp))
         details["state_confidence"] = round(p_state, 3)
         confidence = float(np.clip(min(max(conf_r, 0.5 * b.here), b.here), 0.0, 1.0))
         if p_state < s.band_state_decided:
@@ -484,6 +492,16 @@ class SlitDetector:
                            open_fraction=None if frac is None else round(frac, 3),
                            state=state, confidence=round(max(confidence, s.reject_score), 3),
                            source=source, details=details)
+
+
+def calibrated_probs(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities softened (``temperature`` > 1) or sharpened by a temperature."""
+    p = np.asarray(probs, np.float64)
+    if temperature == 1.0:
+        return p
+    z = np.log(np.clip(p, 1e-12, 1.0)) / temperature
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def decode(out: np.ndarray, geometry: StripGeometry, min_score: float = 0.005,
