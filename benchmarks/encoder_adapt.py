@@ -41,7 +41,6 @@ def render_pool(folder: Path, n: int, rng_seed: int = 1) -> Path:
 
     folder.mkdir(parents=True, exist_ok=True)
     labels = folder / "labels_all.jsonl"
-    have = labels.read_text().splitlines() if labels.exists() else []
     rng = np.random.default_rng(rng_seed)
     lines, truth = [], []
     for i in range(n):
@@ -50,7 +49,7 @@ def render_pool(folder: Path, n: int, rng_seed: int = 1) -> Path:
         sc = site.random_scene(seed, moving=moving)
         lab = site.daemon_label(sc, rng, moving=moving)
         name = f"frames/c{i:05d}.png"
-        if i >= len(have) or not (folder / name).exists():
+        if not (folder / name).exists():  # a frame is its seed's: rendered once
             write_image(folder / name, site.render(sc))
         lines.append(json.dumps({"image": name, **lab}))
         truth.append({"image": name, "azimuth_deg": sc.azimuth_deg, "open_fraction": sc.open_fraction,
@@ -149,14 +148,16 @@ def main(argv=None) -> int:
     fit_rms = cal_d.pop("_fit_rms_px")
     cal = Calibration.from_dict(cal_d)
     cal.save(work / "calibration.json")
-    pool = render_pool(work / "collect", max(args.sizes))
     tests = render_tests(work / "test", args.test)
     t_render = time.monotonic() - t0
     results = {"before": judge(SlitDetector(DetectorSettings()), tests, cal)}
     print("before", json.dumps(results["before"]), file=sys.stderr, flush=True)
-    lines = pool.read_text().splitlines()
     runs = {}
     for n in args.sizes:
+        # the pool's first n frames (the labels of the first n do not depend on n)
+        t1 = time.monotonic()
+        lines = render_pool(work / "collect", n).read_text().splitlines()
+        t_render += time.monotonic() - t1
         lab = work / "collect" / f"labels_{n}.jsonl"
         lab.write_text("\n".join(lines[:n]) + "\n")
         out = work / f"model_{n}"
@@ -177,13 +178,15 @@ def main(argv=None) -> int:
                    "azimuth_correction": rep["azimuth_correction"], "train": rep["train"]}
         results[f"after {n}"] = res
         print(f"after {n}", round(secs, 1), "s", json.dumps(res), file=sys.stderr, flush=True)
-    total = time.monotonic() - t0
-    (work / "results.json").write_text(json.dumps({"results": results, "runs": runs}, indent=1))
-    write_report(args, results, runs, cal_d, fit_rms, t_render, total)
+        # the report so far (a run cut short still leaves the sizes it finished)
+        total = time.monotonic() - t0
+        (work / "results.json").write_text(json.dumps({"results": results, "runs": runs}, indent=1))
+        write_report(args, results, runs, cal_d, fit_rms, t_render, total,
+                     done=[m for m in args.sizes if m in runs])
     return 0
 
 
-def write_report(args, results, runs, cal_d, fit_rms, t_render, total) -> None:
+def write_report(args, results, runs, cal_d, fit_rms, t_render, total, done=None) -> None:
     def f(v, pct=False):
         if v is None:
             return "--"
@@ -199,10 +202,12 @@ def write_report(args, results, runs, cal_d, fit_rms, t_render, total) -> None:
                     f"{s['confidently_wrong']} ({f(s['confidently_wrong_rate'], True)}) | "
                     f"{sum(ok.values())}/5 |")
     run_rows = [f"| {n} | {r['adapt_s']} s | {'refused: ' + r['refused'] if r['refused'] else 'written'} | "
-                f"{r['settings'].get('band_state_decided')} | "
+                f"{r['settings'].get('band_state_decided')} | {widths(r['settings'])} | "
                 f"{r['train'].get('steps')} + finder {r['train'].get('finder', {}).get('steps', '--')} steps | "
                 f"{slit_adapt_line(r['held_back_before'])} | {slit_adapt_line(r['held_back_after'])} |"
                 for n, r in runs.items()]
+    left = [n for n in args.sizes if done is not None and n not in done]
+    unfinished = f" (sizes {', '.join(map(str, left))} not finished when this was written)" if left else ""
     text = f"""# The slit encoder at a second site: before and after adapting
 
 Measured {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC on the 2-core machine (shared; niced),
@@ -241,15 +246,20 @@ frames, azimuth median <= 0.5 deg, p95 <= 2 deg, confidently wrong < 0.5 %; adap
 Adapting (`tenmon encoder adapt`; held-back: 15 % calibrates, 15 % judges; their figures are
 against the daemon's own noisy labels):
 
-| frames | time | result | state decided from | steps | held back, before | held back, after |
-|---|---|---|---|---|---|---|
+| frames | time | result | state decided from | refinement half-widths | steps | held back, before | held back, after |
+|---|---|---|---|---|---|---|---|
 {chr(10).join(run_rows)}
 
-Rendering took {t_render:.0f} s; the whole run {total / 60:.1f} min.
+Rendering took {t_render:.0f} s; the whole run {total / 60:.1f} min{unfinished}.
 """
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
     print(text)
+
+
+def widths(settings: dict) -> str:
+    w = settings.get("refine_half_widths")
+    return "packaged" if not w else f"{w[0]}-{w[-1]}"
 
 
 def slit_adapt_line(s: dict) -> str:

@@ -269,8 +269,14 @@ def read_frames(labels: list, calibration, detector, progress: Callable[[int], N
 
 
 def band_examples(frames: list[Frame], calibration, base_band, *, slit_length_deg: float = 100.0,
-                  seed: int = 0, negatives: int = 1) -> dict[str, np.ndarray]:
-    """Inputs and labels (rows, state, here; -1 = no label) of the band network from frames."""
+                  seed: int = 0, negatives: int = 1,
+                  refine: Callable[[Frame, float], float | None] | None = None) -> dict[str, np.ndarray]:
+    """Inputs and labels (rows, state, here; -1 = no label) of the band network from frames.
+
+    The band is taken at the label's azimuth; without one, where ``refine`` (frame, the packaged
+    detector's confident reading or None -> an azimuth, or None: the frame is skipped) puts it,
+    or at that confident reading when there is no ``refine``.
+    """
     from tenmon.vision.slit_band import BAND_T, STATES, band_input, extract_band
 
     rng = np.random.default_rng(seed)
@@ -280,8 +286,12 @@ def band_examples(frames: list[Frame], calibration, base_band, *, slit_length_de
         det_az = r.azimuth_deg
         if lab.azimuth_deg is not None:
             agree = det_az is not None and angle_err(det_az, lab.azimuth_deg) <= 3.0
-            az = det_az if agree else lab.azimuth_deg
+            az = lab.azimuth_deg
             seen_by_detector = agree
+        elif refine is not None:
+            az, seen_by_detector = refine(f, det_az if det_az is not None and r.confidence >= 0.3 else None), True
+            if az is None:
+                continue
         elif det_az is not None and r.confidence >= 0.3:
             az, seen_by_detector = det_az, True
         else:
@@ -343,6 +353,66 @@ def finder_examples(frames: list[Frame], calibration) -> tuple[np.ndarray, np.nd
     return np.stack(xs), np.array(azs)
 
 
+#: Edge-pair significance of a whole-circle search that a frame without an azimuth label is
+#: learnt from (on 60 development frames of the second site, every such peak above 30 was the slit).
+UNMISTAKABLE_Z = 30.0
+
+
+def half_width_ranges() -> list[tuple[float, ...]]:
+    """Candidate edge half-width sets of a site's azimuth refinement: 9 widths over 0.02 dome
+    radii, from a narrow slit's (0.03) to a wide one's (0.17)."""
+    return [tuple(float(v) for v in np.round(np.arange(lo, lo + 0.0201, 0.0025), 4))
+            for lo in np.arange(0.03, 0.1501, 0.01)]
+
+
+def choose_half_widths(frames: list[Frame], calibration, detector, *, start_off_deg: float = 2.0,
+                       cap_deg: float = 3.0) -> tuple[list[float] | None, list[tuple[float, float]], dict]:
+    """The edge half-widths with which the azimuth refinement best finds the labelled azimuths.
+
+    Each frame with an azimuth label is refined from the label moved by ``start_off_deg`` (to one
+    side, then the other: as far as a detector's first guess may be), with the packaged widths
+    and with each of :func:`half_width_ranges`; a set's loss is the mean error against the labels,
+    each capped at ``cap_deg`` (a rib pair or a rail taken for the slit costs the cap, not more).
+
+    Returns the chosen widths (None: the packaged ones), (refined, label) azimuth pairs of the
+    chosen set where the refinement held (for the azimuth correction), and a small report.
+    """
+    from tenmon.vision.slit_classical import CLASSICAL_GEOMETRY, HALF_WIDTHS, fit_azimuth
+
+    window = detector.settings.refine_window_deg
+    strips = []
+    for k, f in enumerate(frames):
+        if f.label.azimuth_deg is None:
+            continue
+        m = detector.maps(calibration, f.gray.shape)
+        strips.append((m.fine.unwrap(f.gray), m.fine.valid, f.label.azimuth_deg,
+                       start_off_deg if k % 2 else -start_off_deg))
+    if len(strips) < 10:
+        return None, [], {"frames": len(strips), "chosen": None}
+    best = None
+    losses = {}
+    for hw in [None] + half_width_ranges():
+        errs, pairs = [], []
+        for strip, valid, lab, off in strips:
+            fit = fit_azimuth(strip, valid, CLASSICAL_GEOMETRY, around_deg=lab + off, window_deg=window,
+                              half_widths=hw or HALF_WIDTHS)
+            if fit is None or fit.support < 0.25 or angle_err(fit.azimuth_deg, lab + off) >= window - 0.1:
+                errs.append(min(abs(off), cap_deg))
+                continue
+            e = angle_err(fit.azimuth_deg, lab)
+            errs.append(min(e, cap_deg))
+            if e <= cap_deg:
+                pairs.append((float(fit.azimuth_deg), float(lab)))
+        loss = float(np.mean(errs))
+        losses["packaged" if hw is None else f"{hw[0]:.3f}-{hw[-1]:.3f}"] = round(loss, 3)
+        if best is None or loss < best[0] - 1e-9:
+            best = (loss, hw, pairs)
+    loss, hw, pairs = best
+    return (None if hw is None else list(hw)), pairs, {"frames": len(strips), "losses": losses,
+                                                       "chosen": None if hw is None else [hw[0], hw[-1]],
+                                                       "loss": round(loss, 3)}
+
+
 def split(n: int, held_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Indices of the training, calibrating and judging parts (seeded)."""
     order = np.random.default_rng(seed).permutation(n)
@@ -364,7 +434,8 @@ class AdaptRefused(VisionError):
 
 def adapt(labels_path: Path, calibration, out: Path, *, base_dir: Path | None = None,
           held_fraction: float = 0.3, steps: int | None = None, seed: int = 0, threads: int = 2,
-          progress: bool = False, log_fn: Callable[[str], None] | None = None) -> dict[str, Any]:
+          progress: bool = False, log_fn: Callable[[str], None] | None = None,
+          train_front: bool = False) -> dict[str, Any]:
     """Fine-tune the encoder on a labels file; write ``out`` unless the result is worse.
 
     Needs torch (the ``train`` extra). Returns the report (also in ``out/adapt.json``).
@@ -400,9 +471,33 @@ def adapt(labels_path: Path, calibration, out: Path, *, base_dir: Path | None = 
     cal = [frames[i] for i in cal_i]
     judge = [frames[i] for i in judge_i]
     before = score([f.reading for f in judge], [f.label for f in judge])
+    # the refinement's edge widths, and the azimuth correction of what it finds, from the
+    # frames learnt from (the correction is kept only if the calibrating half agrees)
+    hws, pairs, hw_report = choose_half_widths(tr, calibration, base)
+    say(f"azimuth refinement: edge half-widths {hw_report.get('chosen') or 'packaged'} "
+        f"(on {hw_report['frames']} frames, loss {hw_report.get('loss')})")
+    extra = {"refine_half_widths": hws} if hws else {}
+    site_refiner = SlitDetector(base_settings)
+    site_refiner.settings = site_refiner.settings.model_copy(update=extra)
+
+    def refine(f: Frame, az: float | None) -> float | None:
+        # a frame without an azimuth label: the packaged reading refined with the site's widths,
+        # else the model-free search over the whole circle where its edge pair is unmistakable
+        m = site_refiner.maps(calibration, f.gray.shape)
+        strip = m.fine.unwrap(f.gray)
+        if az is not None:
+            a, fit = site_refiner._refine(az, strip, m.fine.valid)
+            if fit is not None:
+                return a
+        from tenmon.vision.slit_classical import CLASSICAL_GEOMETRY, fit_azimuth
+
+        fit = fit_azimuth(strip, m.fine.valid, CLASSICAL_GEOMETRY,
+                          half_widths=tuple(hws) if hws else site_refiner.classical.half_widths)
+        return fit.azimuth_deg if fit is not None and fit.z >= UNMISTAKABLE_Z else None
+
     base_reader = BandReader(base_band_path, threads=1, flip_average=False)
     data = band_examples(tr, calibration, base_reader, slit_length_deg=base.settings.slit_length_deg,
-                         seed=seed)
+                         seed=seed, refine=refine)
     say(f"{len(data['x'])} bands to learn from ({int((data['state'] >= 0).sum())} with a state)")
     out = Path(out)
     tmp = out.parent / f".{out.name}.adapting"
@@ -412,7 +507,8 @@ def adapt(labels_path: Path, calibration, out: Path, *, base_dir: Path | None = 
     try:
         t0 = time.monotonic()
         train_report = slit_adapt_train.fine_tune(base_band_path, data, tmp / BAND_FILE, steps=steps,
-                                                  seed=seed, threads=threads, progress=progress)
+                                                  seed=seed, threads=threads, progress=progress,
+                                                  train_front=train_front)
         fx, faz = finder_examples(tr, calibration)
         finder_report = None
         if len(fx) >= 10:
@@ -424,9 +520,13 @@ def adapt(labels_path: Path, calibration, out: Path, *, base_dir: Path | None = 
             say(f"{len(fx)} frames with an azimuth to learn from: no slit finder")
         t_train = time.monotonic() - t0
         shutil.copyfile(base_det_path, tmp / DETECTOR_FILE)
-        # azimuth correction from the frames learnt from, kept only if the calibrating half agrees
-        corr = _fit_correction(tr + cal, base.correction)
-        settings = {"band_state_decided": 0.5}
+        train_report["half_widths"] = hw_report
+        if len(pairs) >= 6:
+            a_ref = np.array([p[0] for p in pairs])
+            corr = AzimuthCorrection.fit(a_ref, (np.array([p[1] for p in pairs]) - a_ref + 180.0) % 360.0 - 180.0)
+        else:
+            corr = _fit_correction(tr + cal, base.correction)
+        settings = {"band_state_decided": 0.5, **extra}
         _write_meta(tmp, settings, corr, {})
         cand = SlitDetector(DetectorSettings(model_dir=tmp))
         cal_read = _reread(cand, cal, calibration)
@@ -447,7 +547,7 @@ def adapt(labels_path: Path, calibration, out: Path, *, base_dir: Path | None = 
             right.append(guess == want)
         thr = choose_state_threshold(np.array(probs), np.array(right),
                                      default=base.settings.band_state_decided)
-        settings = {"band_state_decided": round(thr, 4)}
+        settings = {"band_state_decided": round(thr, 4), **extra}
         say(f"state decided from probability {thr:.4f} (calibrated on {len(probs)} frames)")
         _write_meta(tmp, settings, corr, {})
         new_det = SlitDetector(DetectorSettings(model_dir=tmp))

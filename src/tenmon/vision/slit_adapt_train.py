@@ -65,13 +65,15 @@ def load_onnx_into(net, path: Path) -> None:
 
 def fine_tune(base: Path, data: dict[str, np.ndarray], out: Path, *, steps: int | None = None,
               batch: int = 32, lr: float = 1e-3, seed: int = 0, threads: int = 2,
-              progress: bool = False) -> dict:
+              progress: bool = False, train_front: bool = False) -> dict:
     """Fine-tune the band network ``base`` (ONNX) on ``data`` (:func:`slit_adapt.band_examples`)
     and export it to ``out``. Returns a small report (steps, losses, seconds).
 
-    The convolutional front (``net.conv``: local edges and levels) stays as trained; its features
-    of every band (and of its mirror image) are computed once, and only what reads them (across
-    the slit, along it, the three heads) learns the site: a few hundred cheap steps.
+    By default the convolutional front (``net.conv``: local edges and levels) stays as trained;
+    its features of every band (and of its mirror image) are computed once, and only what reads
+    them (across the slit, along it, the three heads) learns the site: a few hundred cheap steps.
+    With ``train_front`` the whole network learns (at a tenth of the rate in the front), each step
+    on augmented bands (mirror, gain, level): slower, for a site whose textures differ.
     """
     import torch
     from torch import nn
@@ -89,7 +91,7 @@ def fine_tune(base: Path, data: dict[str, np.ndarray], out: Path, *, steps: int 
     t0 = time.monotonic()
     feats = []
     with torch.no_grad():
-        for flip in (False, True):
+        for flip in (() if train_front else (False, True)):
             parts = []
             for k in range(0, n, 64):
                 xb = x_all[k:k + 64]
@@ -98,13 +100,20 @@ def fine_tune(base: Path, data: dict[str, np.ndarray], out: Path, *, steps: int 
                 parts.append(net.conv(torch.from_numpy(np.ascontiguousarray(xb))).to(torch.float16))
             feats.append(torch.cat(parts))
     t_feats = time.monotonic() - t0
-    for p in net.conv.parameters():
-        p.requires_grad_(False)
     if steps is None:
         steps = int(np.clip(8 * n // batch, 150, 500))
-    params = [p for p in net.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    if train_front:
+        front = list(net.conv.parameters())
+        rest = [p for name, p in net.named_parameters() if not name.startswith("conv.")]
+        groups = [{"params": front, "lr": 0.1 * lr}, {"params": rest, "lr": lr}]
+        max_lr = [0.1 * lr, lr]
+    else:
+        for p in net.conv.parameters():
+            p.requires_grad_(False)
+        groups = [{"params": [p for p in net.parameters() if p.requires_grad], "lr": lr}]
+        max_lr = lr
+    opt = torch.optim.AdamW(groups, lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=max_lr, total_steps=steps, pct_start=0.1)
     ce = nn.CrossEntropyLoss(ignore_index=-1)
     bce = nn.BCEWithLogitsLoss(reduction="none")
     bar = None
@@ -115,9 +124,17 @@ def fine_tune(base: Path, data: dict[str, np.ndarray], out: Path, *, steps: int 
     losses = []
     for step in range(steps):
         idx = rng.integers(0, n, min(batch, n))
-        flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
-        ii = torch.from_numpy(idx)
-        f = torch.where(flip[:, None, None, None], feats[1][ii], feats[0][ii]).float()
+        if train_front:
+            x = x_all[idx].copy()
+            fl = rng.random(len(idx)) < 0.5
+            x[fl] = x[fl][:, :, :, ::-1]
+            gain = rng.uniform(0.8, 1.25, (len(idx), 1, 1)).astype(np.float32)
+            x[:, 0] = (x[:, 0] * gain + rng.normal(0, 0.03, (len(idx), 1, 1)).astype(np.float32)) * x[:, 1]
+            f = net.conv(torch.from_numpy(np.ascontiguousarray(x)))
+        else:
+            flip = torch.from_numpy(rng.random(len(idx)) < 0.5)
+            ii = torch.from_numpy(idx)
+            f = torch.where(flip[:, None, None, None], feats[1][ii], feats[0][ii]).float()
         g = net.along(net.across(f).squeeze(3))
         pooled = torch.cat([g.mean(dim=2), g.amax(dim=2)], dim=1)
         r, s, h = net.rows(g), net.state(pooled), net.here(pooled)
@@ -143,7 +160,7 @@ def fine_tune(base: Path, data: dict[str, np.ndarray], out: Path, *, steps: int 
     return {"steps": steps, "batch": batch, "lr": lr, "bands": int(n),
             "loss_first": round(float(np.mean(losses[:20])), 4),
             "loss_last": round(float(np.mean(losses[-20:])), 4), "features_s": round(t_feats, 1),
-            "seconds": round(time.monotonic() - t0, 1), "threads": threads}
+            "seconds": round(time.monotonic() - t0, 1), "threads": threads, "train_front": train_front}
 
 
 def build_finder():

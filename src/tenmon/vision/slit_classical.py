@@ -318,10 +318,13 @@ class ClassicalEstimator:
     Args:
         slit_length_deg: the slit's arc from the horizon over the zenith to its end (degrees).
         min_confidence: below this a reading is returned as ``unknown``.
+        half_widths: the edge half-widths searched (a site's, from an adapted model folder).
     """
 
     def __init__(self, *, slit_length_deg: float = 100.0, min_confidence: float = 0.35,
-                 geometry: StripGeometry = CLASSICAL_GEOMETRY):
+                 geometry: StripGeometry = CLASSICAL_GEOMETRY,
+                 half_widths: tuple[float, ...] = HALF_WIDTHS):
+        self.half_widths = tuple(half_widths)
         self.slit_length_deg = slit_length_deg
         self.min_confidence = min_confidence
         self.geometry = geometry
@@ -354,7 +357,7 @@ class ClassicalEstimator:
             return SlitReading.unknown(now, source="classical", reason="frame unreadable",
                                        dark=q.dark_fraction, saturated=q.saturated_fraction,
                                        contrast=q.contrast)
-        fit = fit_azimuth(strip, valid, self.geometry)
+        fit = fit_azimuth(strip, valid, self.geometry, half_widths=self.half_widths)
         if fit is None:
             return SlitReading.unknown(now, source="classical", reason="no usable rows")
         conf = confidence_from_fit(fit)

@@ -65,6 +65,11 @@ class DetectorSettings(BaseModel):
                                             description="classical readings below this are unknown")
     refine_window_deg: float = Field(default=6.0, gt=0, le=20,
                                      description="search half-width of the azimuth refinement")
+    refine_half_widths: list[float] | None = Field(
+        default=None, min_length=1,
+        description="edge half-widths (dome radii) the azimuth refinement tries; the packaged "
+                    "range (0.075-0.17) when None. An adapted model folder sets its site's (a "
+                    "narrow slit, or ribs that pair like slit edges, defeat the packaged range)")
     threads: int = Field(default=1, ge=1, le=8, description="onnxruntime intra-op threads")
     # The opening along the slit (slit_opening): the state from the row classifier's evidence and
     # the model's box (a state model fitted on seeds 8000000..8002399).
@@ -110,6 +115,10 @@ class DetectorSettings(BaseModel):
     band_state_decided: float = Field(default=0.97, ge=0, le=1,
                                       description="band state probability below which the state "
                                                   "is unknown (the azimuth is still given)")
+    band_state_temperature: float = Field(default=1.0, gt=0, le=50,
+                                          description="the band's state probabilities are "
+                                                      "softened by this temperature before the "
+                                                      "threshold (an adapted folder's calibration)")
 
 
 @dataclass
@@ -153,7 +162,9 @@ class SlitDetector:
             self.settings = self.settings.model_copy(update=update)
         s = self.settings
         self.classical = ClassicalEstimator(slit_length_deg=s.slit_length_deg,
-                                            min_confidence=s.classical_min_confidence)
+                                            min_confidence=s.classical_min_confidence,
+                                            **({"half_widths": tuple(s.refine_half_widths)}
+                                               if s.refine_half_widths else {}))
         self.geometry: StripGeometry = MODEL_GEOMETRY
         self.session = None
         self.model_path: Path | None = None
@@ -439,7 +450,9 @@ class SlitDetector:
         """The azimuth refined by the edge-pair fit and the fit, or (``az``, None) when the fit
         is not sound (too little support, or at the edge of the search window)."""
         s = self.settings
-        fit = fit_azimuth(strip_f, valid_f, CLASSICAL_GEOMETRY, around_deg=az, window_deg=s.refine_window_deg)
+        kw = {"half_widths": tuple(s.refine_half_widths)} if s.refine_half_widths else {}
+        fit = fit_azimuth(strip_f, valid_f, CLASSICAL_GEOMETRY, around_deg=az, window_deg=s.refine_window_deg,
+                          **kw)
         if fit is not None and fit.support >= 0.25 and abs(angle_diff(fit.azimuth_deg, az)) < s.refine_window_deg - 0.1:
             return float(fit.azimuth_deg), fit
         return float(az), None
@@ -465,7 +478,9 @@ class SlitDetector:
             frac = op.open_fraction if op.state == "partial" else float(
                 np.clip(op.evidence["best_partial_fraction"], 0.03, 0.97))
             details["rows_fraction"] = op.open_fraction
-        p_state = float(np.max(b.state_probs))
+        sp = calibrated_probs(b.state_probs, s.band_state_temperature)
+        details["state_probs"] = {c: round(float(v), 4) for c, v in zip(STATES, sp)}
+        p_state = float(np.max(sp))
         details["state_confidence"] = round(p_state, 3)
         confidence = float(np.clip(min(max(conf_r, 0.5 * b.here), b.here), 0.0, 1.0))
         if p_state < s.band_state_decided:
@@ -477,6 +492,16 @@ class SlitDetector:
                            open_fraction=None if frac is None else round(frac, 3),
                            state=state, confidence=round(max(confidence, s.reject_score), 3),
                            source=source, details=details)
+
+
+def calibrated_probs(probs: np.ndarray, temperature: float) -> np.ndarray:
+    """Probabilities softened (``temperature`` > 1) or sharpened by a temperature."""
+    p = np.asarray(probs, np.float64)
+    if temperature == 1.0:
+        return p
+    z = np.log(np.clip(p, 1e-12, 1.0)) / temperature
+    e = np.exp(z - z.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
 
 
 def decode(out: np.ndarray, geometry: StripGeometry, min_score: float = 0.005,
