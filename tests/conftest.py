@@ -11,6 +11,7 @@ os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
 
 from tenmon import offline  # noqa: E402
 from tenmon.clock import FakeClock  # noqa: E402
+from tenmon.daemon.control_loop import tick_once  # noqa: E402
 
 offline.configure()
 
@@ -42,7 +43,7 @@ class SimRig:
         n = int(round(seconds / self.tick_s))
         for i in range(n):
             self.clock.advance(self.tick_s)
-            self.obs.tick()
+            tick_once(self.obs)
             if until is not None and until():
                 return (i + 1) * self.tick_s
         return n * self.tick_s

@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+from tenmon.daemon.control_loop import tick_once
 from tenmon.archive import queries
 from tenmon.daemon.night import install_night_operations
 from tenmon.vision.skyrender import render_star_field, simple_wcs, write_frame_fits
@@ -45,7 +46,7 @@ def test_processed_frames_reach_the_archive(sim_rig, tmp_path):
         t0 = time.monotonic()
         while ops.frames.counts["done"] + ops.frames.counts["failed"] < len(truths):
             rig.clock.advance(rig.tick_s)
-            rig.obs.tick()
+            tick_once(rig.obs)
             await asyncio.sleep(0.002)
             assert time.monotonic() - t0 < 120, ops.frames.status()
 

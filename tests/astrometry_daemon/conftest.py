@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tenmon.daemon.control_loop import tick_once
 from tenmon.daemon.centring import CentringServiceSettings, install_centring
 from tenmon.daemon.night import NightSettings, install_night_operations
 from tenmon.drivers.base import ShutterState
@@ -91,7 +92,7 @@ class Rig:
                 await asyncio.sleep(0.01)
             else:
                 self.clock.advance(self.tick_s)
-            self.obs.tick()
+            tick_once(self.obs)
             await asyncio.sleep(0)
 
     def true_separation_arcsec(self, ra: float, dec: float) -> float:

@@ -69,7 +69,7 @@ def test_refusals_have_clear_codes(rig):
         r.service.start(lst, 35.0)
     assert exc.value.code == "sequencer_busy"
     seq.phase = Phase.IDLE
-    r.obs.sim_weather("rain")
+    r.obs.sim.set_weather("rain")
     r.base.run(2.0)
     with pytest.raises(CentringError) as exc:
         r.service.start(lst, 35.0)
@@ -80,7 +80,7 @@ def test_rain_during_a_job_fails_it_and_leaves_closing_to_the_supervisor(rig):
     r = rig(nayuta=False)
     job = r.service.start(r.lst_deg(), 35.0)
     r.base.run(3.0)
-    r.obs.sim_weather("rain")
+    r.obs.sim.set_weather("rain")
     r.base.run(2.0)
     assert job.state == "failed" and "unsafe" in job.reason and "rain" in job.reason
     assert r.obs.supervisor.closing or r.obs.slit.state in (ShutterState.CLOSING,

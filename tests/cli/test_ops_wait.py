@@ -10,6 +10,7 @@ import threading
 import pytest
 from aiohttp import web
 
+from tenmon.daemon.control_loop import tick_once
 from tenmon.cli.client import resolve_token
 from tenmon.cli.main import main
 from tenmon.cli.ops import shutter_outcome
@@ -39,7 +40,7 @@ class LiveApi:
         try:
             while not self._stop.is_set():
                 self.obs.clock.advance(tick)
-                self.obs.tick()
+                tick_once(self.obs)
                 await asyncio.sleep(0.0005)
         finally:
             await runner.cleanup()

@@ -17,6 +17,8 @@ import threading
 import time
 from pathlib import Path
 
+from tenmon.daemon.control_loop import tick_once
+
 DATA = Path(__file__).resolve().parents[1] / "data" / "alpaca"
 
 
@@ -70,7 +72,7 @@ class AlpacaRig:
         clock, tick_s = self.obs.clock, self.obs.config.daemon.tick_s
         while not self._stop:
             clock.advance(tick_s)
-            self.obs.tick()
+            tick_once(self.obs)
             self.ticks += 1
             await asyncio.sleep(self.pace_s)
         await self.service.stop()

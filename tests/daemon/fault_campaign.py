@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tenmon.daemon.control_loop import tick_once
 from tenmon.clock import FakeClock
 from tenmon.config.loader import load_config, simulated_config_path
 from tenmon.config.models import AlertsConfig
@@ -177,7 +178,7 @@ class Rig:
         """The daemon dies (relays off, its files released, the "running" mark left), then
         ``between()`` (a storage fault that needs the files closed), then a new daemon starts on
         the same data directory; the simulated world resumes where it was."""
-        self.obs.world.save(self.obs.world_path)
+        self.obs.sim.save()
         self.obs.stop(clean=False)
         self.obs.store.close(timeout_s=2.0)
         self.alerts.stop(2.0)
@@ -189,7 +190,7 @@ class Rig:
         n = int(round(seconds / self.tick_s))
         for i in range(n):
             self.clock.advance(self.tick_s)
-            self.obs.tick()
+            tick_once(self.obs)
             if until is not None and until():
                 return (i + 1) * self.tick_s
         return n * self.tick_s
@@ -378,9 +379,9 @@ def run_case(fault: Fault, state: str, workdir: Path) -> Outcome:
         obs, world, sup = rig.obs, rig.world, rig.obs.supervisor
         t0 = obs.clock.monotonic()
         for f in fault.sim:
-            obs.sim_fault(f)
+            obs.sim.fault(f)
         if fault.rain:
-            obs.sim_weather("rain")
+            obs.sim.set_weather("rain")
 
         def watch() -> bool:
             t = obs.clock.monotonic() - t0
@@ -417,7 +418,7 @@ def run_case(fault: Fault, state: str, workdir: Path) -> Outcome:
             storage.end()
             storage = None
         world.clear_fault(None)
-        obs.sim_weather("rain")
+        obs.sim.set_weather("rain")
         if obs.watch.faults():
             obs.resume()  # the operator clears an actuator fault that has stopped
         took = rig.run(RECOVER_S, until=lambda: sup.in_safe_state()
@@ -567,7 +568,7 @@ def soak(days: float, seed: int, workdir: Path, *, progress=None) -> SoakResult:
     try:
         rig = Rig(workdir / "data", receiver, SOAK_ENV)
         obs, world, sup = rig.obs, rig.world, rig.obs.supervisor
-        obs.world_path = None  # the simulated world's crash file: not needed in-process
+        obs.sim.path = None  # the simulated world's crash file: not needed in-process
         db = Path(obs.config.paths.database)
         alarm_times: list[float] = []
         obs.event_listeners.append(
@@ -587,7 +588,7 @@ def soak(days: float, seed: int, workdir: Path, *, progress=None) -> SoakResult:
         tick_s = rig.tick_s
         while obs.clock.monotonic() < end:
             rig.clock.advance(tick_s)
-            obs.tick()
+            tick_once(obs)
             res.ticks += 1
             now = obs.clock.monotonic()
             truly_closed = world.state.slit_fraction <= TRULY_CLOSED

@@ -12,6 +12,7 @@ import time
 import pytest
 from alert_rigs import HangingSmtp, HttpReceiver, SmtpServer, wait_for
 
+from tenmon.daemon.control_loop import tick_once
 from tenmon.clock import FakeClock
 from tenmon.config.models import AlertsConfig
 from tenmon.daemon.alerts import AlertManager, alert_kind
@@ -127,8 +128,8 @@ def test_safe_state_not_reached_is_alerted_from_the_supervisor(sim_rig, http):
     try:
         obs.slit_open()
         rig.run(30)  # half open
-        obs.sim_fault("slit-stall")
-        obs.sim_weather("rain")
+        obs.sim.fault("slit-stall")
+        obs.sim.set_weather("rain")
         rig.run(900, until=lambda: obs.supervisor.alarmed)
         assert obs.supervisor.alarmed
         assert wait_for(lambda: [p for p in http.posts if "SAFE STATE NOT REACHED"
@@ -224,7 +225,7 @@ def test_a_hanging_smtp_server_does_not_delay_the_control_tick(sim_rig, caplog):
         while time.monotonic() < t_end:  # ticks while the delivery thread is stuck in SMTP
             rig.clock.advance(rig.tick_s)
             t0 = time.perf_counter()
-            obs.tick()
+            tick_once(obs)
             obs.emit("alarm", "sensor", f"more alarms while it hangs {n}")  # listener in a tick
             durations.append(time.perf_counter() - t0)
             n += 1

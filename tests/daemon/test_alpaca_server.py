@@ -223,7 +223,7 @@ def test_rain_closes_a_shutter_opened_through_alpaca_and_shutterstatus_follows(a
     assert safety.IsSafe is True
     dome.OpenShutter()
     ar.wait(lambda: dome.ShutterStatus == ShutterState.shutterOpen, "the shutter open")
-    ar.call(lambda: ar.obs.sim_weather("rain"))
+    ar.call(lambda: ar.obs.sim.set_weather("rain"))
     seen = [dome.ShutterStatus]
     ar.wait(lambda: seen.append(dome.ShutterStatus) or seen[-1] == ShutterState.shutterClosed,
             "the shutter closed by the supervisor")
@@ -236,7 +236,7 @@ def test_rain_closes_a_shutter_opened_through_alpaca_and_shutterstatus_follows(a
         dome.OpenShutter()
     dome.CloseShutter()
     # an emergency stop: refused, saying so
-    ar.call(lambda: ar.obs.sim_weather("clear"))
+    ar.call(lambda: ar.obs.sim.set_weather("clear"))
     ar.call(lambda: ar.obs.emergency_stop("test"))
     with pytest.raises(InvalidOperationException, match="emergency"):
         dome.OpenShutter()
@@ -290,7 +290,7 @@ def test_every_covercalibrator_member(alpaca_rig):
     cover.CloseCover()
     ar.wait(lambda: cover.CoverState == CoverStatus.Closed, "the cover closed again")
     # unsafe: an open is refused
-    ar.call(lambda: ar.obs.sim_weather("rain"))
+    ar.call(lambda: ar.obs.sim.set_weather("rain"))
     ar.wait(lambda: ar.call(lambda: not ar.obs.verdict.safe), "unsafe")
     with pytest.raises(InvalidOperationException, match="rain"):
         cover.OpenCover()
@@ -315,7 +315,7 @@ def test_observingconditions_and_safetymonitor_members(alpaca_rig):
     for bad in (1.0, -1.0):
         with pytest.raises(InvalidValueException):
             weather._put("averageperiod", AveragePeriod=bad)
-    ar.call(lambda: ar.obs.sim_weather("wind", 9.5))
+    ar.call(lambda: ar.obs.sim.set_weather("wind", 9.5))
     ar.wait(lambda: weather.WindSpeed == 9.5, "the wind reported")
     assert 0 <= weather.Humidity <= 100 and weather.RainRate == 0.0
     for name in ("CloudCover", "DewPoint", "Pressure", "SkyBrightness", "SkyQuality",
@@ -335,7 +335,7 @@ def test_observingconditions_and_safetymonitor_members(alpaca_rig):
     # TimeSinceLastUpdate is honest: a station that stops reporting ages
     fresh = weather.TimeSinceLastUpdate("")
     assert 0 <= fresh < 1.0
-    ar.call(lambda: ar.obs.sim_fault("weather-stale"))
+    ar.call(lambda: ar.obs.sim.fault("weather-stale"))
     t0 = ar.call(lambda: ar.obs.clock.monotonic())
     ar.wait(lambda: ar.call(lambda: ar.obs.clock.monotonic()) - t0 > 30, "30 s of silence")
     age = weather.TimeSinceLastUpdate("WindSpeed")
@@ -420,7 +420,7 @@ def test_commands_go_to_the_audit_trail(alpaca_rig):
     dome = Dome(ar.address, 0)
     dome.Connect()
     dome.SlewToAzimuth(30)
-    ar.call(lambda: ar.obs.sim_weather("rain"))
+    ar.call(lambda: ar.obs.sim.set_weather("rain"))
     ar.wait(lambda: ar.call(lambda: not ar.obs.verdict.safe), "unsafe")
     with pytest.raises(InvalidOperationException):
         dome.OpenShutter()

@@ -48,7 +48,7 @@ def test_commands_and_error_codes(sim_rig):
     assert status == 400 and body["error"]["code"] == "bad_request"
     status, body = _call(rig, "GET", "/api/v1/nothing")
     assert status == 404 and body["error"]["code"] == "not_found"
-    rig.obs.sim_weather("rain")
+    rig.obs.sim.set_weather("rain")
     rig.run(1)
     status, body = _call(rig, "POST", "/api/v1/slit/open")
     assert status == 409 and body["error"]["code"] == "unsafe"
@@ -59,7 +59,7 @@ def test_commands_and_error_codes(sim_rig):
 
 def test_events_query(sim_rig):
     rig = sim_rig()
-    rig.obs.sim_weather("rain")
+    rig.obs.sim.set_weather("rain")
     rig.run(1)
     status, body = _call(rig, "GET", "/api/v1/events", params={"since": "2026-11-21T13:00:02Z"})
     assert status == 200
@@ -109,7 +109,7 @@ def test_a_fault_on_a_channel_no_bank_has_is_refused_not_a_500(sim_rig):
         status, body = _call(rig, "POST", "/api/v1/sim/fault", json={"name": name})
         assert status == 400 and body["error"]["code"] == "bad_request", (name, body)
     with pytest.raises(CommandRefused) as exc:  # the observatory itself: a refusal, not a crash
-        rig.obs.sim_fault("relay-stuck:99")
+        rig.obs.sim.fault("relay-stuck:99")
     assert exc.value.code == "bad_request"
     status, body = _call(rig, "POST", "/api/v1/sim/fault", json={"name": "dome-stall",
                                                                  "clear": True})

@@ -209,7 +209,7 @@ def test_without_a_token_commands_are_refused_but_safety_goes_on(sim_rig, tmp_pa
     assert s3 == 200
     alarms = [e for e in rig.events() if e["kind"] == "api" and e["level"] == "alarm"]
     assert alarms and "refuses every command" in alarms[0]["message"]
-    rig.obs.sim_weather("rain")
+    rig.obs.sim.set_weather("rain")
     rig.run(1)
     assert not rig.obs.verdict.safe  # the control loop is untouched
 

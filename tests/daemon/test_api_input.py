@@ -71,7 +71,7 @@ def test_a_bool_is_not_an_azimuth(sim_rig):
 def test_false_as_text_does_not_clear_the_faults(sim_rig):
     """The finding: {"clear": "false"} cleared every fault."""
     rig = sim_rig()
-    rig.obs.sim_fault("dome-stall")
+    rig.obs.sim.fault("dome-stall")
     answers = post_all(rig, "/api/v1/sim/fault", ['{"name": "all", "clear": "false"}',
                                                   '{"name": "all", "clear": 0}',
                                                   '{"name": "all", "clear": "true"}',

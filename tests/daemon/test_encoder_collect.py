@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 
+from tenmon.daemon.control_loop import tick_once
 from tenmon.astro import wrap180
 from tenmon.config.loader import load_config, simulated_config_path
 from tenmon.drivers.base import ShutterState
@@ -22,7 +23,7 @@ def _run(obs, seconds, until=None, speed=10.0):
     next_wall = time.monotonic()
     for _ in range(int(round(seconds / tick))):
         obs.clock.advance(tick)
-        obs.tick()
+        tick_once(obs)
         if until is not None and until():
             return
         next_wall += tick / speed

@@ -41,7 +41,7 @@ def test_stall_encoder_loss_and_rain_is_an_alarm_never_the_safe_state(sim_rig):
     rig.world.inject_fault("slit-stall")
     rig.world.inject_fault("encoder-dropout")
     rig.run(2)
-    obs.sim_weather("rain")
+    obs.sim.set_weather("rain")
     ever_safe = []
     bound = obs.supervisor.bound_s  # each try may take this long (the park's bound: 125 s)
     for _ in range(int(3 * bound) + 30):  # the first close, two retries, then the alarm
@@ -329,7 +329,7 @@ def test_no_false_alarm_in_ordinary_operation(sim_rig):
         obs.dome_goto(az)
         rig.run(200, until=lambda: not obs.dome.slewing)
         rig.run(30)
-    obs.sim_weather("rain")
+    obs.sim.set_weather("rain")
     rig.run(200, until=obs.supervisor.in_safe_state)
     assert obs.supervisor.in_safe_state()
     assert not [e for e in rig.events() if e["kind"] == "actuator"]
@@ -358,7 +358,7 @@ def test_board_back_in_the_rain_resumes_the_close_at_once(sim_rig):
     _open_everything(rig)
     rig.world.inject_fault("relay-unplugged")
     rig.run(2)
-    obs.sim_weather("rain")
+    obs.sim.set_weather("rain")
     rig.run(70)  # the close failed; the supervisor is between retries
     assert rig.world.state.slit_fraction > 0.5
     rig.world.clear_fault("relay-unplugged")
@@ -382,7 +382,7 @@ def test_mount_back_resumes_the_park_at_once(sim_rig):
     _open_everything(rig)
     rig.world.inject_fault("mount-disconnect")
     rig.run(1)
-    obs.sim_weather("rain")
+    obs.sim.set_weather("rain")
     rig.run(90)  # slit and cover closed; the mount cannot park
     assert obs.mount.state == MountState.ERROR and not obs.supervisor.in_safe_state()
     rig.world.clear_fault("mount-disconnect")
@@ -403,9 +403,9 @@ def test_hold_off_refuses_an_open_after_rain_until_safe_long_enough_and_survives
     obs = rig.obs
     after = obs.config.safety.reopen_after_s
     assert after == 600.0  # the default
-    obs.sim_weather("rain")
+    obs.sim.set_weather("rain")
     rig.run(60)
-    obs.sim_weather("clear")
+    obs.sim.set_weather("clear")
     rig.run(300)  # 5 minutes after the rain
     assert obs.verdict.safe
     for open_ in (obs.slit_open, obs.cover_open):
@@ -437,13 +437,13 @@ def test_hold_off_refuses_an_open_after_rain_until_safe_long_enough_and_survives
 def test_hold_off_restarts_with_every_unsafe_condition_but_not_daylight(sim_rig):
     rig = sim_rig(TENMON_SAFETY__REOPEN_AFTER_S="100")
     obs = rig.obs
-    obs.sim_weather("wind", 20.0)
+    obs.sim.set_weather("wind", 20.0)
     rig.run(5)
-    obs.sim_weather("clear")
+    obs.sim.set_weather("clear")
     rig.run(90)
-    obs.sim_weather("humid")  # a new condition restarts the wait
+    obs.sim.set_weather("humid")  # a new condition restarts the wait
     rig.run(2)
-    obs.sim_weather("clear")
+    obs.sim.set_weather("clear")
     rig.run(90)
     assert obs.hold_off_remaining_s() > 5
     rig.run(15)
@@ -463,9 +463,9 @@ def test_the_sequencer_waits_out_the_shared_hold_off(sim_rig):
     assert "reopen_after_safe_s" not in SequencerSettings.model_fields
     rig = sim_rig()
     obs = rig.obs
-    obs.sim_weather("rain")
+    obs.sim.set_weather("rain")
     rig.run(5)
-    obs.sim_weather("clear")
+    obs.sim.set_weather("clear")
     rig.run(5)
     with pytest.raises(CommandRefused) as info:
         obs.check_open("sequencer open")

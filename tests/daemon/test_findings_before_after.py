@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from tenmon.daemon.control_loop import tick_once
 from tenmon.drivers.base import ShutterState
 
 
@@ -51,7 +52,7 @@ def _open(rig) -> None:
 
 
 def _rain_closes(rig) -> None:
-    rig.obs.sim_weather("rain")
+    rig.obs.sim.set_weather("rain")
     rig.run(120, until=lambda: rig.world.state.slit_fraction == 0.0
             and rig.obs.slit.state == ShutterState.CLOSED)
     assert rig.world.state.slit_fraction == 0.0
@@ -107,7 +108,7 @@ def test_before_after_restart_on_a_full_disk_closes_the_slit(sim_rig, data_tmpfs
     rig = sim_rig(**{k: v for k, v in env.items() if k != "TENMON_SIM__START_UTC"})
     _open(rig)
     obs = rig.obs
-    obs.world.save(obs.world_path)
+    obs.sim.save()
     obs.stop(clean=False)  # the process dies; the "running" mark stays
     obs.store.close()
     filler = _fill(data_tmpfs)
@@ -118,7 +119,7 @@ def test_before_after_restart_on_a_full_disk_closes_the_slit(sim_rig, data_tmpfs
         assert obs2.world.state.slit_fraction == 1.0
         for _ in range(1200):
             obs2.clock.advance(0.1)
-            obs2.tick()
+            tick_once(obs2)
             if obs2.world.state.slit_fraction == 0.0 and obs2.slit.state == ShutterState.CLOSED:
                 break
         assert obs2.world.state.slit_fraction == 0.0

@@ -140,14 +140,14 @@ def test_heartbeat_held_while_the_safe_state_cannot_be_reached(sim_rig):
     obs.slit_open()
     rig.run(30)
     assert hb.toggles > 50 and hb.holding is None
-    obs.sim_fault("slit-stall")
-    obs.sim_weather("rain")
+    obs.sim.fault("slit-stall")
+    obs.sim.set_weather("rain")
     rig.run(900, until=lambda: obs.supervisor.alarmed)
     assert obs.supervisor.alarmed and "SAFE STATE NOT REACHED" in " ".join(rig.messages())
     n = hb.toggles
     rig.run(60)
     assert hb.toggles == n and "safe state not reached" in hb.status()["held"]
-    obs.sim_fault("slit-stall", clear=True)
+    obs.sim.fault("slit-stall", clear=True)
     rig.run(200, until=obs.supervisor.in_safe_state)
     rig.run(2)
     assert obs.supervisor.in_safe_state() and hb.toggles > n  # pulses again once safe

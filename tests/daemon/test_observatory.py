@@ -34,7 +34,7 @@ def test_rain_closes_everything_within_travel_times(sim_rig):
     rig = sim_rig()
     obs = rig.obs
     _open_everything(rig)
-    obs.sim_weather("rain")
+    obs.sim.set_weather("rain")
     rig.run(200, until=obs.supervisor.in_safe_state)
     assert obs.supervisor.in_safe_state()
     st = obs.status()
@@ -59,9 +59,9 @@ def test_rain_closes_everything_within_travel_times(sim_rig):
 
 def test_clear_weather_allows_reopening_after_the_hold_off(sim_rig):
     rig = sim_rig()
-    rig.obs.sim_weather("rain")
+    rig.obs.sim.set_weather("rain")
     rig.run(5)
-    rig.obs.sim_weather("clear")
+    rig.obs.sim.set_weather("clear")
     rig.run(2)
     assert rig.obs.verdict.safe
     with pytest.raises(CommandRefused) as info:
@@ -111,7 +111,7 @@ def test_relay_board_unplugged_raises_alarm_then_recovers(sim_rig):
     _open_everything(rig)
     rig.world.inject_fault("relay-unplugged")
     rig.run(2)
-    obs.sim_weather("rain")
+    obs.sim.set_weather("rain")
     rig.run(40)
     alarm_events = rig.events(level="alarm")
     alarms = [e["message"] for e in alarm_events]
@@ -174,7 +174,7 @@ def test_restart_after_unclean_shutdown_reconciles(sim_rig, tmp_path):
     obs = rig.obs
     obs.slit_open()
     rig.run(20)
-    obs.world.save(obs.world_path)  # what the running daemon wrote last
+    obs.sim.save()  # what the running daemon wrote last
     data_dir = obs.config.paths.data_dir
     # no stop(): the process "died"; a new daemon starts on the same data directory
     cfg = load_config(simulated_config_path(), env={"TENMON_PATHS__DATA_DIR": str(data_dir)})

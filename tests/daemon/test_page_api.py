@@ -163,7 +163,7 @@ def test_an_unsafe_verdict_is_an_alarm_on_the_stream(sim_rig):
     async def go(client, push):
         r = await client.get("/page/stream")
         await _message(r)
-        rig.obs.sim_weather("rain")
+        rig.obs.sim.set_weather("rain")
         doc = await _until(r, lambda d: not d["status"]["safety"]["safe"], rig)
         r.close()
         return doc

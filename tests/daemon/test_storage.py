@@ -22,6 +22,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from tenmon.daemon.control_loop import tick_once
 from tenmon.config.models import StorageConfig
 from tenmon.drivers.base import ShutterState
 
@@ -103,7 +104,7 @@ def run_timed(rig, seconds: float, until=None) -> list[float]:
     for _ in range(int(round(seconds / rig.tick_s))):
         t0 = time.perf_counter()
         rig.clock.advance(rig.tick_s)
-        rig.obs.tick()
+        tick_once(rig.obs)
         durations.append(time.perf_counter() - t0)
         if until is not None and until():
             break
@@ -119,7 +120,7 @@ def open_slit(rig) -> None:
 def rain_closes(rig) -> list[float]:
     """Rain now; the slit must be closed within its travel time + 5 s. Returns tick durations."""
     obs = rig.obs
-    obs.sim_weather("rain")
+    obs.sim.set_weather("rain")
     t0 = obs.clock.now()
     ticks = run_timed(rig, 200, until=lambda: obs.slit.state == ShutterState.CLOSED)
     assert obs.slit.state == ShutterState.CLOSED and rig.world.state.slit_fraction == 0.0
@@ -382,7 +383,7 @@ def test_a_restart_with_an_unusable_database_closes_the_slit(tmpfs, sim_rig, tmp
         extra = {}
     rig = sim_rig(TENMON_PATHS__DATA_DIR=str(data), **extra)
     open_slit(rig)
-    rig.obs.world.save(rig.obs.world_path)  # what the running daemon wrote last
+    rig.obs.sim.save()  # what the running daemon wrote last
     rig.obs.store.close()                    # the process dies (its files are released)
     db = Path(rig.obs.config.paths.database)
     clear = None

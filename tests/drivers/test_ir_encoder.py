@@ -17,6 +17,7 @@ import time
 import cv2
 import pytest
 
+from tenmon.daemon.control_loop import tick_once
 from tenmon.astro import wrap180
 from tenmon.clock import FakeClock, RealClock
 from tenmon.config.loader import load_config, simulated_config_path
@@ -215,7 +216,7 @@ class PacedRig:
         next_wall = time.monotonic()
         for i in range(n):
             self.clock.advance(self.tick_s)
-            self.obs.tick()
+            tick_once(self.obs)
             if until is not None and until():
                 return (i + 1) * self.tick_s
             next_wall += self.tick_s / self.speed
@@ -252,10 +253,10 @@ def session(tmp_path_factory):
             out[f"goto{target:g}"] = (obs.dome.state, obs.world.state.dome_az_deg, obs.dome.error,
                                       obs.dome.azimuth_deg)
         # rain closes the slit
-        obs.sim_weather("rain")
+        obs.sim.set_weather("rain")
         rig.run(120, until=lambda: obs.slit.state == ShutterState.CLOSED)
         out["rain"] = (obs.slit.state, obs.world.state.slit_fraction, obs.status()["slit"])
-        obs.sim_weather("clear")
+        obs.sim.set_weather("clear")
         rig.run(3.0)
         # opening waits out the reopen hold-off (kept short here: rendering is paced)
         out["hold_off"] = obs.hold_off_remaining_s()

@@ -10,6 +10,7 @@ Skipped, with the reason, where alpaca-simulators is not installed (dev extra).
 
 from __future__ import annotations
 
+from tenmon.daemon.control_loop import tick_once
 import asyncio
 import json
 import math
@@ -74,7 +75,7 @@ def night(tmp_path):
         while time.monotonic() < end:
             obs.clock.advance(0.1)
             t0 = time.perf_counter()
-            obs.tick()
+            tick_once(obs)
             ticks.append(time.perf_counter() - t0)
             if until():
                 return True

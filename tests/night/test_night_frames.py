@@ -10,6 +10,7 @@ from datetime import timedelta
 
 import pytest
 
+from tenmon.daemon.control_loop import tick_once
 from tenmon.daemon.frames import FrameJob, FrameService
 from tenmon.daemon.frame_worker import FrameWorkerSettings
 from tenmon.vision.cosmics import CosmicSettings
@@ -47,7 +48,7 @@ async def _until(rig, service, done, wall_s=120.0):
     t0 = time.monotonic()
     while not done():
         rig.clock.advance(rig.tick_s)
-        rig.obs.tick()
+        tick_once(rig.obs)
         service.tick()
         await asyncio.sleep(0.002)
         if time.monotonic() - t0 > wall_s:

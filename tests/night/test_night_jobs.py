@@ -1,5 +1,6 @@
-"""The night's jobs: apscheduler's misfire grace, coalescing and stored next run times, driven by
-the simulated clock (TickJobs), and the same jobs in apscheduler's own scheduler at a site."""
+"""The night's jobs on the daemon's one job engine (``scheduler.engine.JobEngine``, the same at a
+site and in simulated time): apscheduler's misfire grace, coalescing and stored next run times,
+driven here by a simulated clock."""
 
 from __future__ import annotations
 
@@ -12,10 +13,10 @@ import pytest
 from astropy.coordinates import EarthLocation
 
 from tenmon.clock import FakeClock
-from tenmon.daemon.night import NIGHT_LOG_SCHEMA, SiteJobs, TickJobs, night_actions
+from tenmon.daemon.night import NIGHT_LOG_SCHEMA, StoreJobState
 from tenmon.daemon.store import Store
-from tenmon.scheduler.jobs import (JOB_CLOSE, JOB_HEALTH, JOB_IDS, JOB_OPEN, JOB_PLAN,
-                                   night_job_specs)
+from tenmon.scheduler.engine import JobEngine
+from tenmon.scheduler.jobs import JOB_CLOSE, JOB_HEALTH, JOB_IDS, JOB_OPEN, JOB_PLAN, night_jobs
 from tenmon.scheduler.night import night_for_date
 from tenmon.scheduler.settings import JobSettings, SchedulerSettings
 
@@ -49,8 +50,8 @@ def _jobs(tmp_path, clock, rec, calc, settings=SETTINGS):
     store = Store(tmp_path / "state.sqlite")
     store.add_schema(NIGHT_LOG_SCHEMA)
     rec.clock = clock
-    return TickJobs(store, night_job_specs(night_actions(), SITE, settings), rec.run, rec.emit,
-                    calc, clock.now()), store
+    return JobEngine(night_jobs(SITE, settings), StoreJobState(store), rec.run, rec.emit,
+                     calc, clock.now()), store
 
 
 def _settle(jobs, clock):
@@ -155,23 +156,20 @@ def test_a_changed_job_is_scheduled_afresh(tmp_path, calc):
     assert jobs2.next_run(JOB_OPEN) > clock.now()
 
 
-def test_site_jobs_live_in_apschedulers_job_store(tmp_path):
-    path = tmp_path / "jobs.sqlite"
-    site = SiteJobs(path, SETTINGS, SITE)
-    try:
-        jobs = {j.id: j for j in site.scheduler.get_jobs()}
-        assert set(jobs) == set(JOB_IDS)
-        assert jobs[JOB_OPEN].func_ref == "tenmon.daemon.night:job_open_if_safe"
-        assert jobs[JOB_OPEN].misfire_grace_time == SETTINGS.jobs.open_misfire_grace_s
-        assert jobs[JOB_CLOSE].misfire_grace_time is None
-        assert all(j.coalesce and j.max_instances == 1 for j in jobs.values())
-        first = site.next_run(JOB_OPEN)
-        assert first is not None and set(site.status()) == set(JOB_IDS)
-    finally:
-        site.stop()
-    again = SiteJobs(path, SETTINGS, SITE)  # kept with its stored next run time
-    try:
-        assert again.next_run(JOB_OPEN) == first
-        assert len(again.scheduler.get_jobs()) == len(JOB_IDS)
-    finally:
-        again.stop()
+def test_the_jobs_and_their_stored_state(tmp_path, calc):
+    """What a site's job store held under apscheduler (every job, its grace, its next run time
+    kept across a restart) is the engine's state in the daemon's database."""
+    clock = FakeClock(datetime(2026, 11, 21, 6, 0, tzinfo=timezone.utc))
+    rec = Recorder()
+    jobs, store = _jobs(tmp_path, clock, rec, calc)
+    _settle(jobs, clock)
+    assert set(jobs.jobs) == set(JOB_IDS) and set(jobs.status()) == set(JOB_IDS)
+    assert jobs.jobs[JOB_OPEN].grace_s == SETTINGS.jobs.open_misfire_grace_s
+    assert jobs.jobs[JOB_CLOSE].grace_s is None
+    first = jobs.next_run(JOB_OPEN)
+    assert first is not None
+    store.close()
+    clock.advance(60.0)
+    again, _ = _jobs(tmp_path, clock, Recorder(), calc)  # kept with its stored next run time
+    # (stored to the millisecond, as every time in the database)
+    assert abs((again.next_run(JOB_OPEN) - first).total_seconds()) < 1e-3

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from tenmon.daemon.control_loop import tick_once
 from tenmon.config.loader import load_config, simulated_config_path
 from tenmon.daemon.compose import build_observatory
 from tenmon.daemon.night import install_night_operations
@@ -74,7 +75,7 @@ def test_a_restart_after_dawn_opens_nothing(sim_rig, tmp_path):
         ops2 = install_night_operations(obs, cfg, executor=ThreadPoolExecutor(max_workers=1))
         for _ in range(int(600 / 0.1)):
             obs.clock.advance(0.1)
-            obs.tick()
+            tick_once(obs)
         kinds = [k for _, k, _, _ in _night_log(obs)]
         assert "opened" not in kinds and "dusk" not in kinds and "planned" not in kinds
         assert kinds.count("dawn") == 1  # the missed close runs once (closing is always safe)

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
+from tenmon.daemon.control_loop import tick_once
 from tenmon.drivers.base import MountState
 from tenmon.drivers.camera import Camera, CameraSettings, CameraState
 from tenmon.drivers.sim.ccd import SimulatedCcd, moon_radec
@@ -38,7 +39,7 @@ def _expose(rig, cam, seconds=20.0, **kw):
     mid = None
     for _ in range(int((seconds + 30) / rig.tick_s)):
         rig.clock.advance(rig.tick_s)
-        rig.obs.tick()
+        tick_once(rig.obs)
         cam.update()
         if mid is None and cam.state == CameraState.READING:
             mid = rig.world.true_pointing()  # tracking: unchanged since mid-exposure

@@ -3,10 +3,11 @@
 The simulated observatory (world, relays, dome, slit, cover, mount, weather, safety supervisor)
 runs in this process on a ``FakeClock`` with the night's operations installed
 (``daemon.night.install_night_operations``): the dusk/dawn jobs, the planner, the sequencer, the
-simulated CCD and the frame service (process pool, pipeline, plate solving). The loop advances the
-clock one control tick at a time and paces ticks at ``--speed`` times real time, measuring how
-late each tick starts (the daemon's own tick-latency figure). It runs from half an hour before
-dusk to half an hour after dawn, waits for every frame to be processed, and reports.
+simulated CCD and the frame service (process pool, pipeline, plate solving). The daemon's own
+control loop (``daemon.control_loop.ControlLoop``) advances the clock one control tick at a time
+and paces ticks at ``--speed`` times real time, measuring how late each tick starts (the daemon's
+own tick-latency figure). It runs from half an hour before dusk to half an hour after dawn,
+waits for every frame to be processed, and reports.
 
 With ``--speed 0`` (or ``--fast``) it runs as fast as it can and lets simulated time wait while
 anything a tick started runs off the loop (``NightOps.in_flight()``: camera renders, frames in
@@ -19,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from array import array
 import json
 import logging
 import os
@@ -342,73 +342,57 @@ def synthetic_targets(night: date, config, scheduler, *, n: int, exposure_s: flo
     return out
 
 
-class _Loop:
-    """The paced control loop (as ``daemon.runner``), with latency kept for the whole night."""
-
-    def __init__(self, speed: float):
-        self.speed = speed
-        # compact arrays: a night at 0.1 s ticks is half a million of each
-        self.late_s = array("d")
-        self.tick_s = array("d")
-        self.busy = array("b")
-        self.sim_s = 0.0
-        self.wall_s = 0.0
-
-
-async def _run_until(obs, ops, loop: _Loop, until: datetime, bar, *, drain: bool = False,
+async def _run_until(loop, ops, until: datetime, *, drain: bool = False,
                      drain_timeout_s: float = 900.0) -> None:
-    tick_s = obs.config.daemon.tick_s
-    speed = loop.speed
-    next_wall = time.monotonic()
-    wall0 = time.monotonic()
-    last_bar = wall0
+    """Tick ``loop`` (the daemon's :class:`~tenmon.daemon.control_loop.ControlLoop`) until the
+    simulated clock reaches ``until``; with ``drain``, on until every frame is processed."""
+    obs = loop.obs
     drain_started: float | None = None
-    while True:
-        now = obs.clock.now()
-        if now >= until:
-            if not drain or not ops.frames.busy:
-                break
-            if drain_started is None:
-                drain_started = time.monotonic()
-            elif time.monotonic() - drain_started > drain_timeout_s:
-                log.warning("frames still busy %.0f s after the end: giving up", drain_timeout_s)
-                break
-        if speed == 0 and ops.in_flight():
-            # as fast as possible, but simulated time waits for everything a tick started off
-            # the loop (camera renders, frames in the pool, planning, the jobs' triggers): each
-            # result is then taken at the same simulated time whatever the machine is doing
-            await asyncio.sleep(0.002)
-            next_wall = time.monotonic()
-            continue
-        late = max(0.0, time.monotonic() - next_wall)
-        obs.loop_stats.add(late)
-        t0 = time.perf_counter()
-        obs.clock.advance(tick_s)
-        obs.tick()
-        dt = time.perf_counter() - t0
-        loop.late_s.append(late)
-        loop.tick_s.append(dt)
-        st = ops.frames.worker.stats
-        loop.busy.append(1 if st.running else 0)
-        loop.sim_s += tick_s
-        if speed > 0:
-            next_wall += tick_s / speed
-            delay = next_wall - time.monotonic()
-            if delay < -1.0:
-                next_wall = time.monotonic()
-                delay = 0.0
-            await asyncio.sleep(max(0.0, delay))
-        else:
-            await asyncio.sleep(0)
-        if bar is not None and time.monotonic() - last_bar > 0.5:
-            last_bar = time.monotonic()
+
+    def done() -> bool:
+        nonlocal drain_started
+        if obs.clock.now() < until:
+            return False
+        if not drain or not ops.frames.busy:
+            return True
+        if drain_started is None:
+            drain_started = time.monotonic()
+        elif time.monotonic() - drain_started > drain_timeout_s:
+            log.warning("frames still busy %.0f s after the end: giving up", drain_timeout_s)
+            return True
+        return False
+
+    await loop.run(done)
+
+
+def _control_loop(obs, ops, speed: float, bar, previous=None):
+    """The daemon's control loop for this observatory, keeping the night's figures (carried
+    over from ``previous`` across a simulated restart)."""
+    from tenmon.daemon.control_loop import ControlLoop
+
+    loop = ControlLoop(obs, tick_s=obs.config.daemon.tick_s, speed=speed,
+                       hold=ops.in_flight, record=True,
+                       busy=lambda: bool(ops.frames.worker.stats.running))
+    if previous is not None:
+        loop.late_s, loop.duration_s, loop.busy_flags = (previous.late_s, previous.duration_s,
+                                                          previous.busy_flags)
+        loop.sim_s, loop.wall_s = previous.sim_s, previous.wall_s
+    if bar is not None:
+        last_bar = [time.monotonic()]
+
+        def progress() -> None:
+            if time.monotonic() - last_bar[0] <= 0.5:
+                return
+            last_bar[0] = time.monotonic()
             bar.n = min(bar.total, int((obs.clock.now() - bar.start_time).total_seconds()))
             ph = obs.status_hooks["night"]() if "night" in obs.status_hooks else {}
             c = ops.frames.counts
             bar.set_postfix_str(f"{obs.clock.now():%H:%M} {ph.get('phase', '')} "
                                 f"frames {c['done']}/{c['received']}", refresh=False)
             bar.refresh()
-    loop.wall_s += time.monotonic() - wall0
+
+        loop.after_tick.append(progress)
+    return loop
 
 
 def run_simulated_night(opts: SimulationOptions) -> dict[str, Any]:
@@ -477,12 +461,12 @@ async def _run(opts: SimulationOptions) -> dict[str, Any]:
     obs.emit("info", "sim", f"simulated night of {opts.night}: {n} target(s) queued; "
              f"{start:%H:%M} to {end:%H:%M} UTC at x{opts.speed:g}")
     bar = _progress_bar(opts, start, end)
-    loop = _Loop(opts.speed)
+    loop = _control_loop(obs, ops, opts.speed, bar)
     restarts = sorted(t for t in opts.restart_at if start < t < end)
     try:
         await ops.start()
         for t in restarts:
-            await _run_until(obs, ops, loop, t, bar)
+            await _run_until(loop, ops, t)
             log.warning("simulated crash at %s: restarting the daemon", obs.clock.now())
             obs.emit("alarm", "sim", "simulated crash: the daemon is killed and restarted")
             obs.stop(clean=False)
@@ -490,8 +474,9 @@ async def _run(opts: SimulationOptions) -> dict[str, Any]:
             obs = build_observatory(cfg, fresh=False)
             obs.start()
             ops = _install(obs, cfg, sections)
+            loop = _control_loop(obs, ops, opts.speed, bar, previous=loop)
             await ops.start()
-        await _run_until(obs, ops, loop, end, bar, drain=True,
+        await _run_until(loop, ops, end, drain=True,
                          drain_timeout_s=opts.drain_timeout_s)
         await ops.aclose(drain=True)
     finally:
@@ -512,7 +497,7 @@ async def _run(opts: SimulationOptions) -> dict[str, Any]:
         "end_utc": utc_iso(end, timespec="auto"), "speed_requested": opts.speed,
         "speed_reached": round(loop.sim_s / loop.wall_s, 1) if loop.wall_s else None,
         "wall_s": round(loop.wall_s, 1), "sim_s": round(loop.sim_s, 1),
-        "tick_s": cfg.daemon.tick_s, "ticks": len(loop.late_s), "restarts": len(restarts),
+        "tick_s": cfg.daemon.tick_s, "ticks": loop.ticks, "restarts": len(restarts),
         "frame_px": opts.frame_px, "data_dir": str(opts.data_dir),
         "targets_queued": n,
     }
@@ -559,14 +544,14 @@ def _install(obs, cfg, sections):
     return install_night_operations(obs, cfg, sections=sections)
 
 
-def latency_figures(loop: _Loop) -> dict[str, Any]:
+def latency_figures(loop) -> dict[str, Any]:
     """p50/p99/max of tick lateness (as ``daemon.runner`` measures it) and of the tick's own
     time, over all ticks and over the ticks while a frame was being processed."""
     import numpy as np
 
     late = np.frombuffer(loop.late_s, dtype=float) * 1e3
-    dur = np.frombuffer(loop.tick_s, dtype=float) * 1e3
-    busy = np.frombuffer(loop.busy, dtype=np.int8).astype(bool)
+    dur = np.frombuffer(loop.duration_s, dtype=float) * 1e3
+    busy = np.frombuffer(loop.busy_flags, dtype=np.int8).astype(bool)
 
     def fig(a):
         if a.size == 0:

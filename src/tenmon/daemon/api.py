@@ -264,8 +264,14 @@ def core_routes(obs: Observatory, reader: StoreReader) -> list[Route]:
         description="Stops whatever its body holds: a body that is not JSON, not UTF-8 or not "
                     "as documented still stops, with the reason 'operator (unreadable reason)'."))
     command("/resume", "clear a latched emergency stop", lambda b: obs.resume())
+    def sim_site():
+        if obs.sim is None:
+            raise CommandRefused("not_simulated", "`sim` commands need the simulated observatory")
+        return obs.sim
+
     command("/sim/weather", "simulated observatory: set the weather",
-            lambda b: obs.sim_weather(b.condition, b.wind_ms), body=SimWeather, errors=SIM_ERRORS)
+            lambda b: sim_site().set_weather(b.condition, b.wind_ms), body=SimWeather,
+            errors=SIM_ERRORS)
     faults = fault_names(obs)
 
     def sim_fault(b: SimFault) -> None:
@@ -274,10 +280,10 @@ def core_routes(obs: Observatory, reader: StoreReader) -> list[Route]:
         elif b.name not in faults:
             raise CommandRefused("bad_request", f"unknown fault {b.name[:64]!r}; known: "
                                  + ", ".join(faults))
-        elif b.clear and obs.world is not None and b.name not in obs.world.state.faults:
+        elif b.clear and obs.sim is not None and b.name not in obs.sim.active_faults():
             raise CommandRefused("not_active", f"the fault {b.name!r} is not active (active: "
-                                 + (", ".join(obs.world.state.faults) or "none") + ")")
-        obs.sim_fault(b.name, b.clear)
+                                 + (", ".join(obs.sim.active_faults()) or "none") + ")")
+        sim_site().fault(b.name, b.clear)
 
     command("/sim/fault", "simulated observatory: inject or clear a fault", sim_fault,
             body=SimFault, errors={**SIM_ERRORS, 409: "the fault to clear is not active"})

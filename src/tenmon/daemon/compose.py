@@ -96,8 +96,17 @@ def _build_simulated(config: TenmonConfig, store: Store, data_dir: Path, clock: 
     mount = (build_mount(mcfg, clock, site=config.site) if is_network(mcfg)
              else make_mount(mcfg, clock, world=world))
     switches = SimulatedLimitSwitches(world) if config.cover.limit_switches else None
-    return _assemble(config, clock, store, banks, encoder, weather, mount, switches,
-                     world=world, world_path=world_path, mount_inline=True)
+    # the world's driver: ticked by the control loop around the observatory's tick (the
+    # observatory's code is the same as at a site), its events recorded by the observatory
+    from tenmon.drivers.sim.site import SimSite
+
+    sim_site = SimSite(world, clock, world_path)
+    obs = _assemble(config, clock, store, banks, encoder, weather, mount, switches,
+                    world=world, sim=sim_site, mount_inline=True)
+    sim_site.emit = obs.emit
+    obs.status_hooks["sim"] = sim_site.status
+    obs.stop_hooks.append(sim_site.close)
+    return obs
 
 
 def _build_site(config: TenmonConfig, store: Store, clock: Clock) -> Observatory:
@@ -151,14 +160,14 @@ def _site_mount(config: TenmonConfig, clock: Clock):
 
 
 def _assemble(config, clock, store, banks, encoder, weather, mount, switches, *, world=None,
-              world_path=None, mount_inline: bool) -> Observatory:
+              sim=None, mount_inline: bool) -> Observatory:
     conf = config.safety.encoder_min_confidence
     dome = RelayDome(config.dome, banks[config.dome.relays], encoder, clock, min_confidence=conf)
     slit = RelaySlit(config.slit, banks[config.slit.relays], encoder, clock, min_confidence=conf)
     cover = RelayCover(config.cover, banks[config.cover.relays], clock, switches)
     obs = Observatory(config, clock, store, banks=banks, encoder=encoder, weather=weather,
-                      mount=mount, dome=dome, slit=slit, cover=cover, world=world,
-                      world_path=world_path, mount_inline=mount_inline)
+                      mount=mount, dome=dome, slit=slit, cover=cover, world=world, sim=sim,
+                      mount_inline=mount_inline)
     from tenmon.daemon.encoder_collect import install_encoder_collect
 
     install_encoder_collect(obs)  # labelled IR frames for `tenmon encoder adapt` ([encoder] collect)

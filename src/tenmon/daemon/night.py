@@ -6,18 +6,13 @@ its extension points (a tick hook, a stop hook, a ``night`` status section) and 
 
 When things happen is decided by the night's jobs of ``tenmon.scheduler.jobs`` (open if safe at
 dusk, run the plan at the observing twilight, close at dawn, health and weather checks), with
-their twilight triggers, misfire grace, coalescing and ``max_instances=1``:
-
-* at a site, by apscheduler itself: a ``BackgroundScheduler`` with its persistent SQLite job store
-  (``<data_dir>/jobs.sqlite``); the job functions below only hand the action to the control loop
-  (a thread-safe queue drained by the tick), so a job never touches a device from another thread;
-* in simulated mode the clock is a ``FakeClock`` apscheduler cannot follow, so :class:`TickJobs`
-  runs the *same* job specs (``night_job_specs``: the same ``TwilightTrigger`` objects and grace
-  times) from the tick with apscheduler's own rules: the run times due since the stored next run
-  time are coalesced into the last one, a run later than its grace is dropped as missed, and
-  the next run time comes from the trigger; next run times are stored in SQLite after every
-  decision, so a restart after dawn finds the evening's open (and plan) beyond their grace and
-  does not replay them, while the dawn close (no grace limit) still runs once.
+their twilight triggers, misfire grace, coalescing and ``max_instances=1``, on the one job engine
+(``tenmon.scheduler.engine.JobEngine``) pumped by the tick with the observatory's clock: the wall
+clock at a site, the simulated clock in simulated mode; the same engine and rules in both. A job
+runs on the loop thread, so it never touches a device from another thread. Next and last run
+times are stored in the database (``night_jobs``) after every decision, so a restart after dawn
+finds the evening's open (and plan) beyond their grace and does not replay them, while the dawn
+close (no grace limit) still runs once.
 
 Planning (``plan_night``/``replan``: a second or two of astropy) and the triggers' sun
 computations run on a worker thread; the tick only picks up their results, so the control loop
@@ -32,10 +27,9 @@ import collections
 import json
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -49,7 +43,8 @@ from tenmon.daemon.sequencer import Phase, Sequencer, SequencerSettings
 from tenmon.daemon.store import utc_iso
 from tenmon.drivers.camera import CameraSettings
 from tenmon.errors import ConfigError, DeviceError, StorageError, TenmonError
-from tenmon.scheduler.jobs import night_job_specs
+from tenmon.scheduler.engine import JobEngine, StoredJob
+from tenmon.scheduler.jobs import night_jobs
 from tenmon.scheduler.night import local_night_date, twilight_altitude
 from tenmon.scheduler import queue as target_queue
 from tenmon.scheduler.queue import TargetQueue
@@ -78,8 +73,6 @@ CREATE TABLE IF NOT EXISTS night_jobs (
 );
 """
 
-JOBSTORE_FILE = "jobs.sqlite"
-
 
 class NightError(TenmonError):
     """Night operations cannot be set up (names the setting and the problem)."""
@@ -99,248 +92,46 @@ class NightSettings(BaseModel):
     intake: FrameServiceSettings = Field(default_factory=FrameServiceSettings)
 
 
-# ---------------------------------------------------------------------------- job functions
+# ---------------------------------------------------------------------------- job state
 
-_ACTIVE: list[NightOps] = []
+class StoreJobState:
+    """The job engine's state in the daemon's database (table ``night_jobs``): read at start,
+    written through the store's writer (never blocks the loop)."""
 
-
-def _hand_over(action: str) -> None:
-    if not _ACTIVE:
-        log.warning("night job %s fired but no night operations are installed", action)
-        return
-    _ACTIVE[-1].request(action)
-
-
-def job_open_if_safe() -> None:
-    """apscheduler job ``night.open``: dusk; the loop opens when safe and dark."""
-    _hand_over("open_if_safe")
-
-
-def job_run_plan() -> None:
-    """apscheduler job ``night.plan``: plan the night and start it."""
-    _hand_over("run_plan")
-
-
-def job_close() -> None:
-    """apscheduler job ``night.close``: dawn; close and park."""
-    _hand_over("close")
-
-
-def job_check_health() -> None:
-    """apscheduler job ``check.health``."""
-    _hand_over("check_health")
-
-
-def job_check_weather() -> None:
-    """apscheduler job ``check.weather``."""
-    _hand_over("check_weather")
-
-
-def night_actions():
-    """The job functions as ``NightActions`` (import paths the job store keeps)."""
-    from tenmon.scheduler.jobs import NightActions
-
-    return NightActions(open_if_safe=job_open_if_safe, run_plan=job_run_plan, close=job_close,
-                        check_health=job_check_health, check_weather=job_check_weather)
-
-
-_ACTION_OF_JOB = {"night.open": "open_if_safe", "night.plan": "run_plan", "night.close": "close",
-                  "check.health": "check_health", "check.weather": "check_weather"}
-
-
-# ---------------------------------------------------------------------------- jobs from the tick
-
-@dataclass
-class _TickJob:
-    id: str
-    trigger: Any
-    grace_s: float | None
-    definition: str
-    next_run: datetime | None = None
-    last_run: datetime | None = None
-    scheduled: bool = False          # has a next run time been computed (or stored)?
-    pending: Future | None = None    # a trigger computation on the worker thread
-    pending_now: datetime | None = None
-
-
-class TickJobs:
-    """apscheduler's job rules driven by the daemon's (fake) clock; see the module docstring.
-
-    Args:
-        store: the daemon's store (table ``night_jobs``).
-        specs: ``tenmon.scheduler.jobs.night_job_specs(...)``.
-        run: ``run(job_id)`` executes a due job on the loop thread.
-        emit: the observatory's event recorder.
-        executor: where trigger computations run (a thread).
-    """
-
-    def __init__(self, store, specs, run: Callable[[str], None], emit: Callable[..., None],
-                 executor: ThreadPoolExecutor, now: datetime):
-        from apscheduler.triggers.interval import IntervalTrigger
-
+    def __init__(self, store):
         self.store = store
-        self.run = run
-        self.emit = emit
-        self.executor = executor
-        self._status: dict[str, Any] | None = None
-        self.jobs: dict[str, _TickJob] = {}
-        for spec in specs:
-            definition = json.dumps({"func": spec.func, "trigger": _trigger_state(spec.trigger),
-                                     "grace": spec.misfire_grace_time}, sort_keys=True)
-            trigger = spec.trigger
-            if isinstance(trigger, IntervalTrigger):
-                # an interval trigger is anchored at its creation (first run one interval later)
-                # on the wall clock; here the scheduler's clock is the simulated one
-                trigger = IntervalTrigger(seconds=trigger.interval.total_seconds(),
-                                          start_date=now + trigger.interval, timezone=timezone.utc)
-            job = _TickJob(spec.id, trigger, spec.misfire_grace_time, definition)
-            row = _stored_job(store, spec.id)
-            if row is not None and row["definition"] == definition:
-                # kept with its stored next run time: the misfire rules judge what it missed
-                job.next_run = _parse(row["next_run_utc"])
-                job.last_run = _parse(row["last_run_utc"])
-                job.scheduled = True
-            else:
-                if row is not None:
-                    log.info("job %s changed: scheduled afresh from now", spec.id)
-                self._save(job)
-            self.jobs[spec.id] = job
 
-    def next_run(self, job_id: str) -> datetime | None:
-        """The stored next run time of a job (``None`` before it is known)."""
-        return self.jobs[job_id].next_run
+    def load(self, job_id: str) -> StoredJob | None:
+        try:
+            rows = self.store.query("SELECT definition, next_run_utc, last_run_utc FROM "
+                                    "night_jobs WHERE id = ?", (job_id,))
+        except StorageError as exc:
+            log.warning("job %s: stored run times unreadable (%s): scheduled afresh", job_id,
+                        exc)
+            return None
+        if not rows:
+            return None
+        row = rows[0]
+        return StoredJob(row["definition"], _parse(row["next_run_utc"]),
+                         _parse(row["last_run_utc"]))
 
-    @property
-    def computing(self) -> bool:
-        """A trigger computation is running."""
-        return any(j.pending is not None for j in self.jobs.values())
-
-    @property
-    def running(self) -> bool:
-        """A trigger computation is still running on the worker thread (one that finished is
-        applied by the next tick)."""
-        return any(j.pending is not None and not j.pending.done() for j in self.jobs.values())
-
-    def tick(self, now: datetime) -> None:
-        """Start trigger computations that are due; apply those that finished."""
-        for job in self.jobs.values():
-            if job.pending is not None:
-                if not job.pending.done():
-                    continue
-                fut, job.pending = job.pending, None
-                try:
-                    run_times, nxt = fut.result()
-                except Exception as exc:  # noqa: BLE001 - a trigger bug is recorded, then retried
-                    self.emit("error", "jobs", f"job {job.id}: cannot compute its run times: {exc}")
-                    continue
-                job.scheduled = True
-                self._decide(job, run_times, nxt, job.pending_now or now)
-            elif not job.scheduled:
-                job.pending_now = now
-                job.pending = self._submit(_first_run, job.trigger, now)
-            elif job.next_run is not None and job.next_run <= now:
-                job.pending_now = now
-                job.pending = self._submit(_run_times, job.trigger, job.next_run, now)
-
-    def _submit(self, fn, trigger, *args) -> Future:
-        """Twilight triggers compute the sun with astropy (tenths of a second): on the worker
-        thread. Interval triggers are arithmetic: at once, as a finished future."""
-        from apscheduler.triggers.interval import IntervalTrigger
-
-        if isinstance(trigger, IntervalTrigger):
-            fut: Future = Future()
-            try:
-                fut.set_result(fn(trigger, *args))
-            except Exception as exc:  # noqa: BLE001 - reported through the future
-                fut.set_exception(exc)
-            return fut
-        return self.executor.submit(fn, trigger, *args)
-
-    def _decide(self, job: _TickJob, run_times: list[datetime], nxt: datetime | None,
-                now: datetime) -> None:
-        if run_times:
-            # apscheduler (BaseScheduler._process_jobs): coalesce to the last run time, then
-            # judge it against the misfire grace
-            run_time = run_times[-1]
-            late = (now - run_time).total_seconds()
-            if job.grace_s is not None and late > job.grace_s:
-                self.emit("warning", "jobs", f"job {job.id} missed its run at "
-                          f"{utc_iso(run_time)} by {late:.0f} s (grace {job.grace_s} s): "
-                          "not run", job=job.id)
-            else:
-                if len(run_times) > 1:
-                    log.info("job %s: %d missed runs coalesced into one", job.id, len(run_times))
-                job.last_run = run_time
-                job.next_run = nxt
-                self._save(job)  # before running: a crash inside never replays it
-                try:
-                    self.run(job.id)
-                except Exception as exc:  # noqa: BLE001 - like apscheduler: log, keep scheduling
-                    log.exception("job %s failed", job.id)
-                    self.emit("error", "jobs", f"job {job.id} failed: {exc}")
-        job.next_run = nxt
-        self._save(job)
-
-    def _save(self, job: _TickJob) -> None:
-        self._status = None
+    def save(self, job_id: str, state: StoredJob) -> None:
         self.store.execute(
             "INSERT INTO night_jobs (id, definition, next_run_utc, last_run_utc) "
             "VALUES (?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET definition = excluded.definition, "
             "next_run_utc = excluded.next_run_utc, last_run_utc = excluded.last_run_utc",
-            (job.id, job.definition, utc_iso(job.next_run) if job.next_run else None,
-             utc_iso(job.last_run) if job.last_run else None), what=f"night job {job.id}")
-
-    def status(self) -> dict[str, Any]:
-        if self._status is None:
-            self._status = {j.id: {"next_run_utc": utc_iso(j.next_run) if j.next_run else None,
-                                   "last_run_utc": utc_iso(j.last_run) if j.last_run else None}
-                            for j in self.jobs.values()}
-        return self._status
-
-
-def _stored_job(store, job_id: str):
-    """The stored row of a job, or ``None`` (also when the database cannot be read: the job is
-    then scheduled afresh from now, which never replays a missed open)."""
-    try:
-        rows = store.query("SELECT definition, next_run_utc, last_run_utc FROM night_jobs "
-                           "WHERE id = ?", (job_id,))
-    except StorageError as exc:
-        log.warning("job %s: stored run times unreadable (%s): scheduled afresh", job_id, exc)
-        return None
-    return rows[0] if rows else None
-
-
-def _first_run(trigger, now: datetime) -> tuple[list[datetime], datetime | None]:
-    return [], trigger.get_next_fire_time(None, now)
-
-
-def _run_times(trigger, next_run: datetime, now: datetime
-               ) -> tuple[list[datetime], datetime | None]:
-    """apscheduler's ``Job._get_run_times`` and the next run time after them."""
-    run_times: list[datetime] = []
-    t: datetime | None = next_run
-    while t is not None and t <= now and len(run_times) < 10000:
-        run_times.append(t)
-        t = trigger.get_next_fire_time(t, now)
-    return run_times, t
-
-
-def _trigger_state(trigger) -> Any:
-    from apscheduler.triggers.interval import IntervalTrigger
-
-    if isinstance(trigger, IntervalTrigger):
-        return {"interval_s": trigger.interval.total_seconds()}
-    return trigger.__getstate__()
+            (job_id, state.definition, utc_iso(state.next_run) if state.next_run else None,
+             utc_iso(state.last_run) if state.last_run else None), what=f"night job {job_id}")
 
 
 def _parse(text: str | None) -> datetime | None:
     return datetime.fromisoformat(text) if text else None
 
 
-# ---------------------------------------------------------------------------- apscheduler (site)
-
 class _NoJobs:
     """``[night] enabled = false``: no night jobs at all."""
+
+    running = False
 
     def next_run(self, job_id: str) -> datetime | None:  # noqa: ARG002
         return None
@@ -350,64 +141,6 @@ class _NoJobs:
 
     def status(self) -> dict[str, Any]:
         return {}
-
-
-class SiteJobs:
-    """The night's jobs in apscheduler's ``BackgroundScheduler`` with its SQLite job store.
-
-    The tick never reads the job store (a locked or failing ``jobs.sqlite`` must not hold up
-    the loop): next run times are read on a thread of their own every ``REFRESH_S`` and the
-    tick answers from that snapshot.
-    """
-
-    REFRESH_S = 30.0
-
-    def __init__(self, path: Path, settings: SchedulerSettings, site_location):
-        from tenmon.scheduler.jobs import build_scheduler, register_night_jobs
-
-        self.scheduler = build_scheduler(path, settings, kind="background")
-        self.scheduler.start(paused=True)
-        self.jobs = register_night_jobs(self.scheduler, night_actions(), site_location, settings)
-        self.scheduler.resume()
-        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="tenmon-jobstore")
-        self._refresh: Future | None = None
-        self._refreshed: datetime | None = None
-        try:
-            self._next: dict[str, datetime | None] = self._read()
-        except Exception as exc:  # noqa: BLE001 - read again from the tick
-            log.warning("job store unreadable: %s", exc)
-            self._next = {}
-
-    def _read(self) -> dict[str, datetime | None]:
-        return {job.id: job.next_run_time for job in self.scheduler.get_jobs()}
-
-    def next_run(self, job_id: str) -> datetime | None:
-        return self._next.get(job_id)
-
-    def tick(self, now: datetime) -> None:
-        """apscheduler's thread fires the jobs (they reach the loop through ``request()``);
-        here only the snapshot of next run times is refreshed, off the loop."""
-        fut = self._refresh
-        if fut is not None and fut.done():
-            self._refresh = None
-            try:
-                self._next = fut.result()
-            except Exception as exc:  # noqa: BLE001 - the last snapshot stands; logged
-                log.warning("job store unreadable: %s", exc)
-        if self._refresh is None and (self._refreshed is None or (
-                now - self._refreshed).total_seconds() >= self.REFRESH_S):
-            self._refreshed = now
-            self._refresh = self._pool.submit(self._read)
-
-    def stop(self) -> None:
-        from tenmon.scheduler.jobs import shutdown_scheduler
-
-        self._pool.shutdown(wait=False, cancel_futures=True)
-        shutdown_scheduler(self.scheduler, wait=False)
-
-    def status(self) -> dict[str, Any]:
-        return {job_id: {"next_run_utc": utc_iso(t) if t else None}
-                for job_id, t in self._next.items()}
 
 
 # ---------------------------------------------------------------------------- NightOps
@@ -487,15 +220,14 @@ class NightOps:
         self._plan_kind = ""
         self._health_key: tuple = ()
         self._last_verdict: bool | None = None
+        specs = night_jobs(self.location, scheduler)
+        self._action_of_job = {spec.id: spec.action for spec in specs}
         if not settings.enabled:
-            self.jobs: TickJobs | SiteJobs | _NoJobs = _NoJobs()
-        elif obs.world is not None or obs.mode == "simulated":
-            specs = night_job_specs(night_actions(), self.location, scheduler)
-            self.jobs = TickJobs(obs.store, specs, self._run_job, obs.emit,
-                                                      self.calc, obs.clock.now())
+            self.jobs: JobEngine | _NoJobs = _NoJobs()
         else:
-            self.jobs = SiteJobs(data_dir / JOBSTORE_FILE, scheduler, self.location)
-        _ACTIVE.append(self)
+            # the one job engine, on the observatory's clock (wall or simulated)
+            self.jobs = JobEngine(specs, StoreJobState(obs.store), self._run_job, obs.emit,
+                                  self.calc, obs.clock.now())
         if settings.enabled:
             self._resume_if_mid_night()
 
@@ -573,11 +305,11 @@ class NightOps:
     # ------------------------------------------------------------------ the tick
 
     def request(self, action: str) -> None:
-        """Queue an action for the loop thread (thread-safe; apscheduler's jobs call this)."""
+        """Queue an action for the loop thread (thread-safe)."""
         self._actions.append(action)
 
     def _run_job(self, job_id: str) -> None:
-        self._do(_ACTION_OF_JOB[job_id])
+        self._do(self._action_of_job[job_id])
 
     def tick(self) -> None:
         """The tick hook: camera, jobs, actions, planning results, frames, sequencer."""
@@ -595,8 +327,8 @@ class NightOps:
 
     def _do(self, action: str) -> None:
         # The dusk/dawn triggers find a crossing to about a second; just after firing, the
-        # "next" crossing can come out as the same one a few seconds later, so apscheduler (and
-        # TickJobs, which follows its rules) may fire a twilight job twice. The twilight actions
+        # "next" crossing can come out as the same one a few seconds later, so the job engine
+        # (as apscheduler, whose rules it follows) may fire a twilight job twice. The twilight actions
         # are therefore idempotent within an hour.
         if action in ("open_if_safe", "run_plan", "close"):
             now = self.obs.clock.now()
@@ -614,7 +346,7 @@ class NightOps:
         ``tenmon simulate --fast`` holds simulated time while this is true, so each result is
         taken at the same simulated time however busy the machine is (one seed, one night)."""
         fut = self._plan_future
-        return bool((isinstance(self.jobs, TickJobs) and self.jobs.running)
+        return bool(self.jobs.running
                     or (fut is not None and not fut.done())
                     or (self.camera is not None and getattr(self.camera, "rendering", False))
                     or self.frames.settling)
@@ -812,8 +544,6 @@ class NightOps:
 
     def stop_now(self) -> None:
         """The stop hook: stop the jobs, the camera and the pool (synchronously)."""
-        if isinstance(self.jobs, SiteJobs):
-            self.jobs.stop()
         for dev in (self.camera, self.focuser, self.filter_wheel):
             if dev is not None:
                 try:
@@ -825,8 +555,6 @@ class NightOps:
         if self._queue is not None:
             self._queue.close()
             self._queue = None
-        if self in _ACTIVE:
-            _ACTIVE.remove(self)
 
     def status(self) -> dict[str, Any]:
         """The ``night`` section of the daemon's status (cheap: the observatory records its
@@ -1112,6 +840,6 @@ def _dt(text: str) -> datetime:
     return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
-__all__ = ["NightOps", "NightSettings", "NightError", "TickJobs", "SiteJobs",
-           "install_night_operations", "uninstall_night_operations", "night_report", "frame_job_for", "NIGHT_LOG_SCHEMA",
-           "JOBSTORE_FILE"]
+__all__ = ["NightOps", "NightSettings", "NightError", "StoreJobState",
+           "install_night_operations", "uninstall_night_operations", "night_report",
+           "frame_job_for", "NIGHT_LOG_SCHEMA"]

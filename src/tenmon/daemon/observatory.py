@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import logging
 import math
-from pathlib import Path
 from typing import Any, Callable
 
 from tenmon import __version__
@@ -67,8 +66,8 @@ class Observatory:
     """Owns every device and runs the control tick. Built by ``daemon.compose``."""
 
     def __init__(self, config: TenmonConfig, clock: Clock, store: Store, *, banks: dict,
-                 encoder, weather, mount, dome, slit, cover, world=None,
-                 world_path: Path | None = None, mount_inline: bool = True):
+                 encoder, weather, mount, dome, slit, cover, world=None, sim=None,
+                 mount_inline: bool = True):
         self.config = config
         self.clock = clock
         self.store = store
@@ -79,8 +78,13 @@ class Observatory:
         self.dome = dome
         self.slit = slit
         self.cover = cover
+        #: simulated mode: the simulated world, for the simulated services that view it (the
+        #: simulated CCD renders it); ``None`` at a site. The observatory never steps it.
         self.world = world
-        self.world_path = world_path
+        #: simulated mode: the world's driver (``drivers.sim.site.SimSite``: steps, saves, the
+        #: ``sim`` commands), chosen by ``compose.py`` and ticked by the control loop
+        #: (``daemon.control_loop``) around this observatory's tick; ``None`` at a site.
+        self.sim = sim
         self.mount_inline = mount_inline
         self.mode = config.mode
         self.encoder_view = EncoderView(encoder, clock, config.safety.encoder_min_confidence)
@@ -99,7 +103,6 @@ class Observatory:
         self._sun: tuple[float, float] | None = None  # (monotonic, altitude)
         self._history_key: dict[str, Any] = {}
         self._history_at: dict[str, float] = {}
-        self._world_saved_at = -1e9
         self._started_at = clock.monotonic()
         self._reconcile_at: float | None = None
         self._unclean = False
@@ -111,7 +114,6 @@ class Observatory:
         self.loop_stats = LoopStats()
         #: free space, retention, the store's alarms as events, whether exposures may start
         self.storage = StorageWatch(self)
-        self._world_save_failed = False
         #: Extensions (frame service, sequencer) called at the end of every tick, after safety.
         #: A hook that raises is logged as an error event and the tick carries on: safety and
         #: device control never depend on an extension.
@@ -228,7 +230,6 @@ class Observatory:
                 dev.disconnect()
             except Exception as exc:  # noqa: BLE001 - teardown must finish; the error is logged
                 log.error("disconnect failed: %s", exc)
-        self._save_world()
         self.storage.close()
         if clean:
             self.store.set_state("running", False)
@@ -244,12 +245,10 @@ class Observatory:
     # ------------------------------------------------------------------ the tick
 
     def tick(self) -> None:
-        """One control step: world, relays' limits, sensors, devices, safety, record."""
+        """One control step: relays' limits, sensors, devices, safety, record."""
         self._ticks += 1
         now_m = self.clock.monotonic()
         back: list[str] = []
-        if self.world is not None:
-            self.world.step(self.clock.now())
         for name, bank in self.banks.items():
             try:
                 bank.service()
@@ -316,10 +315,6 @@ class Observatory:
                 self.emit(level, "mount", f"mount {mstate.value}"
                           + (f": {self.mount.error}" if mstate == MountState.ERROR else ""))
             self._mount_state = mstate
-        if self.world is not None:
-            for text in self.world.incidents:
-                self.emit("alarm", "device", f"simulated world: {text}")
-            self.world.incidents.clear()
         self._record(now_m)
 
     def _safety_inputs(self) -> SafetyInputs:
@@ -358,25 +353,6 @@ class Observatory:
                 self._history_at[device] = now_m
                 self.store.add_history(now, device, snap[device])
         # retention (events and device history) is the storage watch's: obs.storage.prune()
-        if self.world is not None and self.world_path is not None and now_m - self._world_saved_at >= 1.0:
-            self._world_saved_at = now_m
-            self._save_world()
-
-    def _save_world(self) -> None:
-        """The simulated world's state file (simulated mode); a full or read-only disk is
-        logged once, not fatal."""
-        if self.world is None or self.world_path is None:
-            return
-        try:
-            self.world.save(self.world_path)
-        except OSError as exc:
-            if not self._world_save_failed:
-                self._world_save_failed = True
-                log.error("cannot save the simulated world to %s: %s", self.world_path, exc)
-            return
-        if self._world_save_failed:
-            self._world_save_failed = False
-            log.info("the simulated world is saved again to %s", self.world_path)
 
     # ------------------------------------------------------------------ commands
 
@@ -556,31 +532,6 @@ class Observatory:
         self.dome.abort()
         self.supervisor.force(f"shutdown ({why})")
 
-    # ------------------------------------------------------------------ simulation commands
-
-    def sim_weather(self, condition: str, wind_ms: float | None = None) -> None:
-        if self.world is None:
-            raise CommandRefused("not_simulated", "`sim` commands need the simulated observatory")
-        try:
-            self.world.set_weather(condition, wind_ms)
-        except ValueError as exc:
-            raise CommandRefused("bad_request", str(exc)) from None
-        self.emit("info", "sim", f"simulated weather: {condition}"
-                  + (f" {wind_ms:g} m/s" if wind_ms is not None else ""))
-
-    def sim_fault(self, name: str, clear: bool = False) -> None:
-        if self.world is None:
-            raise CommandRefused("not_simulated", "`sim` commands need the simulated observatory")
-        try:
-            if clear:
-                self.world.clear_fault(None if name in ("", "all") else name)
-            else:
-                self.world.inject_fault(name)
-        except (ValueError, DeviceError) as exc:  # an unknown fault, a channel no bank has
-            raise CommandRefused("bad_request", str(exc)) from None
-        self.emit("warning", "sim", f"simulated fault {'cleared' if clear else 'injected'}: "
-                  f"{name or 'all'}")
-
     # ------------------------------------------------------------------ status
 
     def status(self) -> dict[str, Any]:
@@ -675,8 +626,6 @@ class Observatory:
                 out[name] = fn()
             except Exception as exc:  # noqa: BLE001 - status must always answer
                 out[name] = {"error": str(exc)}
-        if self.world is not None:
-            out["sim"] = {"faults": list(self.world.state.faults), "seed": self.world.sim.seed}
         return out
 
     def _relay_json(self, name: str, bank) -> dict[str, Any]:

@@ -29,11 +29,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tenmon.clock import FakeClock, RealClock
+from tenmon.clock import RealClock
 from tenmon.config.models import TenmonConfig
 from tenmon.daemon.alerts import AlertManager
 from tenmon.daemon.api import build_app
 from tenmon.daemon.compose import build_observatory
+from tenmon.daemon.control_loop import ControlLoop
 from tenmon.daemon.heartbeat import Heartbeat, close_failed, open_heartbeat
 from tenmon.daemon.lock import DaemonLock
 from tenmon.daemon.notify import SystemdNotifier
@@ -213,42 +214,55 @@ async def _serve(obs: Observatory, config: TenmonConfig, notifier: SystemdNotifi
 
 async def _loop(obs: Observatory, config: TenmonConfig, speed: float,
                 notifier: SystemdNotifier, signals, heartbeat: Heartbeat | None = None) -> None:
-    """Tick until the shutdown ends; ping systemd's watchdog and the heartbeat after each tick."""
-    tick_s = config.daemon.tick_s
-    simulated = isinstance(obs.clock, FakeClock)
-    wd_every = notifier.watchdog_interval_s() if config.daemon.watchdog else None
-    wd_last = time.monotonic()
-    next_wall = time.monotonic()
-    shutdown_started: float | None = None
-    while True:
-        # latency: how late this tick starts against its schedule (wall clock)
-        obs.loop_stats.add(max(0.0, time.monotonic() - next_wall))
-        if simulated:
-            obs.clock.advance(tick_s)
-        obs.tick()
-        if heartbeat is not None:
+    """Tick until the shutdown ends (the one :class:`ControlLoop`); ping systemd's watchdog and
+    the heartbeat after each tick."""
+    loop = ControlLoop(obs, tick_s=config.daemon.tick_s, speed=speed)
+    if heartbeat is not None:
+        def beat() -> None:
             held = close_failed(obs) if heartbeat.config.stop_when_close_fails else None
             heartbeat.beat(healthy=held is None, why_not=held or "")
-        if wd_every is not None and time.monotonic() - wd_last >= wd_every:
-            notifier.watchdog()
-            wd_last = time.monotonic()
-        if obs.shutting_down:
-            now = obs.clock.monotonic()
-            if shutdown_started is None:
-                shutdown_started = now
-            if obs.supervisor.in_safe_state():
-                obs.emit("info", "daemon", "safe state reached: stopping")
-                return
-            if signals() > 1:
-                return
-            if now - shutdown_started > config.daemon.shutdown_timeout_s:
-                obs.emit("alarm", "daemon", "shutdown bound of "
-                         f"{config.daemon.shutdown_timeout_s:g} s passed before the safe state "
-                         "was verified")
-                return
-        next_wall += tick_s / speed
-        delay = next_wall - time.monotonic()
-        if delay < -1.0:
-            next_wall = time.monotonic()  # fell behind: do not try to catch up in a burst
-            delay = 0.0
-        await asyncio.sleep(max(0.0, delay))
+
+        loop.after_tick.append(beat)
+    wd_every = notifier.watchdog_interval_s() if config.daemon.watchdog else None
+    if wd_every is not None:
+        wd_last = time.monotonic()
+
+        def watchdog() -> None:
+            nonlocal wd_last
+            if time.monotonic() - wd_last >= wd_every:
+                notifier.watchdog()
+                wd_last = time.monotonic()
+
+        loop.after_tick.append(watchdog)
+    shutdown = _Shutdown(obs, config, signals)
+    loop.after_tick.append(shutdown.check)
+    await loop.run(lambda: shutdown.done)
+
+
+class _Shutdown:
+    """After every tick: once shutting down, end the loop at the safe state, at a second
+    signal, or when ``daemon.shutdown_timeout_s`` has passed."""
+
+    def __init__(self, obs: Observatory, config: TenmonConfig, signals):
+        self.obs = obs
+        self.timeout_s = config.daemon.shutdown_timeout_s
+        self.signals = signals
+        self.started: float | None = None
+        self.done = False
+
+    def check(self) -> None:
+        obs = self.obs
+        if not obs.shutting_down or self.done:
+            return
+        now = obs.clock.monotonic()
+        if self.started is None:
+            self.started = now
+        if obs.supervisor.in_safe_state():
+            obs.emit("info", "daemon", "safe state reached: stopping")
+            self.done = True
+        elif self.signals() > 1:
+            self.done = True
+        elif now - self.started > self.timeout_s:
+            obs.emit("alarm", "daemon", f"shutdown bound of {self.timeout_s:g} s passed before "
+                     "the safe state was verified")
+            self.done = True

@@ -1,9 +1,14 @@
-"""The night's apscheduler 3.x jobs: a twilight trigger, a persistent scheduler, job registration.
+"""The night's jobs: a twilight trigger, the job table, and their apscheduler 3.x wiring.
 
-The daemon owns what the jobs *do*; this module owns *when* they run. The daemon passes its job
-functions as import paths (``"package.module:function"``, called with no arguments) in a
-:class:`NightActions`; they are stored by reference in a SQLite job store, so they survive a
-restart. Job ids (stable, for the daemon's API and logs):
+This module owns *when* the night's jobs run; the daemon owns what they *do*. The daemon runs
+them on its one job engine (``tenmon.scheduler.engine.JobEngine``, on the daemon's injected
+clock, at a site as in simulated time) from :func:`night_jobs`, with apscheduler's trigger
+objects and apscheduler's misfire and coalescing rules. :func:`build_scheduler` and
+:func:`register_night_jobs` put the same jobs in apscheduler's own (wall-clock) scheduler with a
+persistent SQLite job store, job functions given as import paths (``"package.module:function"``,
+called with no arguments) in a :class:`NightActions`; ``tests/scheduler/test_sched_jobs.py``
+pins apscheduler's rules there, which the engine follows. Job ids (stable, for the daemon's API
+and logs):
 
 ============== ======================================= ===================================
 id             when                                    calls
@@ -269,6 +274,18 @@ def shutdown_scheduler(scheduler: BaseScheduler, *, wait: bool = True) -> None:
 
 
 @dataclass(frozen=True)
+class JobSpec:
+    """One night job as the job engine (``scheduler.engine``) runs it: ``action`` names the
+    ``NightActions`` field the daemon does when it fires."""
+
+    id: str
+    action: str
+    trigger: BaseTrigger
+    misfire_grace_time: float | None
+    name: str
+
+
+@dataclass(frozen=True)
 class _Spec:
     id: str
     func: str
@@ -277,29 +294,37 @@ class _Spec:
     name: str
 
 
-def night_job_specs(actions: NightActions, site: EarthLocation,
-                    settings: SchedulerSettings | None = None) -> list[_Spec]:
-    """The jobs :func:`register_night_jobs` would register (for inspection and tests)."""
+def night_jobs(site: EarthLocation, settings: SchedulerSettings | None = None) -> list[JobSpec]:
+    """The night's jobs (the table in the module docstring): what the daemon's job engine runs
+    and what :func:`register_night_jobs` registers in an apscheduler scheduler."""
     settings = settings or SchedulerSettings()
-    refs = actions.refs()
     j = settings.jobs
     return [
-        _Spec(JOB_OPEN, refs["open_if_safe"],
-              TwilightTrigger.at_site("dusk", settings.open_twilight, site),
-              j.open_misfire_grace_s, f"open if safe at {settings.open_twilight} dusk"),
-        _Spec(JOB_PLAN, refs["run_plan"],
-              TwilightTrigger.at_site("dusk", settings.observe_twilight, site),
-              j.plan_misfire_grace_s, f"run the plan at {settings.observe_twilight} dusk"),
-        _Spec(JOB_CLOSE, refs["close"],
-              TwilightTrigger.at_site("dawn", settings.close_twilight, site),
-              j.close_misfire_grace_s, f"close at {settings.close_twilight} dawn"),
-        _Spec(JOB_HEALTH, refs["check_health"],
-              IntervalTrigger(seconds=j.health_interval_s, timezone=timezone.utc),
-              j.check_misfire_grace_s, "health check"),
-        _Spec(JOB_WEATHER, refs["check_weather"],
-              IntervalTrigger(seconds=j.weather_interval_s, timezone=timezone.utc),
-              j.check_misfire_grace_s, "weather check"),
+        JobSpec(JOB_OPEN, "open_if_safe",
+                TwilightTrigger.at_site("dusk", settings.open_twilight, site),
+                j.open_misfire_grace_s, f"open if safe at {settings.open_twilight} dusk"),
+        JobSpec(JOB_PLAN, "run_plan",
+                TwilightTrigger.at_site("dusk", settings.observe_twilight, site),
+                j.plan_misfire_grace_s, f"run the plan at {settings.observe_twilight} dusk"),
+        JobSpec(JOB_CLOSE, "close",
+                TwilightTrigger.at_site("dawn", settings.close_twilight, site),
+                j.close_misfire_grace_s, f"close at {settings.close_twilight} dawn"),
+        JobSpec(JOB_HEALTH, "check_health",
+                IntervalTrigger(seconds=j.health_interval_s, timezone=timezone.utc),
+                j.check_misfire_grace_s, "health check"),
+        JobSpec(JOB_WEATHER, "check_weather",
+                IntervalTrigger(seconds=j.weather_interval_s, timezone=timezone.utc),
+                j.check_misfire_grace_s, "weather check"),
     ]
+
+
+def night_job_specs(actions: NightActions, site: EarthLocation,
+                    settings: SchedulerSettings | None = None) -> list[_Spec]:
+    """The jobs :func:`register_night_jobs` would register (for inspection and tests): those of
+    :func:`night_jobs` with the action's import path as the function."""
+    refs = actions.refs()
+    return [_Spec(s.id, refs[s.action], s.trigger, s.misfire_grace_time, s.name)
+            for s in night_jobs(site, settings)]
 
 
 def register_night_jobs(
