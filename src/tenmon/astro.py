@@ -1,4 +1,5 @@
-"""Small, fast astronomy helpers for the control loop: sidereal time, alt/az, the sun's altitude.
+"""Small, fast astronomy helpers for the control loop: sidereal time, alt/az, the sun's altitude,
+and tenmon's one angular separation (:func:`separation_deg`, :func:`separation_arcsec`).
 
 The control loop runs ten times a second; astropy's full transforms cost milliseconds each, so
 these use the standard low-precision formulas (GMST from the IAU 1982 expression, no refraction,
@@ -10,6 +11,9 @@ from __future__ import annotations
 
 import math
 from datetime import datetime, timezone
+from typing import Any, overload
+
+import numpy as np
 
 _J2000 = datetime(2000, 1, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -70,6 +74,46 @@ def sun_altitude_deg(when: datetime, latitude_deg: float, longitude_deg: float) 
     """The sun's altitude in degrees (no refraction), for the safety rule and the simulator."""
     ra, dec = sun_radec(when)
     return radec_to_altaz(ra, dec, lst_deg(when, longitude_deg), latitude_deg)[0]
+
+
+@overload
+def separation_deg(lon1: float, lat1: float, lon2: float, lat2: float) -> float: ...
+@overload
+def separation_deg(lon1: Any, lat1: Any, lon2: Any, lat2: Any) -> Any: ...
+
+
+def separation_deg(lon1, lat1, lon2, lat2):  # type: ignore[no-untyped-def]
+    """Great-circle angle in degrees between ``(lon1, lat1)`` and ``(lon2, lat2)`` (degrees):
+    (ra, dec) pairs, or (az, alt) pairs (azimuth first).
+
+    Vincenty's formula, as astropy's ``SkyCoord.separation``: exact at every angle (haversine
+    loses precision near 180 deg, the arccos form near 0). Four scalars give a ``float`` (the
+    control loop's case, computed with :mod:`math`); arrays broadcast and give an array.
+    """
+    if np.ndim(lon1) == 0 and np.ndim(lat1) == 0 and np.ndim(lon2) == 0 and np.ndim(lat2) == 0:
+        b1, b2 = math.radians(float(lat1)), math.radians(float(lat2))
+        dl = math.radians(float(lon2) - float(lon1))
+        s1, c1, s2, c2 = math.sin(b1), math.cos(b1), math.sin(b2), math.cos(b2)
+        sdl, cdl = math.sin(dl), math.cos(dl)
+        return math.degrees(math.atan2(math.hypot(c2 * sdl, c1 * s2 - s1 * c2 * cdl),
+                                       s1 * s2 + c1 * c2 * cdl))
+    b1, b2 = np.radians(np.asarray(lat1, float)), np.radians(np.asarray(lat2, float))
+    dl = np.radians(np.asarray(lon2, float) - np.asarray(lon1, float))
+    s1, c1, s2, c2 = np.sin(b1), np.cos(b1), np.sin(b2), np.cos(b2)
+    sdl, cdl = np.sin(dl), np.cos(dl)
+    return np.degrees(np.arctan2(np.hypot(c2 * sdl, c1 * s2 - s1 * c2 * cdl),
+                                 s1 * s2 + c1 * c2 * cdl))
+
+
+@overload
+def separation_arcsec(lon1: float, lat1: float, lon2: float, lat2: float) -> float: ...
+@overload
+def separation_arcsec(lon1: Any, lat1: Any, lon2: Any, lat2: Any) -> Any: ...
+
+
+def separation_arcsec(lon1, lat1, lon2, lat2):  # type: ignore[no-untyped-def]
+    """:func:`separation_deg` in arcsec."""
+    return separation_deg(lon1, lat1, lon2, lat2) * 3600.0
 
 
 def wrap180(angle_deg: float) -> float:

@@ -96,7 +96,7 @@ class Rig:
             await asyncio.sleep(0)
 
     def true_separation_arcsec(self, ra: float, dec: float) -> float:
-        from tenmon.vision.solve.centering import separation_arcsec
+        from tenmon.astro import separation_arcsec
 
         t_ra, t_dec = self.world.true_pointing()
         return separation_arcsec(ra, dec, t_ra, t_dec)

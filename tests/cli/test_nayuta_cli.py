@@ -15,7 +15,7 @@ from tenmon.cli import nayuta as cli
 from tenmon.drivers.nayuta_feed import SimulatedNayutaFeed, SimulatedSlitViewerSettings
 from tenmon.errors import ApiError, TenmonError
 from tenmon.vision.skyrender import render_star_field, simple_wcs, write_frame_fits
-from tenmon.vision.solve.catalogs import angular_distance_deg
+from tenmon.astro import separation_deg
 
 T0 = datetime(2026, 11, 21, 14, 0, tzinfo=timezone.utc)
 SKY = 11
@@ -52,7 +52,7 @@ def frames(tmp_path_factory):
 
 
 def sep_arcsec(ra1, dec1, ra2, dec2):
-    return float(angular_distance_deg(np.array([ra1]), np.array([dec1]), ra2, dec2)[0] * 3600)
+    return float(separation_deg(np.array([ra1]), np.array([dec1]), ra2, dec2)[0] * 3600)
 
 
 def test_locate_json_both_routes(frames, capsys):

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tenmon.cli import pointing as cli
+from tenmon.daemon.schema import SOLVES_SCHEMA
 from tenmon.errors import TenmonError
 from tenmon.vision import pointing as P
 
@@ -75,7 +76,7 @@ def test_human_output_and_term_choice(test_data, capsys):
 def test_from_log(tmp_path, capsys):
     db = tmp_path / "tenmon.sqlite"
     con = sqlite3.connect(db)
-    con.executescript(P.SOLVES_SCHEMA)
+    con.executescript(SOLVES_SCHEMA)
     rows = [
         # (ra, dec, mount_ra, mount_dec, lst, pier): a mount off by pure index errors. The Dec
         # index error is mechanical: it reads high on the east side and low beyond the pole.

@@ -15,7 +15,8 @@ from tenmon.cli import solve as cli
 from tenmon.errors import TenmonError
 from tenmon.vision.skyrender import render_star_field, simple_wcs, write_frame_fits
 from tenmon.vision.solve.base import RESULT_FIELDS, describe_wcs
-from tenmon.vision.solve.catalogs import SimulatedSky, angular_distance_deg
+from tenmon.astro import separation_deg
+from tenmon.vision.solve.catalogs import SimulatedSky
 
 
 def run(argv: list[str]) -> int:
@@ -46,7 +47,7 @@ def test_solve_json(sim_frame, capsys, tmp_path):
     assert rc == 0 and rep["solved"] is True and rep["solver"] == "hinted"
     for k in RESULT_FIELDS:
         assert k in rep
-    err = angular_distance_deg(rep["ra_deg"], rep["dec_deg"], truth["ra_deg"], truth["dec_deg"]) * 3600
+    err = separation_deg(rep["ra_deg"], rep["dec_deg"], truth["ra_deg"], truth["dec_deg"]) * 3600
     assert err < 0.5 and rep["rms_arcsec"] < 0.3
     assert abs((rep["rotation_deg"] - truth["rotation_deg"] + 180) % 360 - 180) < 0.05
     assert rep["hint"]["ra_deg"] == pytest.approx(250.04) and rep["attempts"][0]["solved"] is True

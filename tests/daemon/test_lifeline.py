@@ -78,7 +78,7 @@ def test_parent_chain_from_proc():
 POOL_OWNER = textwrap.dedent("""
     import os, sys, time
     from tenmon.daemon.frame_worker import FrameWorkerSettings
-    from tenmon.daemon.frames import make_pool
+    from tenmon.daemon.frame_worker import make_pool
 
     pool = make_pool(FrameWorkerSettings(processes=2))
     pids = set(pool.submit(os.getpid).result(timeout=120) for _ in range(4))
@@ -88,7 +88,7 @@ POOL_OWNER = textwrap.dedent("""
 
 
 def test_pool_processes_die_when_their_owner_is_sigkilled():
-    """frames.make_pool: the fork server and the workers go when the owner is SIGKILLed."""
+    """frame_worker.make_pool (every frame pool): the fork server and the workers go when the owner is SIGKILLed."""
     proc = subprocess.Popen([sys.executable, "-c", POOL_OWNER], stdout=subprocess.PIPE,
                             text=True)
     tree: set[int] = set()

@@ -20,7 +20,7 @@ from tenmon.drivers.nayuta_feed import (
 )
 from tenmon.errors import DeviceError
 from tenmon.vision import nayuta as N
-from tenmon.vision.solve.catalogs import angular_distance_deg
+from tenmon.astro import separation_deg
 
 T0 = datetime(2026, 11, 21, 13, 0, tzinfo=timezone.utc)
 
@@ -41,14 +41,14 @@ def test_simulated_feed_shows_the_target_on_the_slit(sim_feed, target):
     f = sim_feed(ra, dec, T0)
     t = f.truth
     assert f.image.shape == (600, 1050) and t.target_mag == pytest.approx(mag)
-    assert angular_distance_deg(np.array([t.target_ra_deg]), np.array([t.target_dec_deg]), ra, dec)[0] < 1e-9
+    assert separation_deg(np.array([t.target_ra_deg]), np.array([t.target_dec_deg]), ra, dec)[0] < 1e-9
     # the target sits on the slit within the guiding jitter (0.15" rms)
     g = N.find_slit(f.image)
     assert g.found
     _, across = g.to_slit(*t.target_xy)
     assert abs(float(across)) * 0.4 < 0.6
     # the header says where Nayuta *reports* it points: off by its own pointing error
-    rep = angular_distance_deg(np.array([f.header["RA"]]), np.array([f.header["DEC"]]), ra, dec)[0] * 3600
+    rep = separation_deg(np.array([f.header["RA"]]), np.array([f.header["DEC"]]), ra, dec)[0] * 3600
     assert 0.0 < rep < 100.0 and f.hint.scale_arcsec == 0.4 and f.hint.radius_deg * 3600 >= 3 * 20.0 - 1e-9
     assert f.exposure_s == 10.0 and f.date_obs == T0
 

@@ -16,7 +16,8 @@ from tenmon.config.models import (
     SimulatedRelayConfig,
     SimulatedWeatherConfig,
 )
-from tenmon.drivers.relays import REGISTRY, make_relay_bank
+from tenmon.drivers import registry
+from tenmon.drivers.relays import make_relay_bank
 from tenmon.drivers.relays.gpio import GpioRelayBank
 from tenmon.drivers.relays.hid import HidRelayBank, set_report, state_from_report
 from tenmon.drivers.relays.lcus import LcusRelayBank
@@ -197,8 +198,7 @@ def test_sim_unplug_drops_relays_and_writes_fail():
 
 def test_registry_builds_each_backend():
     clock = FakeClock()
-    assert set(REGISTRY) == {LcusSerialRelayConfig, GpioRelayConfig, HidRelayConfig,
-                             SimulatedRelayConfig}
+    assert registry.types("relays") == ("lcus-serial", "gpio", "usb-hid", "simulated")
     cases = [
         (LcusSerialRelayConfig(type="lcus-serial", port="loop://"), LcusRelayBank),
         (GpioRelayConfig(type="gpio", channels=1, pins=[17]), GpioRelayBank),

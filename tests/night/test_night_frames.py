@@ -19,7 +19,7 @@ from tenmon.vision.pointing import read_solve_log
 from tenmon.vision.products import ProductSettings
 from tenmon.vision.skyrender import render_star_field, simple_wcs, write_frame_fits
 from tenmon.vision.solve.catalogs import SimulatedSky
-from tenmon.vision.solve.centering import separation_arcsec
+from tenmon.astro import separation_arcsec
 from tenmon.vision.solve.chain import CatalogSettings, SolverSettings
 
 SCALE = 1.28  # 512 px over the 11' field

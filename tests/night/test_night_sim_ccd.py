@@ -17,7 +17,7 @@ from tenmon.drivers.sim.ccd import SimulatedCcd, moon_radec
 from tenmon.errors import DeviceError
 from tenmon.vision.solve.base import SolveHint
 from tenmon.vision.solve.catalogs import SimulatedSky
-from tenmon.vision.solve.centering import separation_arcsec
+from tenmon.astro import separation_arcsec
 from tenmon.vision.solve.detect import detect_sources
 from tenmon.vision.solve.frames import hint_from_header, read_frame
 from tenmon.vision.solve.hinted import HintedSolver

@@ -11,7 +11,8 @@ from astropy.wcs import WCS
 
 from tenmon.vision.skyrender import simple_wcs
 from tenmon.vision.solve.base import SolveHint, describe_wcs
-from tenmon.vision.solve.catalogs import SimulatedSky, angular_distance_deg
+from tenmon.astro import separation_deg
+from tenmon.vision.solve.catalogs import SimulatedSky
 
 
 @dataclass
@@ -63,7 +64,7 @@ def point_case(seed: int, sky: SimulatedSky, *, shape=(2048, 2048), scale=0.32, 
 
 
 def centre_error_arcsec(result, truth: dict) -> float:
-    return float(angular_distance_deg(np.array([result.ra_deg]), np.array([result.dec_deg]),
+    return float(separation_deg(np.array([result.ra_deg]), np.array([result.dec_deg]),
                                       truth["ra_deg"], truth["dec_deg"])[0] * 3600.0)
 
 

@@ -11,7 +11,8 @@ from astropy.table import Table
 from tenmon.vision import nayuta as N
 from tenmon.vision.skyrender import render_star_field, simple_wcs
 from tenmon.vision.solve.base import SolveHint, describe_wcs
-from tenmon.vision.solve.catalogs import SimulatedSky, angular_distance_deg
+from tenmon.astro import separation_deg
+from tenmon.vision.solve.catalogs import SimulatedSky
 from tenmon.vision.solve.chain import SolverSettings, build_chain
 
 SV_SCALE = 0.4  # the simulated feed's 2x2-binned read-out: 7' x 4' in 1050 x 600 px
@@ -26,7 +27,7 @@ def angle_diff(a: float, b: float, period: float = 180.0) -> float:
 
 
 def sep_arcsec(ra1, dec1, ra2, dec2) -> float:
-    return float(angular_distance_deg(np.array([ra1]), np.array([dec1]), ra2, dec2)[0] * 3600.0)
+    return float(separation_deg(np.array([ra1]), np.array([dec1]), ra2, dec2)[0] * 3600.0)
 
 
 @pytest.fixture(scope="module")

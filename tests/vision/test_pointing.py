@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
+from tenmon.daemon.schema import SOLVES_SCHEMA
 from tenmon.vision import pointing as P
 
 RUNS = {"gem-28.dat": 454, "cgx-l-data.dat": 148, "warp-astron.dat": 98}
@@ -329,7 +330,7 @@ def test_residual_plot_is_a_png(tmp_path, runs):
 
 def _write_solve_log(path: Path, data: P.PointingData) -> None:
     con = sqlite3.connect(path)
-    con.executescript(P.SOLVES_SCHEMA)
+    con.executescript(SOLVES_SCHEMA)
     for i in range(len(data)):
         con.execute(
             "INSERT INTO solves (time_utc, solved, solver, ra_deg, dec_deg, mount_ra_deg, mount_dec_deg,"
@@ -398,7 +399,7 @@ def test_solve_log_of_a_jnow_mount_is_converted_to_apparent_place(tmp_path):
     ha = rng.uniform(-80, 80, n)
     db = tmp_path / "log.sqlite"
     con = sqlite3.connect(db)
-    con.executescript(P.SOLVES_SCHEMA)
+    con.executescript(SOLVES_SCHEMA)
     for i in range(n):
         con.execute(
             "INSERT INTO solves (time_utc, solved, ra_deg, dec_deg, mount_ra_deg, mount_dec_deg, lst_deg, pier_side)"

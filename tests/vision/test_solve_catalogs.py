@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
+from tenmon.astro import separation_deg
 from tenmon.vision.skyrender import render_star_field, simple_wcs
 from tenmon.vision.solve.catalogs import (
     CatalogError,
     GaiaCatalog,
     LocalFileCatalog,
     SimulatedSky,
-    angular_distance_deg,
 )
 
 
@@ -24,7 +24,7 @@ def test_simulated_sky_is_deterministic_and_cones_agree():
     assert len(a) > 100 and np.array_equal(a["ra"], b["ra"]) and np.array_equal(a["mag"], b["mag"])
     # A smaller cone off-centre inside the first holds exactly the same stars there.
     small = SimulatedSky(seed=3).cone(120.05, 40.03, 0.05)
-    d = angular_distance_deg(np.asarray(a["ra"]), np.asarray(a["dec"]), 120.05, 40.03)
+    d = separation_deg(np.asarray(a["ra"]), np.asarray(a["dec"]), 120.05, 40.03)
     assert len(small) == int((d <= 0.05).sum()) > 0
     assert set(np.round(small["ra"], 9)) <= set(np.round(a["ra"], 9))
     assert np.all(np.diff(np.asarray(a["mag"])) >= 0)  # brightest first
@@ -38,7 +38,7 @@ def test_simulated_sky_density_everywhere(ra, dec):
     t = sky.cone(ra, dec, r)
     expected = 30000.0 * 2 * math.pi * (1 - math.cos(math.radians(r))) * (180 / math.pi) ** 2
     assert abs(len(t) - expected) < 5 * math.sqrt(expected)
-    assert np.all(angular_distance_deg(np.asarray(t["ra"]), np.asarray(t["dec"]), ra, dec) <= r)
+    assert np.all(separation_deg(np.asarray(t["ra"]), np.asarray(t["dec"]), ra, dec) <= r)
 
 
 def test_simulated_sky_magnitudes_follow_the_law():
@@ -70,7 +70,7 @@ def test_local_file_catalogues(tmp_path, suffix, fmt):
     t.write(path, format=fmt)
     cat = LocalFileCatalog(path)
     got = cat.cone(10.0, 20.0, 0.1, mag_limit=19.0)
-    d = angular_distance_deg(np.asarray(src["ra"]), np.asarray(src["dec"]), 10.0, 20.0)
+    d = separation_deg(np.asarray(src["ra"]), np.asarray(src["dec"]), 10.0, 20.0)
     assert len(got) == int(((d <= 0.1) & (np.asarray(src["mag"]) <= 19.0)).sum())
     assert got.colnames == ["ra", "dec", "mag"]
 
@@ -101,7 +101,7 @@ def test_gaia_cones_inside_a_cached_one_never_reach_the_network(tmp_path, monkey
 
     monkeypatch.setattr(GaiaCatalog, "_query", no_network)
     got = gaia.cone(150.1, 2.05, 0.2, mag_limit=17.0)
-    d = angular_distance_deg(np.asarray(stars["ra"]), np.asarray(stars["dec"]), 150.1, 2.05)
+    d = separation_deg(np.asarray(stars["ra"]), np.asarray(stars["dec"]), 150.1, 2.05)
     assert len(got) == int(((d <= 0.2) & (np.asarray(stars["mag"]) <= 17.0)).sum()) > 0
     # Outside the cached cone it would have to ask the archive.
     with pytest.raises(AssertionError, match="network"):

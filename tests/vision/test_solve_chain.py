@@ -14,7 +14,8 @@ from pydantic import ValidationError
 from solve_synth import centre_error_arcsec, point_case
 
 from tenmon.errors import SolveError
-from tenmon.vision.pointing import SOLVES_SCHEMA, read_solve_log
+from tenmon.daemon.schema import SOLVES_SCHEMA
+from tenmon.vision.pointing import read_solve_log
 from tenmon.vision.solve.base import SolveHint, SolveResult, Solver, insert_solve, solve_row, wcs_from_json
 from tenmon.vision.solve.catalogs import SimulatedSky
 from tenmon.vision.solve.chain import SolverChain, SolverSettings, build_chain

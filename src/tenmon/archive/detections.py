@@ -29,6 +29,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from tenmon import offline
+from tenmon.astro import separation_deg
 from tenmon.atomicfile import atomic_write, usual_mode
 
 offline.configure()
@@ -211,7 +212,7 @@ def cone(archive: str | Path, ra_deg: float, dec_deg: float, radius_deg: float, 
     else:
         d = ds.dataset(paths, format="parquet", partitioning=PARTITIONING, partition_base_dir=str(root))
         t = d.to_table(columns=cols, filter=cone_filter(ra_deg, dec_deg, radius_deg))
-    sep = _sep_deg(np.asarray(t["ra"].to_numpy(zero_copy_only=False), float),
+    sep = separation_deg(np.asarray(t["ra"].to_numpy(zero_copy_only=False), float),
                    np.asarray(t["dec"].to_numpy(zero_copy_only=False), float), ra_deg, dec_deg)
     keep = sep <= radius_deg
     t = t.filter(pa.array(keep))
@@ -232,12 +233,6 @@ def batch_files(archive: str | Path) -> dict[str, list[Path]]:
     for p in root.glob("night=*/part-*.parquet"):
         out.setdefault(p.name[len("part-"):-len(".parquet")], []).append(p)
     return out
-
-
-def _sep_deg(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float) -> np.ndarray:
-    from tenmon.vision.solve.catalogs import angular_distance_deg
-
-    return angular_distance_deg(ra, dec, ra0, dec0)
 
 
 __all__ = ["DETECTIONS_DIR", "NSIDE", "PARTITIONING", "SCHEMA", "UNKNOWN_NIGHT", "batch_files", "cone",

@@ -37,9 +37,9 @@ def _frames_near(conn: sqlite3.Connection, ra: float, dec: float, radius_deg: fl
         "WHERE dec_deg BETWEEN ? AND ? AND ra_deg IS NOT NULL", (dec - band, dec + band)).fetchall()
     if not rows:
         return []
-    from tenmon.vision.solve.catalogs import angular_distance_deg
+    from tenmon.astro import separation_deg
 
-    d = angular_distance_deg(np.array([r["ra_deg"] for r in rows]), np.array([r["dec_deg"] for r in rows]), ra, dec)
+    d = separation_deg(np.array([r["ra_deg"] for r in rows]), np.array([r["dec_deg"] for r in rows]), ra, dec)
     rad = np.array([r["radius_deg"] or 0.0 for r in rows])
     return [r for r, di, ri in zip(rows, d, rad) if di <= ri + radius_deg]
 

@@ -288,9 +288,9 @@ def footprint(wcs, shape: tuple[int, int]) -> dict[str, Any]:
                     [-0.5, ny - 0.5]])
     w = wcs.all_pix2world(pix, 0)
     ra0, dec0 = float(w[0, 0]) % 360.0, float(w[0, 1])
-    from tenmon.vision.solve.catalogs import angular_distance_deg
+    from tenmon.astro import separation_deg
 
-    r = float(np.max(angular_distance_deg(w[1:, 0], w[1:, 1], ra0, dec0)))
+    r = float(np.max(separation_deg(w[1:, 0], w[1:, 1], ra0, dec0)))
     return {"ra_deg": ra0, "dec_deg": dec0, "radius_deg": r,
             "corners": [[round(float(a) % 360.0, 7), round(float(b), 7)] for a, b in w[1:]]}
 

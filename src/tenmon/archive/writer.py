@@ -16,7 +16,6 @@ import json
 import logging
 import os
 from collections import defaultdict
-from datetime import timezone
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ import pyarrow as pa
 from tenmon.archive import detections as det
 from tenmon.archive import index as idx
 from tenmon.clock import Clock, RealClock
+from tenmon.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class ArchiveLock:
 
 def utc_iso(clock: Clock) -> str:
     """The clock's time as ISO UTC (seconds)."""
-    return clock.now().astimezone(timezone.utc).isoformat(timespec="seconds")
+    return utc_iso(clock.now(), timespec="seconds")
 
 
 class ArchiveWriter:

@@ -13,6 +13,7 @@ from typing import Any, Callable
 from tenmon.cli.client import ApiClient, client_for
 from tenmon.errors import ApiError, TenmonError
 from tenmon.statusview import format_text
+from tenmon.timefmt import parse_utc, utc_iso
 
 
 class WaitFailed(TenmonError):
@@ -261,11 +262,10 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
         span = timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: n})
         return (now or datetime.now(timezone.utc)) - span
     try:
-        t = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        return parse_utc(text)
     except ValueError:
         raise TenmonError(f"--since {text!r}: give an ISO time (2026-11-21T13:00) or a span "
                           "(90s, 10m, 2h, 1d)") from None
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def _print_event(args, e: dict) -> None:
@@ -302,7 +302,7 @@ def cmd_events(args) -> int:
     if args.since:
         since = parse_since(args.since)
     rows = newest(client, "/events", "events", args.limit,
-                  since=since.isoformat() if since else None)
+                  since=utc_iso(since, timespec="auto") if since else None)
     for e in rows:
         _print_event(args, e)
     last = rows[-1]["id"] if rows else 0

@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import datetime, timezone
 from typing import Any
 
 from tenmon import __version__
 from tenmon.daemon.observatory import Observatory
 from tenmon.drivers.base import DomeState, ShutterState
 from tenmon.errors import CommandRefused
+from tenmon.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -67,11 +67,6 @@ def refused(exc: CommandRefused) -> AlpacaError:
 
 def not_implemented(what: str) -> AlpacaError:
     return AlpacaError(NOT_IMPLEMENTED, f"{what} is not implemented by this device")
-
-
-def iso_z(when: datetime) -> str:
-    """An ISO 8601 UTC time with the trailing Z the standard's DateTime values need."""
-    return when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class Call:
@@ -208,7 +203,7 @@ class AlpacaDevice:
 
     def get_devicestate(self, c: Call) -> list[dict[str, Any]]:
         items = self.state_items()
-        items.append(("TimeStamp", iso_z(self.obs.clock.now())))
+        items.append(("TimeStamp", utc_iso(self.obs.clock.now())))
         return [{"Name": k, "Value": v} for k, v in items]
 
     # --------------------------------------------------------------- helpers
@@ -621,4 +616,4 @@ DEVICE_CLASSES = (AlpacaDome, AlpacaCover, AlpacaSafety, AlpacaWeather)
 __all__ = ["AlpacaDevice", "AlpacaDome", "AlpacaCover", "AlpacaSafety", "AlpacaWeather",
            "AlpacaError", "BadRequest", "Call", "DEVICE_CLASSES", "NO_CONNECTION_NEEDED",
            "OPEN_PUTS", "NOT_IMPLEMENTED", "INVALID_VALUE", "VALUE_NOT_SET", "NOT_CONNECTED",
-           "INVALID_OPERATION", "DRIVER_ERROR", "iso_z", "refused"]
+           "INVALID_OPERATION", "DRIVER_ERROR", "refused"]

@@ -27,7 +27,7 @@ import json
 import math
 import re
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import PurePath
 from typing import Annotated, Any, Awaitable, Callable, Mapping
 
@@ -35,6 +35,7 @@ from aiohttp import web
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from tenmon.errors import CommandRefused
+from tenmon.timefmt import parse_utc, utc_iso
 
 PREFIX = "/api/v1"
 
@@ -86,8 +87,8 @@ def status_of(code: str) -> int:
 def _default(obj: Any) -> Any:
     if isinstance(obj, (PurePath,)):
         return str(obj)
-    if isinstance(obj, datetime):
-        return obj.isoformat()
+    if isinstance(obj, datetime):  # aware: ISO UTC with Z (tenmon.timefmt); naive as it is
+        return utc_iso(obj, timespec="auto") if obj.tzinfo is not None else obj.isoformat()
     item = getattr(obj, "item", None)  # numpy scalars
     if callable(item):
         return item()
@@ -339,9 +340,7 @@ def _iso_time(v: Any) -> Any:
         # RFC 3339 allows a leap second; Python's datetime does not: take the second before
         text = re.sub(r"(T\d\d:\d\d):60(\.\d+)?", r"\1:59.999999", text)
         try:
-            t = datetime.fromisoformat(text)
-            t = t if t.tzinfo else t.replace(tzinfo=timezone.utc)
-            return t.astimezone(timezone.utc)
+            return parse_utc(text)
         except (ValueError, OverflowError):
             raise ValueError("must be an ISO time such as 2026-11-21T13:00:00Z") from None
     return v

@@ -26,7 +26,7 @@ from typing import Any, Callable
 from urllib.parse import quote
 
 from tenmon.daemon.api_kit import MAX_PAGE, dumps
-from tenmon.daemon.store import utc_iso
+from tenmon.timefmt import utc_iso
 from tenmon.errors import CommandRefused
 
 #: Reads in progress or waiting, at most.

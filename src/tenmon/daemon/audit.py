@@ -22,24 +22,11 @@ import sqlite3
 from dataclasses import asdict, dataclass
 from datetime import timedelta
 
-from tenmon.daemon.store import utc_iso
+from tenmon.daemon.schema import AUDIT_SCHEMA as SCHEMA
+from tenmon.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS audit (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time_utc TEXT NOT NULL,
-    client TEXT NOT NULL,
-    method TEXT NOT NULL,
-    route TEXT NOT NULL,
-    body TEXT NOT NULL,
-    status INTEGER NOT NULL,
-    code TEXT NOT NULL,
-    auth TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS audit_time ON audit (time_utc);
-"""
 
 #: Requests without the right token recorded per minute at most; the rest are counted, and the
 #: count recorded in one row, so that a flood of refused requests cannot fill the disk.

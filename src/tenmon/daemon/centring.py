@@ -37,14 +37,14 @@ from typing import Annotated, Any, Callable, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from tenmon.astro import lst_deg, radec_to_altaz
+from tenmon.astro import lst_deg, radec_to_altaz, separation_arcsec
 from tenmon.config.sections import section
 from tenmon.daemon.dome_geometry import azimuth_error_deg, dome_azimuth_radec
-from tenmon.daemon.store import utc_iso
+from tenmon.timefmt import utc_iso
 from tenmon.drivers.base import MountState, ShutterState
 from tenmon.drivers.camera import CameraState
 from tenmon.errors import CommandRefused, DeviceError
-from tenmon.vision.solve.centering import CenteringSettings, centering_step, separation_arcsec
+from tenmon.vision.solve.centering import CenteringSettings, centering_step
 
 log = logging.getLogger(__name__)
 

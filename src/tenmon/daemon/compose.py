@@ -15,10 +15,12 @@ from tenmon.config.models import SimulatedMountConfig, TenmonConfig
 from tenmon.daemon.device_factory import build_mount, build_weather, is_network
 from tenmon.daemon.observatory import Observatory
 from tenmon.daemon.store import Store
+from tenmon.drivers import registry
 from tenmon.drivers.cover import RelayCover
 from tenmon.drivers.dome import RelayDome
 from tenmon.drivers.slit import RelaySlit
 from tenmon.errors import DeviceNotFound
+from tenmon.timefmt import parse_utc, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +59,8 @@ def _build_simulated(config: TenmonConfig, store: Store, data_dir: Path, clock: 
     state = None if fresh else SimWorld.load_state(world_path)
     start = sim.start()
     if state is not None:
-        from datetime import datetime
-
-        start = datetime.fromisoformat(state.time_utc)
-        log.info("simulated world resumed from %s at %s", world_path, start.isoformat())
+        start = parse_utc(state.time_utc)
+        log.info("simulated world resumed from %s at %s", world_path, utc_iso(start))
     clock = clock or FakeClock(start)
     mcfg = config.mount
     # a network mount (its server's simulator) leaves the world's own mount at its defaults
@@ -128,35 +128,30 @@ def _build_site(config: TenmonConfig, store: Store, clock: Clock) -> Observatory
 
 
 def _site_encoder(config: TenmonConfig, clock: Clock):
-    if config.encoder.type == "ir-camera":
-        try:
-            from tenmon.drivers.ir_encoder import IrCameraEncoder
-        except ImportError:
-            raise DeviceNotFound("encoder", "the IR-camera encoder (type = 'ir-camera') is not "
-                                 "available in this build of tenmon") from None
-        return IrCameraEncoder(config.encoder, clock)
-    raise DeviceNotFound("encoder", f"type {config.encoder.type!r} cannot run at a site")
+    entry = registry.driver("encoder", config.encoder.type)
+    if entry.simulated:
+        raise DeviceNotFound("encoder", f"type {config.encoder.type!r} cannot run at a site")
+    return entry.load()(config.encoder, clock)
 
 
 def _site_weather(config: TenmonConfig, clock: Clock):
     if is_network(config.weather):  # alpaca, indi
         return build_weather(config.weather, clock)
-    if config.weather.type == "gpio-rain":
-        from tenmon.drivers.gpio_inputs import GpioRainSensor
-
-        return GpioRainSensor(config.weather, clock)
-    raise DeviceNotFound("weather", f"type {config.weather.type!r} cannot run at a site")
+    entry = registry.driver("weather", config.weather.type)
+    if entry.simulated:
+        raise DeviceNotFound("weather", f"type {config.weather.type!r} cannot run at a site")
+    return entry.load()(config.weather, clock)
 
 
 def _site_mount(config: TenmonConfig, clock: Clock):
     if is_network(config.mount):  # alpaca, indi: each runs its own worker thread
         return build_mount(config.mount, clock, site=config.site)
-    if config.mount.type == "lx200":
-        from tenmon.daemon.mount_thread import ThreadedMount
-        from tenmon.drivers.mount import make_mount
+    if registry.driver("mount", config.mount.type).simulated:
+        raise DeviceNotFound("mount", f"type {config.mount.type!r} cannot run at a site")
+    from tenmon.daemon.mount_thread import ThreadedMount
+    from tenmon.drivers.mount import make_mount
 
-        return ThreadedMount(make_mount(config.mount, clock))
-    raise DeviceNotFound("mount", f"type {config.mount.type!r} cannot run at a site")
+    return ThreadedMount(make_mount(config.mount, clock))
 
 
 def _assemble(config, clock, store, banks, encoder, weather, mount, switches, *, world=None,

@@ -31,12 +31,10 @@ from typing import Any
 
 from tenmon.clock import Clock
 from tenmon.drivers.camera_fits import FrameSite, HeaderContext
+from tenmon.drivers.registry import BACKENDS  # type -> package (re-exported)
 from tenmon.errors import DeviceNotFound
 
 log = logging.getLogger(__name__)
-
-#: ``type`` -> the package that implements it.
-BACKENDS = {"alpaca": "tenmon.drivers.alpaca", "indi": "tenmon.drivers.indi"}
 
 
 def is_network(section: Any) -> bool:

@@ -107,8 +107,23 @@ def _init_worker(nice: int, threads: int, origin_pid: int | None = None) -> None
         pass
 
 
-def _masters_for(directory: str | None):
-    """Calibration masters, loaded once per worker process and reloaded when a file changes."""
+def make_pool(settings: FrameWorkerSettings) -> concurrent.futures.ProcessPoolExecutor:
+    """The frame pool (``settings.processes`` workers), the one setup of every frame pool: the
+    ``forkserver`` start method where available (forking a process that runs an event loop and
+    threads is not safe), fork server and workers dying with this process
+    (:func:`tenmon.lifeline.pool_context`), each worker at ``settings.nice`` more niceness and
+    ``settings.threads_per_process`` library threads (OpenMP, BLAS, OpenCV: ``_init_worker``)."""
+    from tenmon.lifeline import pool_context
+
+    ctx = pool_context()  # its fork server and workers die with the daemon
+    return concurrent.futures.ProcessPoolExecutor(
+        max_workers=settings.processes, mp_context=ctx, initializer=_init_worker,
+        initargs=(settings.nice, settings.threads_per_process, os.getpid()))
+
+
+def masters_for(directory: str | Path | None):
+    """Calibration masters of ``directory`` (none: empty masters), loaded once per worker process
+    and reloaded when a file changes (every frame pool's worker side uses this one cache)."""
     from tenmon.vision import calibration
 
     if directory is None:
@@ -129,7 +144,7 @@ def run_frame(path: str, out_dir: str, settings_json: str) -> dict[str, Any]:
     from tenmon.vision.pipeline import PipelineSettings, process_frame
 
     settings = PipelineSettings.model_validate_json(settings_json)
-    masters = _masters_for(str(settings.calibration.directory) if settings.calibration.directory else None)
+    masters = masters_for(str(settings.calibration.directory) if settings.calibration.directory else None)
     return process_frame(path, out_dir=out_dir, settings=settings, masters=masters).to_json()
 
 
@@ -254,12 +269,7 @@ class FrameWorker:
     # ------------------------------------------------------------------ internals
 
     def _make_pool(self) -> concurrent.futures.ProcessPoolExecutor:
-        from tenmon.lifeline import pool_context
-
-        ctx = pool_context()  # its fork server and workers die with the daemon
-        return concurrent.futures.ProcessPoolExecutor(
-            max_workers=self.settings.processes, mp_context=ctx, initializer=_init_worker,
-            initargs=(self.settings.nice, self.settings.threads_per_process, os.getpid()))
+        return make_pool(self.settings)
 
     def _start_available(self) -> None:
         """Start queued frames while workers are free (synchronous: called from submit and when
@@ -345,4 +355,5 @@ class FrameWorker:
             log.exception("frame worker callback failed")
 
 
-__all__ = ["FrameWorker", "FrameWorkerSettings", "FrameOutcome", "WorkerStats", "run_frame"]
+__all__ = ["FrameWorker", "FrameWorkerSettings", "FrameOutcome", "WorkerStats", "make_pool", "masters_for",
+           "run_frame"]

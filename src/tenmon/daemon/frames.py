@@ -6,7 +6,7 @@ the simulated CCD): ``drivers.ccd_directory.FrameDirectory`` delivers each compl
 queue, newest-first by default so the frame a sequencer waits for to centre is not stuck behind a
 backlog); the worker runs ``vision.pipeline.process_frame`` with the solver chain
 (``vision.solve``). Each outcome becomes a row of ``frames`` and, when a solve was tried, a row of
-``solves`` (``tenmon.vision.pointing.SOLVES_SCHEMA``), an event, and a call to every listener
+``solves`` (``tenmon.daemon.schema.SOLVES_SCHEMA``), an event, and a call to every listener
 (the sequencer centres on it).
 
 Nothing here blocks the loop: ``tick()`` (a tick hook) polls the directory every ``poll_s`` of
@@ -24,51 +24,22 @@ import asyncio
 import collections
 import json
 import logging
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tenmon.daemon.frame_worker import FrameOutcome, FrameWorker, FrameWorkerSettings
-from tenmon.daemon.store import utc_iso
+from tenmon.daemon.frame_worker import (FrameOutcome, FrameWorker, FrameWorkerSettings, make_pool,
+                                     masters_for)
+from tenmon.daemon.schema import FRAMES_SCHEMA, SOLVES_SCHEMA
 from tenmon.drivers.ccd_directory import FrameDirectory, FrameDirectorySettings
 from tenmon.errors import DeviceError, StorageError
+from tenmon.timefmt import parse_utc, utc_iso
 from tenmon.vision.pipeline import PipelineSettings
-from tenmon.vision.pointing import SOLVES_SCHEMA
 from tenmon.vision.solve.chain import SolverSettings
 
 log = logging.getLogger(__name__)
-
-#: One row per frame the intake delivered. ``status``: queued (submitted, no result yet), done,
-#: failed (the pipeline raised; ``error``), dropped (the bounded queue dropped it; ``error``).
-FRAMES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS frames (
-    id              INTEGER PRIMARY KEY AUTOINCREMENT,
-    path            TEXT NOT NULL UNIQUE,
-    received_utc    TEXT NOT NULL,
-    processed_utc   TEXT,
-    status          TEXT NOT NULL CHECK (status IN ('queued', 'done', 'failed', 'dropped')),
-    target          TEXT,
-    block           TEXT,
-    date_obs        TEXT,
-    exptime_s       REAL,
-    n_sources       INTEGER,
-    n_cosmic_pixels INTEGER,
-    fwhm_px         REAL,
-    background      REAL,
-    solved          INTEGER,
-    solve_id        INTEGER,
-    ra_deg          REAL,
-    dec_deg         REAL,
-    rms_arcsec      REAL,
-    elapsed_ms      REAL,
-    wall_queued_s   REAL,
-    error           TEXT,
-    result_json     TEXT
-);
-CREATE INDEX IF NOT EXISTS frames_target ON frames (target, received_utc);
-"""
 
 
 class FrameServiceSettings(BaseModel):
@@ -107,62 +78,13 @@ def _make_solver(job: FrameJob):
     return header_solver(job.solver, longitude_deg=job.longitude_deg)
 
 
-_MASTERS: dict[tuple, Any] = {}
-
-
-def _masters(directory: Path | None):
-    """Calibration masters, loaded once per worker process (again when a file changes)."""
-    from tenmon.vision import calibration
-
-    if directory is None:
-        return calibration.Masters()
-    key = (str(directory), tuple(sorted((p.name, p.stat().st_mtime_ns)
-                                        for p in Path(directory).glob("*.fit*"))))
-    if key not in _MASTERS:
-        _MASTERS.clear()
-        _MASTERS[key] = calibration.load_masters(Path(directory))
-    return _MASTERS[key]
-
-
-def _init_worker(nice: int, threads: int, origin_pid: int | None = None) -> None:
-    """Pool initializer: die with the daemon (``origin_pid``; a SIGKILLed daemon leaves no
-    worker behind), a lower CPU priority and one library thread, so the control loop keeps its
-    core (the same policy as ``frame_worker``'s own pool)."""
-    import os
-
-    from tenmon.lifeline import die_with_parent
-
-    die_with_parent(origin_pid)
-    if nice:
-        try:
-            os.nice(nice)
-        except OSError as exc:
-            log.warning("frame worker cannot lower its priority: %s", exc)
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(threads)
-
-
-def make_pool(settings: FrameWorkerSettings):
-    """The process pool (forkserver where available: forking a process that runs an event loop
-    and threads is not safe)."""
-    import concurrent.futures
-    import os
-
-    from tenmon.lifeline import pool_context
-
-    ctx = pool_context()  # its fork server and workers die with the daemon
-    return concurrent.futures.ProcessPoolExecutor(
-        max_workers=settings.processes, mp_context=ctx, initializer=_init_worker,
-        initargs=(settings.nice, settings.threads_per_process, os.getpid()))
-
-
 def run_frame_solved(path: str, out_dir: str, job_json: str) -> dict[str, Any]:
     """Process and plate-solve one frame in a worker process; returns ``FrameResult.to_json()``
     (the solve under ``"solve"``). Takes and returns only small picklable values."""
     from tenmon.vision.pipeline import process_frame
 
     job = FrameJob.model_validate_json(job_json)
-    masters = _masters(job.pipeline.calibration.directory)
+    masters = masters_for(job.pipeline.calibration.directory)
     result = process_frame(path, out_dir=out_dir, settings=job.pipeline, solver=_make_solver(job),
                            masters=masters)
     return result.to_json()
@@ -491,7 +413,7 @@ class FrameService:
         pier = self.pier_side_for(mra, mdec, lst)
         wcs = solve.get("wcs")
         row = {
-            "time_utc": (mid or self.obs.clock.now()).isoformat(),
+            "time_utc": utc_iso(mid or self.obs.clock.now()),
             "frame": path,
             "solved": int(bool(solve.get("solved"))),
             "reason": solve.get("reason"),
@@ -553,11 +475,9 @@ def _mid_exposure(date_obs: str | None, exptime_s: float | None) -> datetime | N
     if not date_obs:
         return None
     try:
-        t = datetime.fromisoformat(str(date_obs).replace("Z", "+00:00"))
+        t = parse_utc(str(date_obs))
     except ValueError:
         return None
-    if t.tzinfo is None:
-        t = t.replace(tzinfo=timezone.utc)
     return t + timedelta(seconds=float(exptime_s or 0.0) / 2)
 
 

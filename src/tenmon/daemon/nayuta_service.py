@@ -38,13 +38,13 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tenmon.astro import separation_arcsec
 from tenmon.config.sections import section
 from tenmon.daemon.centring import CentringError, CentringService
-from tenmon.daemon.store import utc_iso
+from tenmon.timefmt import utc_iso
 from tenmon.drivers.nayuta_feed import NayutaFeedSettings, SlitViewerFrame, make_feed
 from tenmon.errors import CommandRefused, DeviceError, TenmonError
 from tenmon.vision.nayuta import NayutaSettings
-from tenmon.vision.solve.centering import separation_arcsec
 
 log = logging.getLogger(__name__)
 

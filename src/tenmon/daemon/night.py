@@ -39,8 +39,9 @@ from tenmon.daemon.dome_geometry import DomeGeometry, dome_azimuth_radec, slit_t
 from tenmon.daemon.frame_worker import FrameWorkerSettings
 from tenmon.daemon.frames import (FrameJob, FrameService, FrameServiceSettings,
                                   default_worker_settings)
+from tenmon.daemon.schema import NIGHT_LOG_SCHEMA
 from tenmon.daemon.sequencer import Phase, Sequencer, SequencerSettings
-from tenmon.daemon.store import utc_iso
+from tenmon.timefmt import parse_utc, utc_iso
 from tenmon.drivers.camera import CameraSettings
 from tenmon.errors import ConfigError, DeviceError, StorageError, TenmonError
 from tenmon.scheduler.engine import JobEngine, StoredJob
@@ -54,24 +55,6 @@ from tenmon.vision.solve.chain import CatalogSettings, SolverSettings
 
 log = logging.getLogger(__name__)
 
-#: The sequencer's record of the night: one row per milestone (opened, block_done, ...).
-NIGHT_LOG_SCHEMA = """
-CREATE TABLE IF NOT EXISTS night_log (
-    id       INTEGER PRIMARY KEY AUTOINCREMENT,
-    time_utc TEXT NOT NULL,
-    night    TEXT,
-    kind     TEXT NOT NULL,
-    target   TEXT,
-    detail   TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS night_log_time ON night_log (time_utc);
-CREATE TABLE IF NOT EXISTS night_jobs (
-    id           TEXT PRIMARY KEY,
-    definition   TEXT NOT NULL,
-    next_run_utc TEXT,
-    last_run_utc TEXT
-);
-"""
 
 
 class NightError(TenmonError):
@@ -125,7 +108,7 @@ class StoreJobState:
 
 
 def _parse(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+    return parse_utc(text) if text else None
 
 
 class _NoJobs:
@@ -836,8 +819,7 @@ def night_report(store, *, start: datetime, end: datetime) -> dict[str, Any]:
 
 
 def _dt(text: str) -> datetime:
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
+    return parse_utc(text)
 
 
 __all__ = ["NightOps", "NightSettings", "NightError", "StoreJobState",

@@ -21,7 +21,8 @@ from tenmon.clock import Clock
 from tenmon.config.models import TenmonConfig
 from tenmon.daemon.safety import SafetyInputs, SafetyVerdict, evaluate
 from tenmon.daemon.storage import StorageWatch
-from tenmon.daemon.store import Store, utc_iso
+from tenmon.daemon.store import Store
+from tenmon.timefmt import utc_iso
 from tenmon.daemon.supervisor import HOLD_OFF_KEY, Devices, ReopenHoldOff, SafetySupervisor
 from tenmon.daemon.watch import ActuatorWatch
 from tenmon.drivers.base import MountState, ShutterState

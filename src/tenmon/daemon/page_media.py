@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from tenmon.daemon.store import utc_iso
+from tenmon.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from typing import Any
 from aiohttp import web
 
 from tenmon.daemon.api_kit import dumps
-from tenmon.daemon.store import utc_iso
+from tenmon.timefmt import utc_iso
 from tenmon.statusview import status_view
 
 log = logging.getLogger(__name__)

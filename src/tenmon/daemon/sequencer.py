@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import enum
 import logging
-import math
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -35,13 +34,14 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tenmon.astro import lst_deg, radec_to_altaz, sun_altitude_deg
+from tenmon.astro import lst_deg, radec_to_altaz, separation_arcsec, separation_deg, sun_altitude_deg
 from tenmon.daemon.dome_geometry import (DomeGeometry, azimuth_error_deg, dome_azimuth_radec,
                                          pier_side_for)
 from tenmon.drivers.base import MountState, ShutterState
 from tenmon.drivers.camera import CameraState
 from tenmon.errors import CommandRefused, DeviceError
 from tenmon.scheduler.planner import Plan, ScheduledBlock
+from tenmon.timefmt import utc_iso
 from tenmon.vision.solve.centering import CenteringSettings, centering_step
 
 log = logging.getLogger(__name__)
@@ -566,7 +566,7 @@ class Sequencer:
         self.targets[key] = (block.ra_deg, block.dec_deg)
         self.log_event("block_start", target=block.name, block=key, ra_deg=block.ra_deg,
                        dec_deg=block.dec_deg, count=block.count, exposure_s=block.exposure_s,
-                       planned_start=block.start.isoformat(), planned_end=block.end.isoformat())
+                       planned_start=utc_iso(block.start), planned_end=utc_iso(block.end))
         try:
             self.obs.mount_goto(block.ra_deg, block.dec_deg)
         except CommandRefused as exc:
@@ -761,8 +761,6 @@ class Sequencer:
         target = self.targets.get(key) if key else None
         if target is None or not record.solved or record.path in self._offset_logged:
             return
-        from tenmon.vision.solve.centering import separation_arcsec
-
         self._offset_logged.add(record.path)
         sol = record.solve
         sep = separation_arcsec(target[0], target[1], sol["ra_deg"], sol["dec_deg"])
@@ -770,8 +768,6 @@ class Sequencer:
                        frame=Path(record.path).name, separation_arcsec=round(sep, 2))
 
     def _note_separation(self, run: BlockRun, record) -> None:
-        from tenmon.vision.solve.centering import separation_arcsec
-
         sol = record.solve
         if sol.get("ra_deg") is None:
             return
@@ -784,7 +780,7 @@ class Sequencer:
         m_ra, m_dec = obs.mount.ra_deg, obs.mount.dec_deg
         try:
             if step.action == "sync_and_goto":
-                moved = (m_ra is None or frame_mount[0] is None or _sep_deg(
+                moved = (m_ra is None or frame_mount[0] is None or separation_deg(
                     m_ra, m_dec, frame_mount[0], frame_mount[1]) * 3600 > 30.0)
                 if moved:
                     obs.emit("warning", "sequencer", f"{run.block.name}: the mount moved since "
@@ -946,12 +942,6 @@ class Sequencer:
                            "blocks": len(self._keyed.blocks), "left": len(left),
                            "next": left[0].name if left else None}
         return out
-
-
-def _sep_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
-    r1, d1, r2, d2 = map(math.radians, (ra1, dec1, ra2, dec2))
-    a = math.sin((d2 - d1) / 2) ** 2 + math.cos(d1) * math.cos(d2) * math.sin((r2 - r1) / 2) ** 2
-    return math.degrees(2 * math.asin(min(1.0, math.sqrt(a))))
 
 
 def altitude_now(obs, ra: float, dec: float) -> float:

@@ -47,33 +47,12 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from tenmon.config.models import StorageConfig
+from tenmon.daemon.schema import STORE_SCHEMA as SCHEMA
 from tenmon.errors import StorageError
-from tenmon.timefmt import utc_iso  # noqa: F401 - every stored time; imported from here by many
+from tenmon.timefmt import utc_iso  # noqa: F401 - every stored time (tenmon.timefmt; re-exported)
 
 log = logging.getLogger(__name__)
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time_utc TEXT NOT NULL,
-    level TEXT NOT NULL CHECK (level IN ('info', 'warning', 'error', 'alarm')),
-    kind TEXT NOT NULL,
-    message TEXT NOT NULL,
-    data TEXT NOT NULL DEFAULT '{}'
-);
-CREATE INDEX IF NOT EXISTS events_time ON events (time_utc);
-CREATE TABLE IF NOT EXISTS device_history (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    time_utc TEXT NOT NULL,
-    device TEXT NOT NULL,
-    state TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS device_history_time ON device_history (device, time_utc);
-CREATE TABLE IF NOT EXISTS daemon_state (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-"""
 
 LEVELS = ("info", "warning", "error", "alarm")
 

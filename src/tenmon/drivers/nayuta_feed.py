@@ -37,10 +37,12 @@ from astropy.table import Table
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tenmon import offline
+from tenmon.astro import separation_deg
 from tenmon.atomicfile import atomic_write
 from tenmon.clock import Clock, RealClock
 from tenmon.drivers.ccd_directory import FrameDirectory, FrameDirectorySettings
 from tenmon.errors import DeviceError, VisionError
+from tenmon.timefmt import parse_utc
 from tenmon.vision.solve.base import SolveHint
 
 offline.configure()
@@ -230,7 +232,6 @@ class SimulatedNayutaFeed:
         Raises:
             DeviceError: when there is none within ``radius_deg``.
         """
-        from tenmon.vision.solve.catalogs import angular_distance_deg
 
         cone = self.sky.cone(ra_deg, dec_deg, radius_deg)
         m = np.asarray(cone["mag"], float)
@@ -239,7 +240,7 @@ class SimulatedNayutaFeed:
             raise DeviceError(DEVICE, f"simulated sky has no star of mag {mag_bright}-{mag_faint} within "
                                       f"{radius_deg * 60:.1f}' of ({ra_deg:.5f}, {dec_deg:+.5f})")
         ra, dec = np.asarray(cone["ra"], float)[keep], np.asarray(cone["dec"], float)[keep]
-        i = int(np.argmin(angular_distance_deg(ra, dec, ra_deg, dec_deg)))
+        i = int(np.argmin(separation_deg(ra, dec, ra_deg, dec_deg)))
         return float(ra[i]), float(dec[i]), float(m[keep][i])
 
     def __call__(self, target_ra_deg: float, target_dec_deg: float, when: datetime) -> SlitViewerFrame:
@@ -249,7 +250,6 @@ class SimulatedNayutaFeed:
             ValueError: for a naive ``when`` or a declination outside -90..90.
         """
         from tenmon.vision.nayuta import render_slit_viewer
-        from tenmon.vision.solve.catalogs import angular_distance_deg
 
         if when.tzinfo is None:
             raise ValueError("when must be timezone-aware (UTC)")
@@ -258,7 +258,7 @@ class SimulatedNayutaFeed:
         s = self.settings
         ra0, dec0 = float(target_ra_deg) % 360.0, float(target_dec_deg)
         cone = self.sky.cone(ra0, dec0, 1.0 / 3600.0)
-        near = angular_distance_deg(np.asarray(cone["ra"], float), np.asarray(cone["dec"], float), ra0, dec0)
+        near = separation_deg(np.asarray(cone["ra"], float), np.asarray(cone["dec"], float), ra0, dec0)
         if not (len(near) and float(np.min(near)) * 3600.0 <= 0.5):
             self._add_star(ra0, dec0, s.target_mag)
         tick = int(round(when.timestamp() * 10))
@@ -353,10 +353,9 @@ def _date_obs(header: fits.Header) -> datetime | None:
     if not isinstance(v, str) or not v.strip():
         return None
     try:
-        t = datetime.fromisoformat(v.strip().replace("Z", "+00:00"))
+        return parse_utc(v)
     except ValueError:
         return None
-    return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
 
 
 __all__ = [

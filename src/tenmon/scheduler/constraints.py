@@ -25,6 +25,7 @@ from functools import cached_property
 import numpy as np
 
 from tenmon import offline
+from tenmon.astro import separation_deg
 from tenmon.scheduler.settings import TWILIGHT_SUN_ALT_DEG, SchedulerSettings
 from tenmon.scheduler.targets import Target
 
@@ -111,8 +112,8 @@ class SkyGrid:
     @cached_property
     def moon_separation_deg(self) -> np.ndarray:
         """Angular distance (degrees) of each target from the (topocentric) moon."""
-        return _angular_distance(self.alt_deg, self.az_deg,
-                                 self.moon_alt_deg[None, :], self.moon_az_deg[None, :])
+        return separation_deg(self.az_deg, self.alt_deg,
+                              self.moon_az_deg[None, :], self.moon_alt_deg[None, :])
 
     def altaz_at(self, index: int | np.ndarray, unix: float | np.ndarray
                  ) -> tuple[np.ndarray, np.ndarray]:
@@ -228,19 +229,6 @@ def _hadec_to_altaz(ha: np.ndarray, dec: np.ndarray, lat: float) -> tuple[np.nda
     az = np.degrees(np.arctan2(-cos_dec * np.sin(ha),
                                cos_lat * sin_dec - sin_lat * cos_dec * cos_ha))
     return alt, az % 360.0
-
-
-def _angular_distance(alt1, az1, alt2, az2):  # type: ignore[no-untyped-def]
-    """Great-circle distance (degrees) between (alt, az) positions; broadcasting."""
-    a1, a2 = np.radians(alt1), np.radians(alt2)
-    dz = np.radians(np.asarray(az1) - np.asarray(az2))
-    c = np.sin(a1) * np.sin(a2) + np.cos(a1) * np.cos(a2) * np.cos(dz)
-    return np.degrees(np.arccos(np.clip(c, -1.0, 1.0)))
-
-
-def angular_distance_deg(alt1, az1, alt2, az2):  # type: ignore[no-untyped-def]
-    """Great-circle distance (degrees) between two alt/az positions (arrays broadcast)."""
-    return _angular_distance(alt1, az1, alt2, az2)
 
 
 def azimuth_change_deg(az1, az2):  # type: ignore[no-untyped-def]

@@ -32,10 +32,10 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 
 from tenmon import offline
+from tenmon.astro import separation_deg
 from tenmon.scheduler.constraints import (
     ConstraintResult,
     SkyGrid,
-    angular_distance_deg,
     azimuth_change_deg,
     compute_sky_grid,
     constraints_from_settings,
@@ -382,7 +382,7 @@ class _Timeline:
 def _transition_s(alt0, az0, f0, alt1, az1, f1,  # type: ignore[no-untyped-def]
                   settings: SchedulerSettings):
     """Seconds from one pointing to the next: max(slew, dome, filter) + settle (vectorised)."""
-    slew = angular_distance_deg(alt0, az0, alt1, az1) / settings.slew_rate_deg_s
+    slew = separation_deg(az0, alt0, az1, alt1) / settings.slew_rate_deg_s
     dome = azimuth_change_deg(az0, az1) / settings.dome_rate_deg_s
     f0 = np.asarray(f0)
     f1 = np.asarray(f1)
@@ -823,11 +823,10 @@ def check_plan(
             if b.start < a.end:
                 out.append(Violation(b.name, b.start, "overlap", f"starts before {a.name} ends"))
                 continue
-        # Plain spherical trigonometry on astropy's alt/az (not the planner's helpers).
-        a0, a1 = math.radians(float(p_alt)), math.radians(float(alt[k0]))
-        dz = math.radians(float(az[k0]) - float(p_az))
-        cos_d = math.sin(a0) * math.sin(a1) + math.cos(a0) * math.cos(a1) * math.cos(dz)
-        slew = math.degrees(math.acos(max(-1.0, min(1.0, cos_d)))) / settings.slew_rate_deg_s
+        # Astropy's alt/az and tenmon's one separation (tested against astropy's), not the
+        # planner's vectorised grid.
+        slew = separation_deg(float(p_az), float(p_alt), float(az[k0]),
+                              float(alt[k0])) / settings.slew_rate_deg_s
         turn = abs(float(az[k0]) - float(p_az)) % 360.0
         dome = min(turn, 360.0 - turn) / settings.dome_rate_deg_s
         filt = settings.filter_change_s if (p_f is not None and b.filter is not None

@@ -12,7 +12,7 @@ from typing import Literal
 
 from tenmon.scheduler.errors import DuplicateTargetError, QueueError, UnknownTargetError
 from tenmon.scheduler.targets import Target, load_targets
-from tenmon.timefmt import utc_iso
+from tenmon.timefmt import parse_utc, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -356,7 +356,7 @@ def _iso(when: datetime | None) -> str | None:
 
 
 def _parse(text: str | None) -> datetime | None:
-    return datetime.fromisoformat(text) if text else None
+    return parse_utc(text) if text else None
 
 
 def _entry(row: tuple) -> QueueEntry:

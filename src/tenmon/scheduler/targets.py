@@ -36,6 +36,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tenmon.scheduler.errors import TargetFileError
+from tenmon.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -122,8 +123,8 @@ class Target(BaseModel):
             "count": self.count,
             "filter": self.filter,
             "binning": self.binning,
-            "window_start": self.window_start.isoformat() if self.window_start else None,
-            "window_end": self.window_end.isoformat() if self.window_end else None,
+            "window_start": utc_iso(self.window_start, timespec="auto") if self.window_start else None,
+            "window_end": utc_iso(self.window_end, timespec="auto") if self.window_end else None,
             "cadence_s": self.cadence_s,
         }
 

@@ -44,6 +44,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from tenmon.atomicfile import atomic_write, atomic_write_bytes
 from tenmon.errors import TenmonError
+from tenmon.timefmt import parse_utc, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -52,39 +53,6 @@ ARCSEC_PER_RAD = 180.0 / math.pi * 3600.0
 #: The terms fitted when none are named: the nine basic TPOINT terms of an equatorial mount.
 DEFAULT_TERMS: tuple[str, ...] = ("IH", "ID", "CH", "NP", "MA", "ME", "TF", "FO", "DAF")
 
-#: The SQLite table the daemon writes one row per plate solve into, and that
-#: ``read_solve_log`` (``tenmon pointing fit --from-log``) reads. The daemon creates exactly this.
-#: ``ra_deg``/``dec_deg`` are the solved centre (ICRS); ``mount_*`` what the mount reported at the
-#: exposure (its own sky coordinates, declination in -90..90, before any correction by tenmon's
-#: pointing model); ``lst_deg`` the local apparent sidereal time at mid-exposure; ``pier_side``
-#: ``'east'`` (normal) or ``'west'`` (beyond the pole), NULL for a fork or unknown.
-SOLVES_SCHEMA = """
-CREATE TABLE IF NOT EXISTS solves (
-    id               INTEGER PRIMARY KEY AUTOINCREMENT,
-    time_utc         TEXT    NOT NULL,   -- ISO 8601 with offset, mid-exposure
-    frame            TEXT,               -- product or input path of the frame
-    solved           INTEGER NOT NULL,   -- 1 solved, 0 not
-    reason           TEXT,               -- why not solved (NULL when solved)
-    solver           TEXT,               -- which solver of the chain answered
-    elapsed_ms       REAL,
-    hint_ra_deg      REAL,
-    hint_dec_deg     REAL,
-    hint_radius_deg  REAL,
-    ra_deg           REAL,               -- solved image centre, ICRS
-    dec_deg          REAL,
-    rotation_deg     REAL,
-    scale_arcsec     REAL,               -- arcsec per pixel
-    parity           TEXT,               -- 'normal' or 'flipped'
-    rms_arcsec       REAL,
-    n_matched        INTEGER,
-    wcs_json         TEXT,               -- the WCS header as JSON
-    mount_ra_deg     REAL,
-    mount_dec_deg    REAL,
-    lst_deg          REAL,
-    pier_side        TEXT CHECK (pier_side IN ('east', 'west') OR pier_side IS NULL)
-);
-CREATE INDEX IF NOT EXISTS solves_time ON solves (time_utc);
-"""
 
 PierSide = Literal["east", "west"]
 
@@ -511,7 +479,8 @@ def read_solve_log(
     until: datetime | None = None,
     mount_frame: Literal["icrs", "apparent"] = "icrs",
 ) -> PointingData:
-    """Pointing observations from the daemon's ``solves`` table (``SOLVES_SCHEMA``), read-only.
+    """Pointing observations from the daemon's ``solves`` table, read-only (its schema:
+    ``tenmon.daemon.schema.SOLVES_SCHEMA``; times with ``Z``, or ``+00:00`` in older databases).
 
     Uses solved rows that have the mount position, LST and pier side; ``since``/``until``
     (timezone-aware) bound ``time_utc``. The solved positions are ICRS; ``mount_frame`` says
@@ -534,9 +503,10 @@ def read_solve_log(
         if bound is not None:
             if bound.tzinfo is None:
                 raise PointingError("since/until must be timezone-aware datetimes")
-            sql += f" AND time_utc {op} ?"
-            args.append(bound.astimezone(timezone.utc).isoformat())
-    sql += " ORDER BY time_utc"
+            # julianday: rows written before times ended in Z end in +00:00 (text order would mix)
+            sql += f" AND julianday(time_utc) {op} julianday(?)"
+            args.append(utc_iso(bound, timespec="microseconds"))
+    sql += " ORDER BY julianday(time_utc), id"
     try:
         con = sqlite3.connect(f"{p.resolve().as_uri()}?mode=ro", uri=True)
         try:
@@ -555,7 +525,7 @@ def read_solve_log(
         raise PointingError(f"mount_frame must be 'icrs' or 'apparent', got {mount_frame!r}")
     first = rows[0][6]
     try:
-        obs_date = datetime.fromisoformat(first).date()
+        obs_date = parse_utc(first).date()
     except (TypeError, ValueError):
         obs_date = None
     return PointingData(
@@ -582,7 +552,7 @@ def _icrs_to_apparent(ra: np.ndarray, dec: np.ndarray, times: Sequence[str], sou
     from astropy.time import Time
 
     try:
-        t = Time([datetime.fromisoformat(x).astimezone(timezone.utc).replace(tzinfo=None) for x in times],
+        t = Time([parse_utc(x).replace(tzinfo=None) for x in times],
                  scale="utc")
     except (TypeError, ValueError) as exc:
         raise PointingError(f"{source}: bad time_utc in solves: {exc}") from exc
@@ -900,7 +870,7 @@ def fit(
         rms_after_arcsec=residuals.rms_after_arcsec,
         n=n_used,
         source=data.source,
-        created_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        created_utc=utc_iso(datetime.now(timezone.utc), timespec="seconds"),
     )
     log.info(
         "pointing fit of %d terms to %d observations (%s): rms %.1f\" -> %.1f\"",

@@ -1,11 +1,13 @@
-"""Telescope mounts: the LX200 serial driver and the registry that builds a mount from config."""
+"""Telescope mounts: the LX200 serial driver, and :func:`make_mount`, which builds a mount of a
+config ``type`` through the drivers registry (:mod:`tenmon.drivers.registry`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from tenmon.clock import Clock
-from tenmon.config.models import Lx200MountConfig, MountConfig, SimulatedMountConfig
+from tenmon.config.models import MountConfig
+from tenmon.drivers import registry
 from tenmon.drivers.base import Mount
 from tenmon.drivers.mount.lx200 import (
     Lx200Mount,
@@ -25,16 +27,15 @@ def make_mount(config: MountConfig, clock: Clock, *, world: Any | None = None) -
     is a view of the simulated world and needs it: without ``world`` this raises ConfigError
     (a site never falls back to a simulator). Raises ConfigError for an unknown type.
     """
-    if isinstance(config, Lx200MountConfig):
-        return Lx200Mount(config, clock)
-    if isinstance(config, SimulatedMountConfig):
-        if world is None:
-            raise ConfigError(
-                "mount.type = 'simulated' needs the simulated world (mode = 'simulated'); "
-                "none was given, and a site never falls back to a simulator",
-                [("mount.type", None, "simulated mount without a simulated world")])
-        from tenmon.drivers.sim.devices import SimulatedMount
-
-        return SimulatedMount(config, world, clock)
     kind = getattr(config, "type", type(config).__name__)
-    raise ConfigError(f"unknown mount type {kind!r}", [("mount.type", None, f"unknown: {kind!r}")])
+    entry = registry.DRIVERS.get(("mount", kind))
+    if entry is None or entry.network:  # network mounts: daemon/device_factory.py
+        raise ConfigError(f"unknown mount type {kind!r}",
+                          [("mount.type", None, f"unknown: {kind!r}")])
+    if entry.simulated and world is None:
+        raise ConfigError(
+            f"mount.type = {kind!r} needs the simulated world (mode = 'simulated'); "
+            "none was given, and a site never falls back to a simulator",
+            [("mount.type", None, f"{kind} mount without a simulated world")])
+    cls = entry.load()
+    return cls(config, world, clock) if entry.simulated else cls(config, clock)

@@ -64,6 +64,7 @@ from typing import Any, Literal
 
 import serial
 
+from tenmon.astro import separation_deg
 from tenmon.clock import Clock
 from tenmon.config.models import Lx200MountConfig
 from tenmon.drivers.base import MountState
@@ -257,14 +258,6 @@ def _parse_bars(text: str) -> bool:
     if any(c.isalnum() for c in text):
         raise ValueError(f"not a distance-bar string: {text!r}")
     return any(c != " " for c in text)
-
-
-def _separation_deg(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
-    """Great-circle angle between two (longitude-like, latitude-like) points, degrees."""
-    p1, p2 = math.radians(lat1), math.radians(lat2)
-    dl = math.radians(lon2 - lon1)
-    h = math.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
-    return math.degrees(2 * math.asin(min(1.0, math.sqrt(h))))
 
 
 def _show(cmd: bytes) -> str:
@@ -812,7 +805,7 @@ class Lx200Mount:
 
     def _park_offset(self) -> tuple[float, float, float]:
         alt, az = self._read_altaz()
-        sep = _separation_deg(az, alt, self.config.park_az_deg, self.config.park_alt_deg)
+        sep = separation_deg(az, alt, self.config.park_az_deg, self.config.park_alt_deg)
         return alt, az, sep
 
     def _finish_park(self, offset: tuple[float, float, float] | None = None) -> None:
@@ -893,7 +886,7 @@ class Lx200Mount:
         if self._target is None or self._ra is None or self._dec is None:
             return False
         ra, dec = self._target
-        return _separation_deg(self._ra, self._dec, ra, dec) <= GOTO_DONE_TOLERANCE_DEG
+        return separation_deg(self._ra, self._dec, ra, dec) <= GOTO_DONE_TOLERANCE_DEG
 
     def _check_motion_timeout(self) -> None:
         if self._motion is None:

@@ -1,4 +1,5 @@
-"""Relay banks: one explicit registry from config type to backend, and :func:`make_relay_bank`.
+"""Relay banks: :func:`make_relay_bank` builds the backend of a config ``type``, resolved through
+the drivers registry (:mod:`tenmon.drivers.registry`).
 
 =================  ==========================================  ================================
 config ``type``    backend                                     library
@@ -16,16 +17,9 @@ naming the package, never a silent simulator.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from tenmon.clock import Clock
-from tenmon.config.models import (
-    GpioRelayConfig,
-    HidRelayConfig,
-    LcusSerialRelayConfig,
-    SimulatedRelayConfig,
-    _RelayBankBase,
-)
+from tenmon.config.models import _RelayBankBase
+from tenmon.drivers import registry
 from tenmon.drivers.relays.base import (
     OnPeriod,
     RelayBankBase,
@@ -41,46 +35,6 @@ __all__ = [
 ]
 
 
-def _lcus(name: str, config: LcusSerialRelayConfig, clock: Clock) -> RelayBankBase:
-    from tenmon.drivers.relays.lcus import LcusRelayBank
-
-    return LcusRelayBank(name, config, clock)
-
-
-def _gpio(name: str, config: GpioRelayConfig, clock: Clock) -> RelayBankBase:
-    from tenmon.drivers.relays.gpio import GpioRelayBank
-
-    return GpioRelayBank(name, config, clock)
-
-
-def _hid(name: str, config: HidRelayConfig, clock: Clock) -> RelayBankBase:
-    from tenmon.drivers.relays.hid import HidRelayBank, import_hidapi
-
-    try:
-        module = import_hidapi()
-    except ImportError as exc:
-        raise DeviceNotFound(
-            f"relays.{name}",
-            "type 'usb-hid' needs the Python package 'hidapi' (cython-hidapi, import name 'hid'), "
-            f"which is not usable here ({exc}); install it with: pip install hidapi") from exc
-    return HidRelayBank(name, config, clock, hid_module=module)
-
-
-def _simulated(name: str, config: SimulatedRelayConfig, clock: Clock) -> RelayBankBase:
-    from tenmon.drivers.sim.relays import SimulatedRelayBank
-
-    return SimulatedRelayBank(name, config, clock)
-
-
-#: The one registry: config model class -> factory. Adding a backend means adding a line here.
-REGISTRY: dict[type[_RelayBankBase], Callable[[str, _RelayBankBase, Clock], RelayBankBase]] = {
-    LcusSerialRelayConfig: _lcus,
-    GpioRelayConfig: _gpio,
-    HidRelayConfig: _hid,
-    SimulatedRelayConfig: _simulated,
-}
-
-
 def make_relay_bank(name: str, config: _RelayBankBase, clock: Clock) -> RelayBankBase:
     """Build (not connect) the relay bank ``[relays.<name>]`` described by ``config``.
 
@@ -91,9 +45,25 @@ def make_relay_bank(name: str, config: _RelayBankBase, clock: Clock) -> RelayBan
         DeviceNotFound: the backend's library is not installed (the message names the package).
         ConfigError: ``config`` is not a relay-bank config model.
     """
-    factory = REGISTRY.get(type(config))
-    if factory is None:
+    kind = getattr(config, "type", None)
+    if not isinstance(config, _RelayBankBase) or ("relays", kind) not in registry.DRIVERS:
         raise ConfigError(f"relays.{name}: no relay backend for {type(config).__name__} "
-                          f"(known types: lcus-serial, gpio, usb-hid, simulated)",
+                          f"(known types: {', '.join(registry.types('relays'))})",
                           [(f"relays.{name}.type", None, "unknown relay bank type")])
-    return factory(name, config, clock)
+    try:
+        cls = registry.load("relays", kind)
+    except DeviceNotFound as exc:  # the backend's library is missing: name the bank
+        raise DeviceNotFound(f"relays.{name}", exc.detail) from None
+    if kind == "usb-hid":
+        from tenmon.drivers.relays.hid import import_hidapi
+
+        try:
+            module = import_hidapi()
+        except ImportError as exc:
+            raise DeviceNotFound(
+                f"relays.{name}",
+                "type 'usb-hid' needs the Python package 'hidapi' (cython-hidapi, import name "
+                f"'hid'), which is not usable here ({exc}); install it with: pip install hidapi"
+            ) from exc
+        return cls(name, config, clock, hid_module=module)
+    return cls(name, config, clock)

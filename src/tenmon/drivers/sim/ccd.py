@@ -34,8 +34,8 @@ from typing import Any
 
 import numpy as np
 
-from tenmon.astro import (julian_days_since_j2000, lst_deg, radec_to_altaz, sun_altitude_deg,
-                          sun_radec)
+from tenmon.astro import (julian_days_since_j2000, lst_deg, radec_to_altaz, separation_deg,
+                          sun_altitude_deg, sun_radec)
 from tenmon.clock import Clock
 from tenmon.drivers.camera import CameraSettings, CameraState
 from tenmon.drivers.sim.world import SimWorld
@@ -290,13 +290,7 @@ def _moon(when: datetime, ra: float, dec: float, lat: float, lon: float
     mra, mdec = moon_radec(when)
     alt, _ = radec_to_altaz(mra, mdec, lst_deg(when, lon), lat)
     sra, sdec = sun_radec(when)
-    return alt, _sep_deg(ra, dec, mra, mdec), 180.0 - _sep_deg(sra, sdec, mra, mdec)
-
-
-def _sep_deg(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
-    r1, d1, r2, d2 = map(math.radians, (ra1, dec1, ra2, dec2))
-    c = math.sin(d1) * math.sin(d2) + math.cos(d1) * math.cos(d2) * math.cos(r1 - r2)
-    return math.degrees(math.acos(max(-1.0, min(1.0, c))))
+    return alt, separation_deg(ra, dec, mra, mdec), 180.0 - separation_deg(sra, sdec, mra, mdec)
 
 
 def _init_render(nice: int, origin_pid: int | None = None) -> None:

@@ -17,12 +17,13 @@ import logging
 import math
 import random
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 
 from tenmon.astro import altaz_to_radec, lst_deg, wrap180
 from tenmon.atomicfile import atomic_write_text, usual_mode
 from tenmon.config.models import SimConfig, SiteConfig
+from tenmon.timefmt import parse_utc, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class SimWorld:
         self.mount_park_position = (mount_park_ha_deg, mount_park_dec_deg)
         self.mount_slew_rate = mount_slew_rate_deg_s
         if state is None:
-            state = WorldState(time_utc=start.astimezone(timezone.utc).isoformat(),
+            state = WorldState(time_utc=utc_iso(start, timespec="auto"),
                                mount_ha_deg=mount_park_ha_deg, mount_dec_deg=mount_park_dec_deg)
             terms_rng = random.Random(sim.seed * 7919 + 17)
             s = pointing_error_arcmin
@@ -181,7 +182,7 @@ class SimWorld:
 
     @property
     def time(self) -> datetime:
-        return datetime.fromisoformat(self.state.time_utc)
+        return parse_utc(self.state.time_utc)
 
     def lst(self, when: datetime | None = None) -> float:
         return lst_deg(when or self.time, self.site.longitude_deg)
@@ -196,7 +197,7 @@ class SimWorld:
         dt = dt_total / n
         for _ in range(n):
             self._substep(dt)
-        self.state.time_utc = now.astimezone(timezone.utc).isoformat()
+        self.state.time_utc = utc_iso(now, timespec="auto")
         self.state.elapsed_s += dt_total
         self._run_weather_script()
 

@@ -31,7 +31,7 @@ from tenmon.vision.nayuta.target import (
     measure_fwhm,
 )
 from tenmon.vision.solve.base import SolveHint, SolveResult
-from tenmon.vision.solve.catalogs import angular_distance_deg
+from tenmon.astro import separation_deg
 
 
 @dataclass(frozen=True)
@@ -263,7 +263,7 @@ def locate_target(
     disagree = None
     if len(routes) == 2:
         (r1, d1), (r2, d2) = routes["solve"], routes["register"]
-        disagree = float(angular_distance_deg(np.array([r1]), np.array([d1]), r2, d2)[0] * 3600.0)
+        disagree = float(separation_deg(np.array([r1]), np.array([d1]), r2, d2)[0] * 3600.0)
         if disagree > st.max_route_disagreement_arcsec:
             warnings.append(f"the two routes disagree by {disagree:.1f}\"")
     # photometry in the 60 cm frame at the target's pixel there

@@ -15,7 +15,7 @@ from astropy.wcs import WCS
 from scipy import special
 
 from tenmon.vision.nayuta.settings import MOFFAT_BETA, SV_SCALE_ARCSEC, SV_SHAPE
-from tenmon.vision.solve.catalogs import angular_distance_deg
+from tenmon.astro import separation_deg
 from tenmon.vision.solve.wcsfit import make_tan_wcs
 
 
@@ -71,7 +71,7 @@ class SkyWithExtraStars:
     def cone(self, ra_deg: float, dec_deg: float, radius_deg: float, *, mag_limit: float | None = None) -> Table:
         base = self.sky.cone(ra_deg, dec_deg, radius_deg, mag_limit=mag_limit)
         e = self.extra
-        keep = angular_distance_deg(np.asarray(e["ra"]), np.asarray(e["dec"]), ra_deg, dec_deg) <= radius_deg
+        keep = separation_deg(np.asarray(e["ra"]), np.asarray(e["dec"]), ra_deg, dec_deg) <= radius_deg
         if mag_limit is not None:
             keep &= np.asarray(e["mag"]) <= mag_limit
         out = vstack([base[["ra", "dec", "mag"]], e[keep]], metadata_conflicts="silent")
@@ -86,7 +86,7 @@ class SkyWithExtraStars:
         corners = np.array([[-margin_px, -margin_px], [nx - 1 + margin_px, -margin_px],
                             [-margin_px, ny - 1 + margin_px], [nx - 1 + margin_px, ny - 1 + margin_px]])
         cs = wcs.all_pix2world(corners, 0)
-        radius = float(np.max(angular_distance_deg(cs[:, 0], cs[:, 1], c[0], c[1])))
+        radius = float(np.max(separation_deg(cs[:, 0], cs[:, 1], c[0], c[1])))
         return self.cone(float(c[0]), float(c[1]), radius, mag_limit=mag_limit)
 
 
@@ -218,7 +218,7 @@ def render_slit_viewer(
         stars = Table({c: np.asarray(sky[c], float) for c in ("ra", "dec", "mag")})
     stars = Table({c: np.asarray(stars[c], float) for c in ("ra", "dec", "mag")})
     if target_mag is None:
-        d = angular_distance_deg(np.asarray(stars["ra"]), np.asarray(stars["dec"]), target_ra_deg, target_dec_deg)
+        d = separation_deg(np.asarray(stars["ra"]), np.asarray(stars["dec"]), target_ra_deg, target_dec_deg)
         if len(d) == 0 or float(np.min(d)) * 3600.0 > 0.5:
             raise ValueError("target_mag is None but the sky has no star within 0.5\" of the target")
         tmag = float(stars["mag"][int(np.argmin(d))])

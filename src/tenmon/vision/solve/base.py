@@ -28,6 +28,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from tenmon.errors import SolveError
+from tenmon.timefmt import utc_iso
 
 #: The fields ``tenmon solve --json`` prints (and a frame's JSON gains when it is solved).
 RESULT_FIELDS = (
@@ -300,7 +301,7 @@ def solve_row(
     lst_deg: float | None = None,
     pier_side: str | None = None,
 ) -> dict[str, Any]:
-    """One row of the ``solves`` table (``tenmon.vision.pointing.SOLVES_SCHEMA``) for a result.
+    """One row of the ``solves`` table (``tenmon.daemon.schema.SOLVES_SCHEMA``) for a result.
 
     ``time_utc`` must be timezone-aware (mid-exposure). The mount fields are what the mount
     reported (used later by ``tenmon pointing fit --from-log``). Raises ``ValueError`` on a
@@ -312,7 +313,7 @@ def solve_row(
         raise ValueError(f"pier_side must be 'east', 'west' or None, got {pier_side!r}")
     h = hint or SolveHint()
     return {
-        "time_utc": time_utc.isoformat(),
+        "time_utc": utc_iso(time_utc),
         "frame": frame,
         "solved": int(result.solved),
         "reason": result.reason,

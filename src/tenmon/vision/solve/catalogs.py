@@ -29,6 +29,7 @@ import numpy as np
 from astropy.table import Table
 from astropy.wcs import WCS
 
+from tenmon.astro import separation_deg
 from tenmon.atomicfile import atomic_write, atomic_write_text, usual_mode
 from tenmon.errors import SolveError
 
@@ -55,17 +56,9 @@ def empty_catalog() -> Table:
     return Table({"ra": np.zeros(0), "dec": np.zeros(0), "mag": np.zeros(0)})
 
 
-def angular_distance_deg(ra1: np.ndarray, dec1: np.ndarray, ra0: float, dec0: float) -> np.ndarray:
-    """Great-circle distance (deg) of points from (ra0, dec0) (haversine; exact at small angles)."""
-    r1, d1 = np.radians(ra1), np.radians(dec1)
-    r0, d0 = math.radians(ra0), math.radians(dec0)
-    a = np.sin((d1 - d0) / 2) ** 2 + math.cos(d0) * np.cos(d1) * np.sin((r1 - r0) / 2) ** 2
-    return np.degrees(2 * np.arcsin(np.sqrt(np.clip(a, 0.0, 1.0))))
-
-
 def _select(ra: np.ndarray, dec: np.ndarray, mag: np.ndarray, ra0: float, dec0: float, radius: float,
             mag_limit: float | None) -> Table:
-    keep = angular_distance_deg(ra, dec, ra0, dec0) <= radius
+    keep = separation_deg(ra, dec, ra0, dec0) <= radius
     if mag_limit is not None:
         keep &= mag <= mag_limit
     order = np.argsort(mag[keep], kind="stable")
@@ -245,7 +238,7 @@ class SimulatedSky:
                             [-margin_px, ny - 1 + margin_px], [nx - 1 + margin_px, ny - 1 + margin_px]])
         c = wcs.all_pix2world(np.array([[cx, cy]]), 0)[0]
         cs = wcs.all_pix2world(corners, 0)
-        radius = float(np.max(angular_distance_deg(cs[:, 0], cs[:, 1], c[0], c[1])))
+        radius = float(np.max(separation_deg(cs[:, 0], cs[:, 1], c[0], c[1])))
         return self.cone(float(c[0]), float(c[1]), radius, mag_limit=mag_limit)
 
 
@@ -282,7 +275,7 @@ class GaiaCatalog:
                 meta = json.loads(f.with_suffix(".json").read_text())
             except (OSError, ValueError):
                 continue
-            inside = angular_distance_deg(np.array([ra]), np.array([dec]), meta["ra_deg"], meta["dec_deg"])[0]
+            inside = separation_deg(np.array([ra]), np.array([dec]), meta["ra_deg"], meta["dec_deg"])[0]
             covers = inside + radius <= meta["radius_deg"] + 1e-9 and mag_limit <= meta["mag_limit"]
             if covers and not meta["truncated"]:
                 t = Table.read(f, format="ascii.ecsv")

@@ -20,6 +20,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from tenmon.astro import separation_arcsec
+
 
 class CenteringSettings(BaseModel):
     """``[solver.centering]``: how close is centred, how many tries, how to correct."""
@@ -52,13 +54,6 @@ class CenteringStep:
 
     def to_json(self) -> dict:
         return {k: (round(v, 6) if isinstance(v, float) else v) for k, v in self.__dict__.items()}
-
-
-def separation_arcsec(ra1: float, dec1: float, ra2: float, dec2: float) -> float:
-    """Great-circle distance in arcsec (haversine)."""
-    r1, d1, r2, d2 = map(math.radians, (ra1, dec1, ra2, dec2))
-    a = math.sin((d2 - d1) / 2) ** 2 + math.cos(d1) * math.cos(d2) * math.sin((r2 - r1) / 2) ** 2
-    return math.degrees(2 * math.asin(min(1.0, math.sqrt(a)))) * 3600.0
 
 
 def centering_step(
