@@ -9,8 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
+from tenmon.daemon.centring import CentringServiceSettings
+from tenmon.daemon.compose import install_centring
 from tenmon.daemon.control_loop import tick_once
-from tenmon.daemon.centring import CentringServiceSettings, install_centring
 from tenmon.daemon.night import NightSettings, install_night_operations
 from tenmon.drivers.base import ShutterState
 from tenmon.drivers.camera import CameraSettings

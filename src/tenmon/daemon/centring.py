@@ -21,9 +21,9 @@ there is no camera, or when another job runs. A job that is running fails at onc
 these stops holding (unsafe, emergency, slit or cover closing, the sequencer starting a block);
 the supervisor's own actions are never fought.
 
-``install_centring(obs, night_ops)`` wires the service in (tick hook, stop hook, ``centring``
-status section, frame listener, API routes) and, unless told not to, the Nayuta follower of
-``daemon.nayuta_service`` with it.
+``daemon.compose.install_centring(obs, night_ops)`` builds the service and wires it in (tick
+hook, stop hook, ``centring`` status section, frame listener, API routes) and, unless told not
+to, the Nayuta follower of ``daemon.nayuta_service`` with it.
 """
 
 from __future__ import annotations
@@ -35,27 +35,41 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Callable, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon.astro import lst_deg, radec_to_altaz, separation_arcsec
-from tenmon.config.sections import section
-from tenmon.daemon.dome_geometry import azimuth_error_deg, dome_azimuth_radec
-from tenmon.timefmt import utc_iso
+from tenmon.daemon.api_kit import (
+    COMMAND_ERRORS,
+    READ_ERRORS,
+    JsonInt,
+    Route,
+    error_response,
+    json_response,
+)
+from tenmon.daemon.dome_geometry import DomeGeometry
+from tenmon.daemon.phases import PhaseMachine, UnsafeTransition
+from tenmon.daemon.ports import ExposureGate, FrameResults, ServiceObservatory
+from tenmon.daemon.slaving import DomeSlaver
 from tenmon.drivers.base import MountState, ShutterState
 from tenmon.drivers.camera import CameraState
 from tenmon.errors import CommandRefused, DeviceError
+from tenmon.timefmt import utc_iso
 from tenmon.vision.solve.centering import CenteringSettings, centering_step
 
 log = logging.getLogger(__name__)
 
-#: CommandRefused codes of this module (and the observatory's) -> HTTP status.
-HTTP_STATUS = {"bad_request": 400, "not_simulated": 404, "not_found": 404, "unsafe": 409,
-               "emergency": 409, "shutting_down": 503, "below_horizon": 409, "device_error": 502,
-               "not_open": 409, "busy": 409, "sequencer_busy": 409, "no_camera": 409,
-               "not_running": 409, "not_configured": 409, "no_star": 409}
-
 #: Phases of a running job; a finished job's state is ``done``, ``failed`` or ``aborted``.
 PHASES = ("slewing", "settling", "exposing", "solving")
+
+#: The service's declared transitions (the module docstring's picture): ``idle`` between jobs,
+#: the only phase entered without the safety guard (a job ends from any phase).
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "idle": ("slewing",),
+    "slewing": ("settling", "idle"),
+    "settling": ("exposing", "idle"),
+    "exposing": ("solving", "settling", "idle"),
+    "solving": ("slewing", "settling", "idle"),
+}
 
 
 class CentringServiceSettings(BaseModel):
@@ -94,7 +108,9 @@ class CentringServiceSettings(BaseModel):
 
 
 class CentringError(CommandRefused):
-    """A centring request refused; ``code`` is one of :data:`HTTP_STATUS`'s keys."""
+    """A centring request refused; ``code`` is one of ``daemon.api_kit.STATUS_OF``'s keys
+    (``busy``, ``sequencer_busy``, ``no_camera``, ``not_running``, ``not_configured``,
+    ``no_star``, and the observatory's own)."""
 
 
 @dataclass
@@ -185,27 +201,42 @@ class CentringJob:
 
 
 class CentringService:
-    """Runs centring jobs on the observatory's tick. Built by :func:`install_centring`.
+    """Runs centring jobs on the observatory's tick. Built and wired by
+    ``daemon.compose.install_centring``.
 
     Args:
-        obs: the observatory.
-        night_ops: its ``NightOps`` (camera, frame service, sequencer, dome geometry).
-        settings: :class:`CentringServiceSettings`.
+        obs: the observatory's commands, states, safety, events, clock, config and store.
+        camera: the night operations' camera (``None``: a site whose CCD program writes the
+            frames; every job is then refused).
+        frames: their frame service (each try's frame is processed and solved there).
+        geometry: the dome geometry (slaving).
         centering: ``[solver.centering]`` (defaults for tolerance, tries, method).
+        sequencer: the night's sequencer (a job is refused, or ends, while it observes).
+        storage: the storage watch (an exposure it refuses fails the job).
+        settings: :class:`CentringServiceSettings`.
     """
 
-    def __init__(self, obs, night_ops, *, settings: CentringServiceSettings | None = None,
-                 centering: CenteringSettings | None = None):
+    def __init__(self, obs: ServiceObservatory, *, camera, frames: FrameResults,
+                 geometry: DomeGeometry, centering: CenteringSettings, sequencer=None,
+                 storage: ExposureGate | None = None,
+                 settings: CentringServiceSettings | None = None):
         self.obs = obs
-        self.night_ops = night_ops
+        self.camera = camera
+        self.frames = frames
+        self.sequencer = sequencer
+        self.storage = storage
         self.s = settings or CentringServiceSettings()
-        self.centering = centering or night_ops.frames.job.solver.centering
-        self.geometry = night_ops.geometry
+        self.centering = centering
+        self.geometry = geometry
+        self.machine: PhaseMachine[str] = PhaseMachine(
+            "centring", "idle", TRANSITIONS, safe=("idle",), guard=self.safety_problem)
+        self.slaver = DomeSlaver(obs, clock=obs.clock, site=obs.config.site,
+                                 geometry=self.geometry, period_s=self.s.dome_check_s,
+                                 name="centring: dome slaving")
         self.job: CentringJob | None = None
         self.history: list[CentringJob] = []
         self._recent: dict[str, Any] = {}   # path -> FrameRecord that came before take_frame
         self._seq = itertools.count(1)
-        self._dome_next = -1e9
         self._not_open_since: float | None = None
         self.listeners: list[Callable[[CentringJob], None]] = []  # called when a job ends
         last = obs.store.get_state("centring_last", None)
@@ -235,7 +266,7 @@ class CentringService:
             raise CentringError("busy", f"centring refused: job {self.job.id} is running "
                                 "(`POST /center/abort` ends it)")
         if self._sequencer_observing():
-            seq = self.night_ops.sequencer
+            seq = self.sequencer
             what = seq.run.block.name if seq.run is not None else seq.phase.value
             raise CentringError("sequencer_busy", "centring refused: the night's sequencer is "
                                 f"observing ({what})")
@@ -243,7 +274,7 @@ class CentringService:
         if slit != ShutterState.OPEN or cover != ShutterState.OPEN:
             raise CentringError("not_open", f"centring refused: open the slit and cover first "
                                 f"(slit {slit.value}, cover {cover.value})")
-        cam = self.night_ops.camera
+        cam = self.camera
         if cam is None:
             raise CentringError("no_camera", "centring refused: no camera driver (a site whose "
                                 "CCD program writes the frames cannot expose on request)")
@@ -334,7 +365,10 @@ class CentringService:
             while len(self._recent) > 20:
                 self._recent.pop(next(iter(self._recent)))
             return
-        self._solved(job, record)
+        try:
+            self._solved(job, record)
+        except UnsafeTransition as exc:
+            self._end(job, "failed", exc.reason)
 
     # ------------------------------------------------------------------ the tick
 
@@ -351,10 +385,14 @@ class CentringService:
         if now_m - job.started_m > self.s.job_timeout_s:
             self._end(job, "failed", f"not centred within the job's {self.s.job_timeout_s:g} s")
             return
-        self._slave_dome(job.goto, now_m)
-        getattr(self, f"_tick_{job.phase}")(job, now_m)
+        self.slaver.slave(job.goto[0], job.goto[1], now_m)
+        try:
+            self.machine.handler(self)(job, now_m)
+        except UnsafeTransition as exc:
+            self._end(job, "failed", exc.reason)
 
-    def _interruption(self, now_m: float) -> str | None:
+    def safety_problem(self) -> str | None:
+        """The guard of every move of a job: ``None`` when safe, else why not."""
         obs = self.obs
         if obs.emergency:
             return f"emergency stop ({obs.emergency})"
@@ -362,6 +400,13 @@ class CentringService:
             return "the daemon is shutting down"
         if not obs.verdict.safe or obs.supervisor.closing:
             return "unsafe: " + ("; ".join(obs.verdict.reasons) or "the supervisor is closing")
+        return None
+
+    def _interruption(self, now_m: float) -> str | None:
+        obs = self.obs
+        problem = self.safety_problem()
+        if problem is not None:
+            return problem
         if self._sequencer_observing():
             return "the night's sequencer started observing"
         if obs.slit.state != ShutterState.OPEN or obs.cover.state != ShutterState.OPEN:
@@ -380,7 +425,7 @@ class CentringService:
         if state == MountState.ERROR:
             self._end(job, "failed", f"mount error: {obs.mount.error}")
             return
-        if state == MountState.TRACKING and self._dome_on_target(job.goto):
+        if state == MountState.TRACKING and self.slaver.on_target(*job.goto):
             job.settle_until = now_m + self.s.settle_s
             self._phase(job, "settling", now_m)
             return
@@ -391,8 +436,8 @@ class CentringService:
     def _tick_settling(self, job: CentringJob, now_m: float) -> None:
         if self.obs.mount.state != MountState.TRACKING or now_m < job.settle_until:
             return
-        cam = self.night_ops.camera
-        storage = getattr(self.obs, "storage", None)
+        cam = self.camera
+        storage = self.storage
         refusal = storage.exposure_refusal() if storage is not None else None
         if refusal is not None:
             self._end(job, "failed", f"exposure refused: {refusal}")
@@ -414,7 +459,7 @@ class CentringService:
         self._phase(job, "exposing", now_m)
 
     def _tick_exposing(self, job: CentringJob, now_m: float) -> None:
-        cam = self.night_ops.camera
+        cam = self.camera
         t = job.tries[-1]
         if cam.state == CameraState.ERROR:
             err = cam.error
@@ -437,7 +482,7 @@ class CentringService:
                           "s after the exposure ended")
             return
         t.frame = str(path)
-        frames = self.night_ops.frames
+        frames = self.frames
         frames.set_context(path, {"target": "centring", "block": job.id})
         job.solve_deadline = now_m + self.s.solve_timeout_s
         self._phase(job, "solving", now_m)
@@ -535,52 +580,27 @@ class CentringService:
     def _goto(self, job: CentringJob, ra: float, dec: float, now_m: float) -> None:
         self.obs.mount_goto(ra % 360.0, dec)
         job.goto = (ra % 360.0, dec)
-        self._slave_dome(job.goto, now_m, force=True)
+        self.slaver.slave(job.goto[0], job.goto[1], now_m, now=True)
         self._phase(job, "slewing", now_m)
 
     def _phase(self, job: CentringJob, phase: str, now_m: float) -> None:
+        """Move the job to ``phase`` along a declared transition, guarded by safety.
+
+        Raises:
+            IllegalTransition: not declared (a bug).
+            UnsafeTransition: unsafe now (the phase stays).
+        """
+        self.machine.to(phase)
         job.phase = phase
         job.phase_since = now_m
-
-    def _dome_target(self, radec: tuple[float, float]) -> float:
-        site = self.obs.config.site
-        lst = lst_deg(self.obs.clock.now(), site.longitude_deg)
-        return dome_azimuth_radec(radec[0], radec[1], lst, site.latitude_deg,
-                                  self.geometry).azimuth_deg
-
-    def _dome_on_target(self, radec: tuple[float, float]) -> bool:
-        dome = self.obs.dome
-        if dome.azimuth_deg is None or dome.slewing:
-            return False
-        return abs(azimuth_error_deg(dome.azimuth_deg, self._dome_target(radec))) <= \
-            self.geometry.slave_tolerance_deg
-
-    def _slave_dome(self, radec: tuple[float, float], now_m: float, force: bool = False) -> None:
-        """The sequencer's slaving: re-target the dome when it drifts out of half the tolerance."""
-        if not force and now_m < self._dome_next:
-            return
-        self._dome_next = now_m + self.s.dome_check_s
-        dome = self.obs.dome
-        target = self._dome_target(radec)
-        tol = self.geometry.slave_tolerance_deg
-        if dome.slewing:
-            if dome.target_deg is not None and abs(azimuth_error_deg(dome.target_deg,
-                                                                     target)) <= tol:
-                return
-        elif dome.azimuth_deg is not None and \
-                abs(azimuth_error_deg(dome.azimuth_deg, target)) <= tol / 2:
-            return
-        try:
-            self.obs.dome_goto(round(target, 2) % 360.0)
-        except CommandRefused as exc:
-            log.warning("centring: dome slaving: %s", exc)
 
     # ------------------------------------------------------------------ ending
 
     def _end(self, job: CentringJob, state: str, reason: str) -> None:
         obs = self.obs
-        if job.phase == "exposing" and self.night_ops.camera is not None:
-            self.night_ops.camera.abort()
+        if job.phase == "exposing" and self.camera is not None:
+            self.camera.abort()
+        self.machine.reset("idle")
         job.state = state
         job.reason = reason
         job.ended_utc = utc_iso(obs.clock.now())
@@ -602,7 +622,7 @@ class CentringService:
     def _sequencer_observing(self) -> bool:
         from tenmon.daemon.sequencer import Phase
 
-        seq = getattr(self.night_ops, "sequencer", None)
+        seq = self.sequencer
         if seq is None:
             return False
         return seq.run is not None or seq.phase in (Phase.SLEWING, Phase.SETTLING,
@@ -636,19 +656,6 @@ class CentringService:
 
 # ---------------------------------------------------------------------------- HTTP
 
-def error_response(code: str, message: str, status: int | None = None):
-    """The API's error format ``{"error": {"code", "message"}}`` (``daemon.api_kit``'s)."""
-    from tenmon.daemon.api_kit import error_response as _error
-
-    return _error(code, message, status or HTTP_STATUS.get(code))
-
-
-def _integral(v: Any) -> Any:
-    if isinstance(v, float) and v.is_integer() and abs(v) < 2 ** 53:
-        return int(v)  # JSON's 6.0 is the integer 6 (as the API's schema says)
-    return v
-
-
 class CenterBody(BaseModel):
     """``POST /center``: the target (ICRS degrees) and optional overrides of the settings."""
 
@@ -658,7 +665,7 @@ class CenterBody(BaseModel):
     dec_deg: float = Field(ge=-90, le=90, description="ICRS declination, degrees")
     tolerance_arcsec: float | None = Field(default=None, gt=0, le=3600,
                                            description="centred when this close (arcsec)")
-    max_tries: Annotated[int, Field(ge=1, le=50), BeforeValidator(_integral)] | None = Field(
+    max_tries: Annotated[JsonInt, Field(ge=1, le=50)] | None = Field(
         default=None, description="frames at most")
     exposure_s: float | None = Field(default=None, gt=0, le=600, description="per frame, s")
 
@@ -687,8 +694,6 @@ JOB_SCHEMA = {"type": "object", "required": ["id", "state"],
 def centring_routes(service: CentringService) -> list:
     """The :class:`~tenmon.daemon.api_kit.Route` s of ``POST /center``, ``GET /center`` and
     ``POST /center/abort``."""
-    from tenmon.daemon.api_kit import COMMAND_ERRORS, READ_ERRORS, Route, json_response
-
     async def post_center(request, b: CenterBody):
         job = service.start(b.ra_deg, b.dec_deg, tolerance_arcsec=b.tolerance_arcsec,
                             max_tries=b.max_tries, exposure_s=b.exposure_s)
@@ -727,54 +732,5 @@ def centring_routes(service: CentringService) -> list:
     ]
 
 
-# ---------------------------------------------------------------------------- install
-
-def install_centring(obs, night_ops, *, settings: CentringServiceSettings | None = None,
-                     nayuta: Any = True, locate_executor=None) -> CentringService:
-    """Wire centring (and, with ``nayuta``, Nayuta following) into ``obs``.
-
-    Adds a tick hook (after the night operations' one), a stop hook, the ``centring`` (and
-    ``nayuta``) status sections, a listener on the frame service and the routes to
-    ``obs.api_routes`` (``build_app`` serves them). Idempotent.
-
-    Args:
-        obs: the observatory.
-        night_ops: from ``install_night_operations`` (camera, frames, sequencer).
-        settings: ``[centring]``; default the config's ``centring`` section, else defaults.
-        nayuta: ``True``: install the Nayuta follower with the config's ``nayuta`` section (or
-            defaults); a ``NayutaDaemonSettings`` (or dict): with those; ``False``: not at all.
-        locate_executor: for tests: where slit-viewer frames are located (default a thread).
-
-    Returns:
-        The :class:`CentringService` (``.nayuta`` is the ``NayutaService`` or ``None``).
-
-    Raises:
-        ConfigError: a section does not validate.
-    """
-    from tenmon.errors import ConfigError
-
-    existing = getattr(obs, "centring", None)
-    if existing is not None:
-        return existing
-    if night_ops is None:
-        raise ConfigError("centring needs the night operations (camera and frame service)")
-    s = section(obs.config, "centring", CentringServiceSettings, settings)
-    service = CentringService(obs, night_ops, settings=s)
-    obs.centring = service
-    obs.tick_hooks.append(service.tick)
-    obs.stop_hooks.append(service.stop_now)
-    obs.status_hooks["centring"] = service.status
-    night_ops.frames.listeners.append(service.on_frame)
-    obs.api_routes.extend(centring_routes(service))
-    service.nayuta = None
-    if nayuta is not False:
-        from tenmon.daemon.nayuta_service import install_nayuta
-
-        service.nayuta = install_nayuta(obs, service, settings=None if nayuta is True else nayuta,
-                                        executor=locate_executor)
-    return service
-
-
 __all__ = ["CentringService", "CentringServiceSettings", "CentringJob", "CentringTry",
-           "CentringError", "HTTP_STATUS", "install_centring", "centring_routes",
-           "error_response", "CenterBody", "CenterAbortBody", "CenterQuery"]
+           "CentringError", "centring_routes", "CenterBody", "CenterAbortBody", "CenterQuery"]

@@ -3,12 +3,16 @@
 A site gets its real drivers; a simulated observatory gets the simulated world and devices that
 are views of it. There is no fallback from one to the other: a missing device is an error that
 names it.
+
+Services are built here too and given what they use (``install_centring``: centring and Nayuta
+following); the night operations are still built by ``daemon.night.install_night_operations``.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 from tenmon.clock import Clock, FakeClock, RealClock
 from tenmon.config.models import SimulatedMountConfig, TenmonConfig
@@ -167,3 +171,106 @@ def _assemble(config, clock, store, banks, encoder, weather, mount, switches, *,
 
     install_encoder_collect(obs)  # labelled IR frames for `tenmon encoder adapt` ([encoder] collect)
     return obs
+
+
+# ---------------------------------------------------------------------------- services
+
+
+def install_centring(obs: Observatory, night_ops, *, settings=None, nayuta: Any = True,
+                     locate_executor=None):
+    """Build centring (and, with ``nayuta``, Nayuta following) and wire them into ``obs``.
+
+    The services get what they use from here (the night operations' camera, frame service,
+    sequencer and geometry, the storage watch, the solver's settings) and are wired in: tick
+    hooks (after the night operations' one), stop hooks, the ``centring`` and ``nayuta`` status
+    sections, listeners on the frame service, the API routes (``obs.api_routes``; ``build_app``
+    serves them), and the centring job as a claim on the telescope that the sequencer respects.
+    ``obs.centring`` and ``obs.nayuta`` record them for the API and tests; no service reads
+    them. Idempotent.
+
+    Args:
+        obs: the observatory.
+        night_ops: from ``install_night_operations`` (camera, frames, sequencer).
+        settings: ``[centring]``; default the config's ``centring`` section, else defaults.
+        nayuta: ``True``: Nayuta following with the config's ``nayuta`` section (or defaults);
+            a ``NayutaDaemonSettings`` (or dict): with those; ``False``: not at all.
+        locate_executor: for tests: where slit-viewer frames are located (default a thread).
+
+    Returns:
+        The :class:`~tenmon.daemon.centring.CentringService` (``.nayuta`` is the
+        ``NayutaService`` or ``None``).
+
+    Raises:
+        ConfigError: a section does not validate, or there are no night operations.
+    """
+    from tenmon.config.sections import section
+    from tenmon.daemon.centring import CentringService, CentringServiceSettings, centring_routes
+    from tenmon.errors import ConfigError
+
+    existing = getattr(obs, "centring", None)
+    if existing is not None:
+        return existing
+    if night_ops is None:
+        raise ConfigError("centring needs the night operations (camera and frame service)")
+    s = section(obs.config, "centring", CentringServiceSettings, settings)
+    service = CentringService(obs, camera=night_ops.camera, frames=night_ops.frames,
+                              geometry=night_ops.geometry,
+                              centering=night_ops.frames.job.solver.centering,
+                              sequencer=night_ops.sequencer, storage=obs.storage, settings=s)
+    obs.centring = service
+    night_ops.sequencer.telescope_claims.append(service)
+    obs.tick_hooks.append(service.tick)
+    obs.stop_hooks.append(service.stop_now)
+    obs.status_hooks["centring"] = service.status
+    night_ops.frames.listeners.append(service.on_frame)
+    obs.api_routes.extend(centring_routes(service))
+    service.nayuta = None
+    if nayuta is not False:
+        service.nayuta = _install_nayuta(obs, service, night_ops,
+                                         settings=None if nayuta is True else nayuta,
+                                         executor=locate_executor)
+    return service
+
+
+def _install_nayuta(obs: Observatory, centring, night_ops, *, settings=None, executor=None):
+    """Nayuta following, wired in (tick and stop hooks, ``nayuta`` status, routes, a frame
+    listener). ``settings``: ``NayutaDaemonSettings`` or a dict; default the config's ``nayuta``
+    section, else defaults.
+
+    Raises:
+        ConfigError: the section does not validate, or the feed cannot be set up.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tenmon.config.sections import section
+    from tenmon.daemon.nayuta_service import (NayutaDaemonSettings, NayutaService, feed_problem,
+                                              nayuta_routes)
+    from tenmon.drivers.nayuta_feed import make_feed
+    from tenmon.errors import ConfigError, DeviceError
+
+    existing = getattr(obs, "nayuta", None)
+    if existing is not None:
+        return existing
+    settings = section(obs.config, "nayuta", NayutaDaemonSettings, settings)
+    own_pool = executor is None
+    try:
+        feed = None
+        if feed_problem(settings, simulated=obs.world is not None) is None:
+            feed = make_feed(settings.feed, clock=obs.clock)
+        pool = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="nayuta-locate")
+        service = NayutaService(obs, centring, solver=night_ops.frames.job.solver,
+                                camera_settings=night_ops.camera_settings, settings=settings,
+                                feed=feed, executor=pool, world=obs.world)
+    except ValueError as exc:
+        raise ConfigError(f"nayuta: {exc}") from None
+    except DeviceError as exc:
+        raise ConfigError(f"nayuta: {exc}") from None
+    obs.nayuta = service
+    obs.tick_hooks.append(service.tick)
+    obs.stop_hooks.append(service.stop_now)
+    if own_pool:  # after the service's stop hook, which ends a sync in progress
+        obs.stop_hooks.append(lambda: pool.shutdown(wait=False, cancel_futures=True))
+    obs.status_hooks["nayuta"] = service.status
+    night_ops.frames.listeners.append(service.on_frame)
+    obs.api_routes.extend(nayuta_routes(service))
+    return service

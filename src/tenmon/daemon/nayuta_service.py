@@ -32,21 +32,33 @@ import itertools
 import logging
 import math
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
-from pathlib import Path
+from concurrent.futures import Future
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon.astro import separation_arcsec
-from tenmon.config.sections import section
 from tenmon.daemon.centring import CentringError, CentringService
-from tenmon.timefmt import utc_iso
-from tenmon.drivers.nayuta_feed import NayutaFeedSettings, SlitViewerFrame, make_feed
+from tenmon.daemon.phases import PhaseMachine
+from tenmon.drivers.nayuta_feed import NayutaFeedSettings, SlitViewerFrame
 from tenmon.errors import CommandRefused, DeviceError, TenmonError
+from tenmon.timefmt import utc_iso
 from tenmon.vision.nayuta import NayutaSettings
 
 log = logging.getLogger(__name__)
+
+
+#: The sync's declared transitions (the module docstring's steps), ``idle`` between syncs. Only
+#: ``centring`` moves the telescope: it alone is entered through the safety guard (the centring
+#: service's); reading and locating frames and measuring them are safe whatever the weather.
+TRANSITIONS: dict[str, tuple[str, ...]] = {
+    "idle": ("frame",),
+    "frame": ("locating", "idle"),
+    "locating": ("centring", "idle"),
+    "centring": ("photometry", "idle"),
+    "photometry": ("idle",),
+}
+SAFE = ("idle", "frame", "locating", "photometry")
 
 
 class SimulatedNayutaTarget(BaseModel):
@@ -94,6 +106,17 @@ class NayutaDaemonSettings(BaseModel):
     simulated_target: SimulatedNayutaTarget = Field(default_factory=SimulatedNayutaTarget)
 
 
+def feed_problem(settings: NayutaDaemonSettings, *, simulated: bool) -> str | None:
+    """Why following Nayuta cannot be offered with these settings, or ``None`` when it can."""
+    if not settings.enabled:
+        return "following Nayuta is off ([nayuta] enabled = false)"
+    if settings.feed.type == "simulated" and not simulated:
+        # a site never falls back to a simulator
+        return ("no slit-viewer feed configured: set [nayuta.feed] type = "
+                "\"directory\" and directory = the slit viewer's folder")
+    return None
+
+
 class SyncRun:
     """One sync: from a slit-viewer frame to the 60 cm centred on the target."""
 
@@ -128,35 +151,40 @@ class SyncRun:
 
 
 class NayutaService:
-    """Nayuta sync and following on the observatory's tick. Built by :func:`install_nayuta`.
+    """Nayuta sync and following on the observatory's tick. Built and wired by
+    ``daemon.compose.install_centring``.
 
     Args:
-        obs: the observatory.
+        obs: the observatory (clock, config, events, store; ``world`` in simulated mode).
         centring: the :class:`~tenmon.daemon.centring.CentringService`.
+        solver: the frame service's ``SolverSettings`` (the slit viewer's solver chain and
+            catalogue).
+        camera_settings: the 60 cm camera's settings (simulated zero point).
         settings: :class:`NayutaDaemonSettings`.
-        executor: where frames are located (default: one thread of its own).
+        feed: the slit-viewer feed (``drivers.nayuta_feed.make_feed``), ``None`` when
+            :func:`feed_problem` names one.
+        executor: where frames are located (a thread, not the control loop's).
+        world: the simulated world (``None`` at a site): Nayuta's simulated target.
     """
 
-    def __init__(self, obs, centring: CentringService, *,
-                 settings: NayutaDaemonSettings | None = None, executor=None):
+    def __init__(self, obs, centring: CentringService, *, solver, camera_settings=None,
+                 settings: NayutaDaemonSettings | None = None, feed=None, executor,
+                 world=None):
         self.obs = obs
         self.centring = centring
+        self.solver_settings = solver
+        self.camera_settings = camera_settings
         self.s = settings or NayutaDaemonSettings()
-        self.simulated = obs.world is not None
-        self.unavailable: str | None = None
-        if not self.s.enabled:
-            self.unavailable = "following Nayuta is off ([nayuta] enabled = false)"
-        elif self.s.feed.type == "simulated" and not self.simulated:
-            # a site never falls back to a simulator
-            self.unavailable = ("no slit-viewer feed configured: set [nayuta.feed] type = "
-                                "\"directory\" and directory = the slit viewer's folder")
-        self.feed = None
-        if self.unavailable is None:
-            self.feed = make_feed(self.s.feed, clock=obs.clock)
-        self._own_executor = executor is None
-        self.executor = executor or ThreadPoolExecutor(max_workers=1,
-                                                       thread_name_prefix="nayuta-locate")
+        self.world = world
+        self.simulated = world is not None
+        self.unavailable: str | None = feed_problem(self.s, simulated=self.simulated)
+        if self.unavailable is None and feed is None:
+            raise ValueError("a usable [nayuta.feed] needs its feed")
+        self.feed = feed if self.unavailable is None else None
+        self.executor = executor
         self._seq = itertools.count(1)
+        self.machine: PhaseMachine[str] = PhaseMachine(
+            "nayuta", "idle", TRANSITIONS, safe=SAFE, guard=centring.safety_problem)
         self.run: SyncRun | None = None
         self.last: SyncRun | None = None
         self.following = False
@@ -247,7 +275,7 @@ class NayutaService:
         run = self.run
         if run is not None and not run.finished:
             try:
-                getattr(self, f"_tick_{run.phase}")(run)
+                self.machine.handler(self)(run)
             except TenmonError as exc:
                 self._end(run, "failed", str(exc))
             return
@@ -295,6 +323,7 @@ class NayutaService:
         now = obs.clock.now()
         run = SyncRun(f"nayuta-{now.strftime('%Y%m%dT%H%M%S')}-{next(self._seq)}", mode,
                       obs.clock.monotonic(), utc_iso(now), time.monotonic())
+        self.machine.to("frame", run.id)
         self.run = run
         obs.emit("info", "nayuta", f"{run.id}: syncing the 60 cm to Nayuta's target ({mode})")
         return run
@@ -325,7 +354,7 @@ class NayutaService:
                 run.reported = (frame.hint.ra_deg, frame.hint.dec_deg)
             run.future = self.executor.submit(self._locate, frame, self._frame60_for(run))
         run.future_started = time.monotonic()
-        run.phase = "locating"
+        self._phase(run, "locating")
 
     def _tick_locating(self, run: SyncRun) -> None:
         fut = run.future
@@ -364,7 +393,7 @@ class NayutaService:
             self._end(run, "failed", f"cannot centre: {exc}")
             return
         run.centring_id = job.id
-        run.phase = "centring"
+        self._phase(run, "centring")
 
     def _tick_centring(self, run: SyncRun) -> None:
         pass  # _centring_ended moves on
@@ -390,7 +419,18 @@ class NayutaService:
             return
         run.future = self.executor.submit(self._locate, run.frame, frame60)
         run.future_started = time.monotonic()
-        run.phase = "photometry"
+        self._phase(run, "photometry")
+
+    def _phase(self, run: SyncRun, phase: str) -> None:
+        """Move the sync to ``phase`` along a declared transition (``centring`` guarded by
+        safety).
+
+        Raises:
+            IllegalTransition: not declared (a bug).
+            UnsafeTransition: into ``centring`` while unsafe (the phase stays).
+        """
+        self.machine.to(phase, run.id)
+        run.phase = phase
 
     def _tick_photometry(self, run: SyncRun) -> None:
         fut = run.future
@@ -446,7 +486,7 @@ class NayutaService:
             from tenmon.vision.nayuta import slit_viewer_chain
             from tenmon.vision.solve.chain import make_catalog
 
-            solver_settings = self.centring.night_ops.frames.job.solver
+            solver_settings = self.solver_settings
             catalog = self.feed.sky if self.s.feed.type == "simulated" else make_catalog(
                 solver_settings.catalog)
             if catalog is None:
@@ -511,7 +551,7 @@ class NayutaService:
             if t.ra_deg is not None and t.dec_deg is not None:
                 ra, dec = t.ra_deg, t.dec_deg
             else:  # near the zenith now
-                ra, dec = self.obs.world.lst(), self.obs.config.site.latitude_deg
+                ra, dec = self.world.lst(), self.obs.config.site.latitude_deg
             self.sim_target = self.feed.nearest_star(ra, dec, mag_bright=t.mag_bright,
                                                      mag_faint=t.mag_faint,
                                                      radius_deg=t.search_radius_deg)
@@ -524,6 +564,7 @@ class NayutaService:
         if run.future is not None:
             run.future.cancel()
             run.future = None
+        self.machine.reset("idle")
         run.state = state
         run.reason = reason
         run.ended_utc = utc_iso(obs.clock.now())
@@ -610,8 +651,8 @@ class NayutaService:
         """(60 cm, slit viewer) magnitudes of 1 ADU/s: configured, else the simulated cameras'."""
         zp60, zpsv = self.s.zero_point_60cm_mag, self.s.zero_point_slit_viewer_mag
         if self.simulated:
-            if zp60 is None:
-                cam = self.centring.night_ops.camera_settings
+            if zp60 is None and self.camera_settings is not None:
+                cam = self.camera_settings
                 zp60 = cam.zero_point_mag - 2.5 * math.log10(cam.gain_e_per_adu)
             if zpsv is None and self.s.feed.type == "simulated":
                 sv = self.s.feed.simulated
@@ -631,8 +672,6 @@ class NayutaService:
         self.following = False
         if self.run is not None and not self.run.finished:
             self._end(self.run, "aborted", "the daemon stopped")
-        if self._own_executor:
-            self.executor.shutdown(wait=False, cancel_futures=True)
 
 
 def _r(v: float | None, nd: int = 3) -> float | None:
@@ -706,35 +745,5 @@ def nayuta_routes(service: NayutaService) -> list:
     ]
 
 
-def install_nayuta(obs, centring: CentringService, *, settings=None, executor=None
-                   ) -> NayutaService:
-    """Wire Nayuta following into ``obs`` (tick and stop hooks, ``nayuta`` status, routes, a
-    frame listener). ``settings``: ``NayutaDaemonSettings`` or a dict; default the config's
-    ``nayuta`` section, else defaults. Called by ``install_centring``.
-
-    Raises:
-        ConfigError: the section does not validate.
-    """
-    from tenmon.errors import ConfigError
-
-    existing = getattr(obs, "nayuta", None)
-    if existing is not None:
-        return existing
-    settings = section(obs.config, "nayuta", NayutaDaemonSettings, settings)
-    try:
-        service = NayutaService(obs, centring, settings=settings, executor=executor)
-    except ValueError as exc:
-        raise ConfigError(f"nayuta: {exc}") from None
-    except DeviceError as exc:
-        raise ConfigError(f"nayuta: {exc}") from None
-    obs.nayuta = service
-    obs.tick_hooks.append(service.tick)
-    obs.stop_hooks.append(service.stop_now)
-    obs.status_hooks["nayuta"] = service.status
-    centring.night_ops.frames.listeners.append(service.on_frame)
-    obs.api_routes.extend(nayuta_routes(service))
-    return service
-
-
 __all__ = ["NayutaService", "NayutaDaemonSettings", "SimulatedNayutaTarget", "SyncRun",
-           "install_nayuta", "nayuta_routes", "SyncBody", "SimNayutaBody"]
+           "nayuta_routes", "feed_problem", "SyncBody", "SimNayutaBody"]

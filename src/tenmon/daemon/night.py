@@ -178,7 +178,8 @@ class NightOps:
             obs, camera=self.camera, geometry=geometry, settings=settings.sequencer,
             centering=job.solver.centering,
             log_event=self.log_event, on_block_done=self._block_done,
-            on_block_failed=self._block_failed, on_weather_close=self._weather_close)
+            on_block_failed=self._block_failed, on_weather_close=self._weather_close,
+            storage=obs.storage)
         self.sequencer.open_twilight_alt_deg = twilight_altitude(scheduler.open_twilight)
         self.sequencer.focuser = self.focuser
         self.sequencer.filter_wheel = self.filter_wheel

@@ -134,7 +134,7 @@ async def _serve(obs: Observatory, config: TenmonConfig, notifier: SystemdNotifi
                  heartbeat: Heartbeat | None) -> int:
     # The camera, the frame service (process pool), the night's jobs and sequencer (when
     # [night] enabled), centring and Nayuta following: all driven by the control tick.
-    from tenmon.daemon.centring import install_centring
+    from tenmon.daemon.compose import install_centring
     from tenmon.daemon.night import install_night_operations
 
     try:

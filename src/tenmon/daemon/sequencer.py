@@ -21,6 +21,10 @@ Phases (``Phase``)::
                                   \\---------- (block done) ---------/
     any observing phase --(unsafe)--> hold --(hold-off over, still dark)--> opening
     ready (plan done) / dawn --> closing -> done
+
+The transitions are declared in :data:`TRANSITIONS` and kept by a ``daemon.phases.PhaseMachine``:
+an undeclared move raises, and every move into an observing phase asks safety first (the same
+test as the top of the tick); a refused one takes the safety close at once.
 """
 
 from __future__ import annotations
@@ -34,9 +38,20 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tenmon.astro import lst_deg, radec_to_altaz, separation_arcsec, separation_deg, sun_altitude_deg
-from tenmon.daemon.dome_geometry import (DomeGeometry, azimuth_error_deg, dome_azimuth_radec,
-                                         pier_side_for)
+from tenmon.astro import (
+    lst_deg,
+    radec_to_altaz,
+    separation_arcsec,
+    separation_deg,
+    sun_altitude_deg,
+)
+from tenmon.daemon.dome_geometry import (
+    DomeGeometry,
+    pier_side_for,
+)
+from tenmon.daemon.phases import PhaseMachine, UnsafeTransition
+from tenmon.daemon.ports import ExposureGate, ServiceObservatory, TelescopeClaim
+from tenmon.daemon.slaving import DomeSlaver
 from tenmon.drivers.base import MountState, ShutterState
 from tenmon.drivers.camera import CameraState
 from tenmon.errors import CommandRefused, DeviceError
@@ -98,6 +113,28 @@ class Phase(str, enum.Enum):
 OBSERVING = {Phase.OPENING, Phase.READY, Phase.SLEWING, Phase.SETTLING, Phase.EXPOSING,
              Phase.WAIT_SOLVE, Phase.CENTERING, Phase.FOCUSING}
 
+#: Phases entered whatever safety says (nothing opens or moves toward observing in them).
+SAFE = {Phase.IDLE, Phase.ARMED, Phase.HOLD, Phase.CLOSING, Phase.DONE}
+
+_BLOCK_OUT = (Phase.READY, Phase.HOLD, Phase.CLOSING)  # a block ends, safety closes, dawn
+#: The sequencer's declared transitions (the module docstring's picture). Every observing phase
+#: may go to ``hold`` (a safety close) and ``closing`` (dawn, no plan); staying is always allowed.
+TRANSITIONS: dict[Phase, tuple[Phase, ...]] = {
+    Phase.IDLE: (Phase.ARMED, Phase.DONE),
+    Phase.ARMED: (Phase.OPENING, Phase.CLOSING, Phase.DONE),
+    Phase.OPENING: (Phase.READY, Phase.ARMED, Phase.HOLD, Phase.CLOSING),
+    Phase.READY: (Phase.SLEWING,) + _BLOCK_OUT,
+    Phase.SLEWING: (Phase.SETTLING,) + _BLOCK_OUT,
+    Phase.SETTLING: (Phase.EXPOSING,) + _BLOCK_OUT,
+    Phase.EXPOSING: (Phase.WAIT_SOLVE, Phase.CENTERING, Phase.FOCUSING) + _BLOCK_OUT,
+    Phase.WAIT_SOLVE: (Phase.EXPOSING, Phase.CENTERING) + _BLOCK_OUT,
+    Phase.CENTERING: (Phase.SETTLING,) + _BLOCK_OUT,
+    Phase.FOCUSING: (Phase.EXPOSING,) + _BLOCK_OUT,
+    Phase.HOLD: (Phase.OPENING, Phase.CLOSING, Phase.DONE),
+    Phase.CLOSING: (Phase.DONE,),
+    Phase.DONE: (Phase.ARMED,),
+}
+
 
 def block_key(b: ScheduledBlock) -> str:
     """A stable id of one planned visit (name, visit, planned start)."""
@@ -141,7 +178,7 @@ class Sequencer:
     """See the module docstring. Built and driven by ``daemon.night.NightOps``.
 
     Args:
-        obs: the observatory.
+        obs: the observatory's commands, states, safety, events, clock and config.
         camera: a :class:`~tenmon.drivers.camera.Camera`, or ``None`` to await frames written
             by a site's CCD program.
         geometry: the dome geometry.
@@ -151,13 +188,20 @@ class Sequencer:
         on_block_done: ``(block, frames, outcome)`` with outcome ``observed``/``partial``.
         on_block_failed: ``(block, reason)`` (the target is dropped and the rest re-planned).
         on_weather_close: ``(t_close, t_reopen, reason)``: re-plan after a safety close.
+        storage: the storage watch: exposures wait while it refuses them (``None``: never).
+
+    ``telescope_claims``: others that may have the telescope for a while (a centring job, a
+    Nayuta sync): no block starts while one of them is ``busy``. The composition root adds them.
     """
 
-    def __init__(self, obs, *, camera, geometry: DomeGeometry, settings: SequencerSettings,
-                 centering: CenteringSettings, log_event: Callable[..., None],
-                 on_block_done: Callable[..., None], on_block_failed: Callable[..., None],
-                 on_weather_close: Callable[..., None]):
+    def __init__(self, obs: ServiceObservatory, *, camera, geometry: DomeGeometry,
+                 settings: SequencerSettings, centering: CenteringSettings,
+                 log_event: Callable[..., None], on_block_done: Callable[..., None],
+                 on_block_failed: Callable[..., None], on_weather_close: Callable[..., None],
+                 storage: ExposureGate | None = None):
         self.obs = obs
+        self.storage = storage
+        self.telescope_claims: list[TelescopeClaim] = []
         self.camera = camera
         self.geometry = geometry
         self.s = settings
@@ -166,7 +210,9 @@ class Sequencer:
         self.on_block_done = on_block_done
         self.on_block_failed = on_block_failed
         self.on_weather_close = on_weather_close
-        self.phase = Phase.IDLE
+        self.machine: PhaseMachine[Phase] = PhaseMachine(
+            "sequencer", Phase.IDLE, TRANSITIONS, safe=SAFE, guard=self._unsafe_reason,
+            on_change=self._changed)
         self.plan: Plan | None = None
         self._keyed: _Keyed | None = None
         self.handled: set[str] = set()
@@ -184,7 +230,8 @@ class Sequencer:
         self._retry_at = -1e9
         self._phase_since = 0.0
         self._open_started = 0.0
-        self._dome_next = -1e9
+        self.slaver = DomeSlaver(obs, clock=obs.clock, site=obs.config.site, geometry=geometry,
+                                 period_s=settings.dome_check_s, name="dome slaving")
         self._sun_cache: tuple[float, float] | None = None
         self._not_open_since: float | None = None
         self._started_m = obs.clock.monotonic()
@@ -196,6 +243,17 @@ class Sequencer:
         self.autofocus = None      # an AutofocusService: focus when due
         self.af_run = None         # the AutofocusRun in progress
         self._af_paths: dict[str, None] = {}   # autofocus frames (insertion-ordered set)
+
+    @property
+    def phase(self) -> Phase:
+        """The current phase (:attr:`machine`'s). The sequencer itself moves only through
+        ``_to`` (declared, guarded); assigning sets the phase outright, for tests that stage
+        one (``PhaseMachine.force``)."""
+        return self.machine.state
+
+    @phase.setter
+    def phase(self, value: Phase) -> None:
+        self.machine.force(Phase(value))
 
     # ------------------------------------------------------------------ control from NightOps
 
@@ -235,7 +293,7 @@ class Sequencer:
     def end_night(self, reason: str) -> None:
         """Dawn (or an operator): stop, close and park; then idle until the next night."""
         if self.phase in (Phase.IDLE, Phase.DONE):
-            self.phase = Phase.DONE
+            self.machine.reset(Phase.DONE)
             return
         self._abort_block(f"night ended ({reason})")
         self._start_closing(reason, final=True)
@@ -276,18 +334,19 @@ class Sequencer:
             if record.solved:
                 self._note_separation(run, record)
             return
-        self._centre_on(run, record)
+        try:
+            self._centre_on(run, record)
+        except UnsafeTransition as exc:
+            self._refused(exc)
 
     # ------------------------------------------------------------------ the tick
 
     def tick(self) -> None:
         obs = self.obs
         now_m = obs.clock.monotonic()
-        unsafe = (not obs.verdict.safe) or obs.supervisor.closing or bool(obs.emergency)
-        if self.phase in OBSERVING and unsafe:
-            reasons = "; ".join(obs.verdict.reasons) or (
-                "emergency stop" if obs.emergency else "safety supervisor closing")
-            self._safety_close(reasons)
+        unsafe = self._unsafe_reason()
+        if self.phase in OBSERVING and unsafe is not None:
+            self._safety_close(unsafe)
             return
         if self.phase in OBSERVING and self.phase != Phase.OPENING and not self._open_ok():
             # a slit or cover that closes by itself (a fault, a lost reading) ends the block like
@@ -302,9 +361,27 @@ class Sequencer:
         if self.run is not None and self.phase in (Phase.SLEWING, Phase.SETTLING, Phase.EXPOSING,
                                                    Phase.WAIT_SOLVE, Phase.CENTERING,
                                                    Phase.FOCUSING):
-            self._slave_dome(self.run.block.ra_deg, self.run.block.dec_deg, now_m)
-        handler = getattr(self, f"_tick_{self.phase.value}")
-        handler(now_m)
+            self.slaver.slave(self.run.block.ra_deg, self.run.block.dec_deg, now_m)
+        try:
+            self.machine.handler(self)(now_m)
+        except UnsafeTransition as exc:
+            self._refused(exc)
+
+    def _unsafe_reason(self) -> str | None:
+        """The guard of every move into an observing phase: ``None`` when safe, else why not
+        (the verdict's reasons, the supervisor closing, an emergency stop)."""
+        obs = self.obs
+        if obs.verdict.safe and not obs.supervisor.closing and not obs.emergency:
+            return None
+        return "; ".join(obs.verdict.reasons) or (
+            "emergency stop" if obs.emergency else "safety supervisor closing")
+
+    def _refused(self, exc: UnsafeTransition) -> None:
+        """A move into an observing phase was refused (safety changed within the tick): take
+        the safety path now instead of on the next tick."""
+        log.info("sequencer: %s", exc)
+        if self.phase in OBSERVING:
+            self._safety_close(exc.reason)
 
     # ------------------------------------------------------------------ phases
 
@@ -376,8 +453,7 @@ class Sequencer:
         lead = block.overhead_s + 30.0
         if now < block.start - timedelta(seconds=lead):
             return  # early: stay where we are until it is time to slew
-        centring = getattr(self.obs, "centring", None)
-        if centring is not None and centring.busy:
+        if any(claim.busy for claim in self.telescope_claims):
             return  # an operator's centring job (or a Nayuta sync) has the telescope for now
         self._start_block(block, now_m)
 
@@ -390,7 +466,7 @@ class Sequencer:
         if mstate == MountState.ERROR:
             self._fail_block(f"mount error: {obs.mount.error}")
             return
-        dome_ok = self._dome_on_target(run.block.ra_deg, run.block.dec_deg)
+        dome_ok = self.slaver.on_target(run.block.ra_deg, run.block.dec_deg)
         if mstate == MountState.TRACKING and dome_ok:
             run.settle_until = now_m + self.s.settle_s
             self._to(Phase.SETTLING, "mount and dome on target")
@@ -521,7 +597,7 @@ class Sequencer:
         if obs.mount.state == MountState.ERROR:
             self._fail_block(f"mount error while centring: {obs.mount.error}")
             return
-        if obs.mount.state == MountState.TRACKING and self._dome_on_target(
+        if obs.mount.state == MountState.TRACKING and self.slaver.on_target(
                 run.block.ra_deg, run.block.dec_deg):
             run.settle_until = now_m + self.s.settle_s
             self._to(Phase.SETTLING, "centring slew done")
@@ -580,8 +656,8 @@ class Sequencer:
             except DeviceError as exc:
                 self._fail_block(f"filter {block.filter!r}: {exc.detail}")
                 return
-        self._dome_next = -1e9
-        self._slave_dome(block.ra_deg, block.dec_deg, now_m, force=True)
+        # a new block: aim the dome now, even when it stands within half the tolerance
+        self.slaver.slave(block.ra_deg, block.dec_deg, now_m, now=True, resend=True)
         self._to(Phase.SLEWING, f"slewing to {block.name}")
 
     def _next_exposure(self, now_m: float, retry: bool = False) -> None:  # noqa: ARG002
@@ -599,7 +675,7 @@ class Sequencer:
             return  # await mode: frames arrive through the intake
         if self._maybe_focus():
             return
-        storage = getattr(self.obs, "storage", None)
+        storage = self.storage
         refusal = storage.exposure_refusal() if storage is not None else None
         if refusal is not None:
             if run.storage_wait is None:
@@ -809,39 +885,6 @@ class Sequencer:
 
     # ------------------------------------------------------------------ dome
 
-    def _dome_target(self, ra: float, dec: float) -> float:
-        now = self.obs.clock.now()
-        lst = lst_deg(now, self.site.longitude_deg)
-        return dome_azimuth_radec(ra, dec, lst, self.site.latitude_deg, self.geometry).azimuth_deg
-
-    def _dome_on_target(self, ra: float, dec: float) -> bool:
-        dome = self.obs.dome
-        az = dome.azimuth_deg
-        if az is None or dome.slewing:
-            return False
-        return abs(azimuth_error_deg(az, self._dome_target(ra, dec))) <= \
-            self.geometry.slave_tolerance_deg
-
-    def _slave_dome(self, ra: float, dec: float, now_m: float, force: bool = False) -> None:
-        if not force and now_m < self._dome_next:
-            return
-        self._dome_next = now_m + self.s.dome_check_s
-        dome = self.obs.dome
-        target = self._dome_target(ra, dec)
-        if dome.slewing:
-            if dome.target_deg is not None and abs(azimuth_error_deg(
-                    dome.target_deg, target)) <= self.geometry.slave_tolerance_deg:
-                return
-        else:
-            az = dome.azimuth_deg
-            if az is not None and abs(azimuth_error_deg(az, target)) <= \
-                    self.geometry.slave_tolerance_deg / 2 and not force:
-                return
-        try:
-            self.obs.dome_goto(round(target, 2) % 360.0)
-        except CommandRefused as exc:
-            log.warning("dome slaving: %s", exc)
-
     def pier_side(self, ra: float | None, dec: float | None, lst: float | None) -> str | None:
         """Pier side of the mount at a position (German mounts; ``None`` for a fork)."""
         if ra is None or lst is None:
@@ -913,11 +956,18 @@ class Sequencer:
                 log.warning("closing: %s", exc)
 
     def _to(self, phase: Phase, why: str) -> None:
-        if phase != self.phase:
-            log.info("sequencer: %s -> %s (%s)", self.phase.value, phase.value, why)
-            self.obs.emit("info", "sequencer", f"{phase.value}: {why}")
-        self.phase = phase
+        """Move to ``phase`` along a declared transition, guarded by safety.
+
+        Raises:
+            IllegalTransition: not declared (a bug).
+            UnsafeTransition: into an observing phase while unsafe (the phase stays).
+        """
+        self.machine.to(phase, why)
         self._phase_since = self.obs.clock.monotonic()
+
+    def _changed(self, old: Phase, new: Phase, why: str) -> None:
+        log.info("sequencer: %s -> %s (%s)", old.value, new.value, why)
+        self.obs.emit("info", "sequencer", f"{new.value}: {why}")
 
     # ------------------------------------------------------------------ status
 
