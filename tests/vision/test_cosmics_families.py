@@ -84,12 +84,19 @@ def test_a_wide_track_that_objlim_drops_is_found_by_the_track_pass():
     noise = math.sqrt(sky / gain + (rn / gain) ** 2)
     truth = q / gain > 10 * noise
     plain, _ = cosmics.lacosmic(img, gain=gain, read_noise_e=rn)
-    off = cosmics.clean_cosmics(img, gain=gain, read_noise_e=rn, settings=cosmics.CosmicSettings(track_min_px=None))
-    on = cosmics.clean_cosmics(img, gain=gain, read_noise_e=rn)
+    # The track pass alone: LA Cosmic at its own objlim (5), no sharp pass, track pass off / on.
+    la5 = {"objlim": 5.0, "sharp_pass_sigma": None}
+    off = cosmics.clean_cosmics(img, gain=gain, read_noise_e=rn,
+                                settings=cosmics.CosmicSettings(track_min_px=None, **la5))
+    on = cosmics.clean_cosmics(img, gain=gain, read_noise_e=rn, settings=cosmics.CosmicSettings(**la5))
     assert (plain & truth).sum() < 0.7 * truth.sum()
     assert (on.mask & truth).sum() >= 0.95 * truth.sum()
     assert (on.mask & truth).sum() > (off.mask & truth).sum()
     assert on.n_tracks > 0
+    # The defaults (objlim 2, sharp pass) find it too.
+    dflt = cosmics.clean_cosmics(img, gain=gain, read_noise_e=rn)
+    assert (dflt.mask & truth).sum() >= 0.95 * truth.sum()
+    on = dflt
     # Cleaned: the track's pixels come back near the sky.
     assert np.median(on.clean[truth]) < sky + 5 * noise
 

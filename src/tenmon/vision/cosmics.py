@@ -5,8 +5,9 @@ DESIGN.md, and ``tests/vision/test_cosmics.py`` shows it). Raising ``objlim`` do
 without losing cosmic rays, so every region LA Cosmic flags must also be *sharper than the PSF
 allows*: at one of its pixels, for some pair of opposite neighbours (along a row, a column or a
 diagonal), the pair's mean must fall below the smallest neighbour-to-peak ratio that the frame's
-own bright stars show (measured on them; a Gaussian of the frame's FWHM when there are too few),
-with a noise margin. This is the "condition 3" test of LSST's ``findCosmicRays``. Regions that
+own bright stars show (measured on them, per direction, leaving out stars a ray hit; a Gaussian
+of the frame's FWHM when there are too few), with a noise margin; star cores need a ray sharper
+still (``protect_core_factor``). This is the "condition 3" test of LSST's ``findCosmicRays``. Regions that
 fail are star light and are unflagged; a cosmic ray that hits a star is still found, because it
 is sharper than the star. Saturated pixels and their surroundings are excluded from the search,
 and flags touching a saturated area (within 6 px) are dropped: a clipped core makes the bright
@@ -15,6 +16,9 @@ A track pass (``track_min_px``, issue 16) then adds the long thin regions above 
 LA Cosmic's fine-structure test dropped (tracks 2-3 px wide, as charge diffusion in thick CCDs
 makes them); no star core is 3x longer than wide, and pixels LA Cosmic flagged but the PSF test
 vetoed never come back this way.
+A sharp pass (``sharp_pass_sigma``, issue 16) adds the pixels above ``sigclip`` that LA Cosmic's
+fine-structure test dropped but that are sharper than any star of the frame by a wider margin
+(compact worms, rays on stars).
 Finally the mask grows (``grow_steps`` rings) into neighbours significantly above the background,
 off any star (a 3x3 grey opening, which tracks do not survive, marks them) and standing out from
 their unflagged 5x5 neighbours, recovering the faint edges of tracks that the Laplacian misses.
@@ -108,8 +112,8 @@ class CosmicResult:
 
     ``mask`` is True on cosmic-ray pixels; ``clean`` is the image with them replaced (float32,
     same units as the input); ``n_lacosmic`` counts what LA Cosmic flagged, ``n_protected`` what
-    the star protection unflagged, ``n_tracks`` what the track pass added, ``n_grown`` what
-    growth added.
+    the star protection unflagged, ``n_tracks`` what the track pass added, ``n_sharp`` what the
+    sharp pass added, ``n_grown`` what growth added.
     """
 
     mask: np.ndarray
