@@ -10,8 +10,9 @@ SIGTERM and SIGINT take the same path: stop taking commands, abort the dome, rea
 state (slit closed, cover closed, mount parked) within ``daemon.shutdown_timeout_s``, switch
 every relay off, exit. A second signal skips the wait (relays still go off). A crash in the tick
 also ends with every relay off (``finally``), and systemd restarts the daemon, whose start-up
-reconcile finds the slit and closes it if needed. The control loop toggles the heartbeat output
-after every completed tick, so an external dead-man relay closes the slit when it stops.
+reconcile finds the slit and closes it if needed. The control loop (``daemon.control_loop``, the
+same one ``tenmon simulate`` runs) toggles the heartbeat output after every completed tick, so an
+external dead-man relay closes the slit when it stops.
 
 Nothing before the control loop needs the disk: the store opens its database on its writer
 thread (starting in memory when it cannot, and retrying), and night operations that cannot be
