@@ -247,3 +247,41 @@ async def _autofocus_on_indi(obs, ops, run, field):
     assert res["verify_hfr_px"] < 2.2, res
     frames = sorted(Path(obs.config.paths.data_dir, "frames").glob("AF1-*.fits"))
     assert frames and abs(fits.getheader(frames[-1])["FOCUSPOS"] - 36667) <= 1500
+
+
+def test_no_indiserver_is_an_error_naming_it_never_a_simulator(tmp_path):
+    """The INDI site file with nothing listening: every device's connect fails with an error
+    event naming the server; the weather gives no reading (unsafe); no simulator stands in."""
+    import socket
+
+    from tenmon.config.loader import load_config
+    from tenmon.daemon.compose import build_observatory
+    from tenmon.daemon.night import install_night_operations
+    from tenmon.daemon.sections import section_models
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"TENMON_PATHS__DATA_DIR": str(tmp_path / "data"),
+           "TENMON_SIM__START_UTC": f'"{START.isoformat()}"', "TENMON_NIGHT__ENABLED": "true",
+           **{f"TENMON_{k}__PORT": str(port) for k in KINDS},
+           **{f"TENMON_{k}__CONNECT_TIMEOUT_S": "2" for k in KINDS}}
+    cfg = load_config(SITE, env=env, sections=section_models())
+    obs = build_observatory(cfg, fresh=True)
+    try:
+        obs.start()
+        ops = install_night_operations(obs, cfg, executor=ThreadPoolExecutor(max_workers=1))
+        for _ in range(30):
+            obs.clock.advance(0.1)
+            obs.tick()
+        assert obs.store.flush(10)
+        errors = [e["message"] for e in obs.store.events(limit=1000) if e["level"] == "error"]
+        for kind in ("mount", "weather", "camera", "focuser", "filter_wheel"):
+            assert any(m.startswith(f"{kind}: cannot connect") and
+                       f"no indiserver at 127.0.0.1:{port}" in m for m in errors), (kind, errors)
+        assert type(obs.mount).__name__ == "IndiMount"
+        assert type(ops.camera).__name__ == "IndiCamera"
+        assert obs.weather.reading() is None and not obs.verdict.safe
+    finally:
+        obs.stop()
+        obs.store.close(timeout_s=2.0)
