@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ORDER = ["daemon", "relays", "slit_encoder", "ir_encoder_loop", "frame_pipeline", "daemon_frames",
          "clusters_gaia", "clusters", "solve", "pointing", "centring", "nayuta", "planner",
          "night", "storage", "faults", "soak", "archive", "sources", "cosmics_families",
-         "encoder_adapt", "indi", "alpaca"]
+         "encoder_adapt", "indi", "alpaca_devices", "alpaca"]
 
 HEADER = """# Benchmarks
 
