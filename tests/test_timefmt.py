@@ -9,7 +9,7 @@ from astropy.time import Time
 
 from tenmon.daemon.night import night_report
 from tenmon.daemon.store import utc_iso as store_utc_iso
-from tenmon.timefmt import parse_utc, utc_iso
+from tenmon.timefmt import fits_time, parse_utc, utc_iso
 
 JST = timezone(timedelta(hours=9))
 
@@ -54,3 +54,9 @@ def test_the_night_report_writes_z(tmp_path):
         Time(r["errors"][0]["time_utc"])  # astropy parses it
     finally:
         store.close()
+
+
+def test_fits_time_is_isot_without_a_zone():
+    t = datetime(2026, 11, 21, 22, 0, 0, 123456, tzinfo=JST)
+    assert fits_time(t) == "2026-11-21T13:00:00.123" == Time(t).utc.isot
+    assert parse_utc(fits_time(t)) == t.replace(microsecond=123000)

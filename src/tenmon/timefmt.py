@@ -20,6 +20,12 @@ def utc_iso(when: datetime, timespec: str = "milliseconds") -> str:
     return text.removesuffix("+00:00") + "Z"
 
 
+def fits_time(when: datetime) -> str:
+    """``when`` as a FITS ``DATE-OBS`` value: ISO 8601 UTC to the millisecond and no zone (the
+    FITS standard's form, as astropy's ``Time.isot``): ``2026-11-21T13:00:00.123``."""
+    return utc_iso(when).removesuffix("Z")
+
+
 def parse_utc(text: str) -> datetime:
     """An ISO 8601 time as an aware UTC ``datetime`` (``Z``, an offset, or none: UTC).
 
@@ -30,4 +36,4 @@ def parse_utc(text: str) -> datetime:
     return t.replace(tzinfo=timezone.utc) if t.tzinfo is None else t.astimezone(timezone.utc)
 
 
-__all__ = ["utc_iso", "parse_utc"]
+__all__ = ["fits_time", "utc_iso", "parse_utc"]

@@ -24,7 +24,7 @@ import pyarrow as pa
 from tenmon.archive import detections as det
 from tenmon.archive import index as idx
 from tenmon.clock import Clock, RealClock
-from tenmon.timefmt import utc_iso
+from tenmon import timefmt
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class ArchiveLock:
 
 def utc_iso(clock: Clock) -> str:
     """The clock's time as ISO UTC (seconds)."""
-    return utc_iso(clock.now(), timespec="seconds")
+    return timefmt.utc_iso(clock.now(), timespec="seconds")
 
 
 class ArchiveWriter:

@@ -42,7 +42,7 @@ from tenmon.atomicfile import atomic_write
 from tenmon.clock import Clock, RealClock
 from tenmon.drivers.ccd_directory import FrameDirectory, FrameDirectorySettings
 from tenmon.errors import DeviceError, VisionError
-from tenmon.timefmt import parse_utc
+from tenmon.timefmt import fits_time, parse_utc
 from tenmon.vision.solve.base import SolveHint
 
 offline.configure()
@@ -313,7 +313,7 @@ class SimulatedNayutaFeed:
     def _header(self, truth, when: datetime, ra: float, dec: float) -> fits.Header:
         s = self.settings
         h = fits.Header()
-        h["DATE-OBS"] = (when.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3], "UTC start of exposure")
+        h["DATE-OBS"] = (fits_time(when), "UTC start of exposure")
         h["EXPTIME"] = (s.exposure_s, "[s] exposure time")
         h["GAIN"] = (s.gain_e_per_adu, "[e-/ADU]")
         h["RDNOISE"] = (s.read_noise_e, "[e-] read noise")
