@@ -45,8 +45,6 @@ def _python_with_torch() -> str | None:
     if importlib.util.find_spec("torch") is not None and importlib.util.find_spec("onnx") is not None:
         return sys.executable
     venv = REPO / ".venv-train" / "bin" / "python"
-    if not venv.exists():
-        venv = Path("/work/main/.venv-train/bin/python")  # the shared training environment
     if venv.exists() and subprocess.run([str(venv), "-c", "import torch, onnx"],
                                         capture_output=True).returncode == 0:
         return str(venv)

@@ -44,7 +44,7 @@ print("RESULT " + json.dumps({"attempts": attempts, "reports": reps}))
 def _python_with(*modules: str) -> str | None:
     if all(importlib.util.find_spec(m) is not None for m in modules):
         return sys.executable
-    for venv in (REPO / ".venv-train" / "bin" / "python", REPO.parent.parent / "main" / ".venv-train" / "bin" / "python"):
+    for venv in (REPO / ".venv-train" / "bin" / "python",):
         if venv.exists():
             ok = subprocess.run([str(venv), "-c", "import " + ", ".join(modules)], capture_output=True)
             if ok.returncode == 0:
