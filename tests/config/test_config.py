@@ -49,23 +49,25 @@ def test_misspelt_key_names_key_and_line():
     assert "unknown key" in msg
 
 
-def test_sections_of_other_modules_name_key_and_line():
-    """[night], [solver], ... are validated against their owners' models when the loader is
-    given them (as `tenmon config validate` and the daemon do), with the same key and line."""
-    from tenmon.daemon.sections import section, section_models
-    from tenmon.daemon.dome_geometry import DomeGeometry
+def test_services_sections_are_typed_with_key_and_line():
+    """[night], [solver], ... are typed in the config itself: the loader validates them with no
+    models handed to it, with the same key and line."""
+    from tenmon.config.sections import section
+    from tenmon.config.services import DomeGeometry
+    from tenmon.config.vision import SolverSettings
 
-    site = load_config(SITE, env={}, sections=section_models())
+    site = load_config(SITE, env={})
+    assert isinstance(site.solver, SolverSettings)
     geometry = section(site, "dome_geometry", DomeGeometry)
     assert isinstance(geometry, DomeGeometry) and geometry.radius_m == 2.5
     text = SITE.read_text().replace("max_tries = 3", 'max_tries = "three"')
     line = text.splitlines().index('max_tries = "three"') + 1
     with pytest.raises(ConfigError) as info:
-        parse_config(text, env={}, sections=section_models())
+        parse_config(text, env={})
     key, got_line, msg = info.value.problems[0]
     assert (key, got_line) == ("solver.centering.max_tries", line) and "three" in msg
-    with pytest.raises(ConfigError) as info:  # and when read without the loader's check
-        section(parse_config(text, env={}), "solver", section_models()["solver"])
+    with pytest.raises(ConfigError) as info:  # a table handed to the reader is checked too
+        section(site, "solver", SolverSettings, given={"centering": {"max_tries": "three"}})
     assert "[solver]" in str(info.value) and "max_tries" in str(info.value)
 
 

@@ -52,27 +52,13 @@ from tenmon.scheduler.queue import TargetQueue
 from tenmon.scheduler.settings import SchedulerSettings
 from tenmon.vision.pipeline import PipelineSettings
 from tenmon.vision.solve.chain import CatalogSettings, SolverSettings
+from tenmon.config.services import NightSettings
 
 log = logging.getLogger(__name__)
 
 
-
 class NightError(TenmonError):
     """Night operations cannot be set up (names the setting and the problem)."""
-
-
-class NightSettings(BaseModel):
-    """Night operations (``[night]``): the sequencer, the frame intake, the targets."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(default=True, description="run the night's jobs and the sequencer "
-                          "by themselves; when false the camera and the frame service still run "
-                          "(for `tenmon center`, Nayuta sync and frames written by hand)")
-    targets_file: Path | None = Field(
-        default=None, description="TOML/CSV targets queued (replacing same names) at start")
-    sequencer: SequencerSettings = Field(default_factory=SequencerSettings)
-    intake: FrameServiceSettings = Field(default_factory=FrameServiceSettings)
 
 
 # ---------------------------------------------------------------------------- job state
