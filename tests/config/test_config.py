@@ -153,6 +153,31 @@ def test_cli_validate_exit_codes(tmp_path, capsys):
     assert "no such config file" in capsys.readouterr().out
 
 
+def test_cli_validate_names_key_and_line_in_the_services_sections(tmp_path, capsys):
+    """`tenmon config validate` reports a bad key in [night] (a misspelt key of its nested
+    [night.sequencer]) and a bad value in [frames] with their lines, as for every section."""
+    text = (SITE.read_text().replace("enabled = true              # dusk/dawn",
+                                      "enabeld = true              # dusk/dawn")
+            .replace("processes = 1\n", "processes = 0\n")
+            + "\n[night.sequencer]\nsettel_s = 5\n")
+    bad = tmp_path / "bad-sections.toml"
+    bad.write_text(text)
+    lines = text.splitlines()
+    night_line = next(n for n, t in enumerate(lines, 1) if t.startswith("enabeld = true"))
+    seq_line = lines.index("settel_s = 5") + 1
+    frames_line = lines.index("processes = 0") + 1
+    assert main(["config", "validate", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert f"{bad}:{night_line}: night.enabeld: unknown key (misspelt?)" in out, out
+    assert f"{bad}:{seq_line}: night.sequencer.settel_s: unknown key (misspelt?)" in out, out
+    assert f"{bad}:{frames_line}: frames.processes:" in out, out
+    assert main(["config", "validate", str(bad), "--json"]) == 1
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert {(r["key"], r["line"]) for r in rows} == {
+        ("night.enabeld", night_line), ("night.sequencer.settel_s", seq_line),
+        ("frames.processes", frames_line)}
+
+
 def test_a_remote_api_bind_without_a_named_token_is_invalid(tmp_path, capsys):
     """The finding: host = "0.0.0.0" validated silently (any client on the network could then
     command the observatory)."""

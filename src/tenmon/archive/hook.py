@@ -20,7 +20,6 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
 from tenmon.config.services import ArchiveHookSettings
 
 log = logging.getLogger(__name__)

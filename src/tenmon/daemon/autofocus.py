@@ -35,7 +35,6 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon.errors import DeviceError
 from tenmon.config.services import AutofocusSettings

@@ -33,7 +33,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,7 +46,7 @@ from tenmon.daemon.api_kit import (
     error_response,
     json_response,
 )
-from tenmon.daemon.dome_geometry import DomeGeometry
+from tenmon.config.services import CentringServiceSettings, DomeGeometry
 from tenmon.daemon.phases import PhaseMachine, UnsafeTransition
 from tenmon.daemon.ports import ExposureGate, FrameResults, ServiceObservatory
 from tenmon.daemon.slaving import DomeSlaver
@@ -54,8 +54,8 @@ from tenmon.drivers.base import MountState, ShutterState
 from tenmon.drivers.camera import CameraState
 from tenmon.errors import CommandRefused, DeviceError
 from tenmon.timefmt import utc_iso
-from tenmon.vision.solve.centering import CenteringSettings, centering_step
-from tenmon.config.services import CentringServiceSettings
+from tenmon.vision.solve.centering import centering_step
+from tenmon.config.vision import CenteringSettings
 
 log = logging.getLogger(__name__)
 

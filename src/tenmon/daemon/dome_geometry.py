@@ -28,8 +28,6 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from tenmon.astro import radec_to_altaz, wrap180
 from tenmon.config.services import DomeGeometry
 

@@ -23,9 +23,8 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Literal
+from typing import Any, Awaitable, Callable
 
-from pydantic import BaseModel, ConfigDict, Field
 from tenmon.config.services import FrameWorkerSettings
 
 log = logging.getLogger(__name__)
@@ -126,7 +125,8 @@ def run_frame(path: str, out_dir: str, settings_json: str) -> dict[str, Any]:
 
     Takes and returns only small picklable values (a path, a directory, settings as JSON).
     """
-    from tenmon.vision.pipeline import PipelineSettings, process_frame
+    from tenmon.vision.pipeline import process_frame
+    from tenmon.config.vision import PipelineSettings
 
     settings = PipelineSettings.model_validate_json(settings_json)
     masters = masters_for(str(settings.calibration.directory) if settings.calibration.directory else None)
@@ -168,7 +168,7 @@ class FrameWorker:
         runner: Callable[[str, str, str], dict[str, Any]] | None = None,
     ):
         if pipeline_settings is None:
-            from tenmon.vision.pipeline import PipelineSettings
+            from tenmon.config.vision import PipelineSettings
 
             pipeline_settings = PipelineSettings()
         self.out_dir = str(out_dir)

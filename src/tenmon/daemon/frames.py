@@ -30,15 +30,13 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tenmon.daemon.frame_worker import (FrameOutcome, FrameWorker, FrameWorkerSettings, make_pool,
-                                     masters_for)
+from tenmon.daemon.frame_worker import FrameOutcome, FrameWorker, make_pool, masters_for
+from tenmon.config.services import FrameServiceSettings, FrameWorkerSettings
 from tenmon.daemon.schema import FRAMES_SCHEMA, SOLVES_SCHEMA
 from tenmon.drivers.ccd_directory import FrameDirectory, FrameDirectorySettings
 from tenmon.errors import DeviceError, StorageError
 from tenmon.timefmt import parse_utc, utc_iso
-from tenmon.vision.pipeline import PipelineSettings
-from tenmon.vision.solve.chain import SolverSettings
-from tenmon.config.services import FrameServiceSettings
+from tenmon.config.vision import PipelineSettings, SolverSettings
 
 log = logging.getLogger(__name__)
 

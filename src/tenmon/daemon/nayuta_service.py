@@ -40,11 +40,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from tenmon.astro import separation_arcsec
 from tenmon.daemon.centring import CentringError, CentringService
 from tenmon.daemon.phases import PhaseMachine
-from tenmon.drivers.nayuta_feed import NayutaFeedSettings, SlitViewerFrame
+from tenmon.drivers.nayuta_feed import SlitViewerFrame
+from tenmon.config.services import NayutaDaemonSettings, SimulatedNayutaTarget
 from tenmon.errors import CommandRefused, DeviceError, TenmonError
 from tenmon.timefmt import utc_iso
-from tenmon.vision.nayuta import NayutaSettings
-from tenmon.config.services import SimulatedNayutaTarget, NayutaDaemonSettings
 
 log = logging.getLogger(__name__)
 

@@ -36,8 +36,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from tenmon.astro import (
     lst_deg,
     radec_to_altaz,
@@ -45,10 +43,8 @@ from tenmon.astro import (
     separation_deg,
     sun_altitude_deg,
 )
-from tenmon.daemon.dome_geometry import (
-    DomeGeometry,
-    pier_side_for,
-)
+from tenmon.daemon.dome_geometry import pier_side_for
+from tenmon.config.services import DomeGeometry, SequencerSettings
 from tenmon.daemon.phases import PhaseMachine, UnsafeTransition
 from tenmon.daemon.ports import ExposureGate, ServiceObservatory, TelescopeClaim
 from tenmon.daemon.slaving import DomeSlaver
@@ -57,8 +53,8 @@ from tenmon.drivers.camera import CameraState
 from tenmon.errors import CommandRefused, DeviceError
 from tenmon.scheduler.planner import Plan, ScheduledBlock
 from tenmon.timefmt import utc_iso
-from tenmon.vision.solve.centering import CenteringSettings, centering_step
-from tenmon.config.services import SequencerSettings
+from tenmon.vision.solve.centering import centering_step
+from tenmon.config.vision import CenteringSettings
 
 log = logging.getLogger(__name__)
 

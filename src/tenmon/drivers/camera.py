@@ -18,7 +18,6 @@ import logging
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from pydantic import BaseModel, ConfigDict, Field
 from tenmon.config.services import CameraSettings
 
 log = logging.getLogger(__name__)

@@ -1,12 +1,9 @@
-"""Settings of the scheduler (planning constraints, overheads, night jobs) as pydantic models."""
+"""The scheduler's twilight altitudes. Its settings (``[scheduler]``: planning constraints,
+overheads, night jobs) are :class:`tenmon.config.services.SchedulerSettings`."""
 
 from __future__ import annotations
 
 import logging
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from tenmon.config.services import Twilight, JobSettings, SchedulerSettings
 
 log = logging.getLogger(__name__)
 
@@ -19,5 +16,3 @@ TWILIGHT_SUN_ALT_DEG: dict[str, float] = {
     "nautical": -12.0,
     "astronomical": -18.0,
 }
-
-

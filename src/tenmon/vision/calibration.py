@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
 from tenmon.errors import VisionError

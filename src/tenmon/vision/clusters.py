@@ -47,7 +47,7 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 from astropy.table import Table
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from scipy import stats
 from sklearn.cluster import DBSCAN, HDBSCAN, OPTICS
 from sklearn.neighbors import KDTree, NearestNeighbors

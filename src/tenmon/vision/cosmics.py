@@ -30,13 +30,11 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
 import astroscrappy
 import cv2
 import numpy as np
 import sep
-from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage, special
 
 from tenmon.errors import VisionError

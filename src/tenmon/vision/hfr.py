@@ -40,7 +40,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import sep
-from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon.errors import VisionError
 from tenmon.config.vision import HfrSettings

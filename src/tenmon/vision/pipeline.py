@@ -19,7 +19,6 @@ from typing import Any, Callable
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
-from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon import offline
 from tenmon.errors import TenmonError, VisionError

@@ -17,7 +17,6 @@ from typing import Iterable
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
-from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon.atomicfile import atomic_write, atomic_write_bytes  # noqa: F401 - re-exported
 from tenmon.config.vision import ProductSettings

@@ -38,12 +38,10 @@ import enum
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import sep
 from astropy.table import Table
-from pydantic import BaseModel, ConfigDict, Field
 from scipy import optimize
 
 from tenmon.errors import VisionError

@@ -1,4 +1,5 @@
-"""Nayuta following: the settings, the slit-viewer's simulated geometry, its error.
+"""Nayuta following: the slit-viewer's simulated geometry, its error (the settings, ``[nayuta.locate]``,
+are in :mod:`tenmon.config.vision`).
 
 Part of :mod:`tenmon.vision.nayuta` (see its docstring for the conventions).
 """
@@ -6,13 +7,8 @@ Part of :mod:`tenmon.vision.nayuta` (see its docstring for the conventions).
 from __future__ import annotations
 
 import logging
-from typing import Literal
-
-from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon import offline
-from tenmon.config.vision import (SV_SCALE_ARCSEC, NayutaSettings, RegistrationSettings,
-                                  SlitSearchSettings, TargetSearchSettings)
 from tenmon.errors import VisionError
 
 offline.configure()

@@ -32,7 +32,6 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.units import UnitsWarning
 from astropy.wcs import WCS, FITSFixedWarning
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from tenmon.errors import SolveError
 from tenmon.vision.solve.base import SolveHint, SolveResult, check_sources

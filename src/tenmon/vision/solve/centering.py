@@ -18,8 +18,6 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from tenmon.astro import separation_arcsec
 from tenmon.config.vision import CenteringSettings
 

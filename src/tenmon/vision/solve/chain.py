@@ -16,24 +16,15 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
-from typing import Literal
 
 from astropy.table import Table
-from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon.errors import SolveError
-from tenmon.vision.solve.astrometry_net import (
-    AstrometryNetWeb,
-    LocalAstrometryNet,
-    SolveFieldSettings,
-    WebApiSettings,
-)
+from tenmon.vision.solve.astrometry_net import AstrometryNetWeb, LocalAstrometryNet
+from tenmon.config.vision import CatalogSettings, SolverSettings
 from tenmon.vision.solve.base import Attempt, SolveHint, SolveResult, Solver
 from tenmon.vision.solve.catalogs import CatalogProvider, GaiaCatalog, LocalFileCatalog, SimulatedSky
-from tenmon.vision.solve.centering import CenteringSettings
-from tenmon.vision.solve.hinted import HintedSettings, HintedSolver
-from tenmon.config.vision import CatalogSettings, SolverName, SolverSettings
+from tenmon.vision.solve.hinted import HintedSolver
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,6 @@ from functools import lru_cache
 
 import numpy as np
 from astropy.table import Table
-from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
 from scipy.stats import poisson
 
