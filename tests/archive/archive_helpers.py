@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from tenmon.archive.work import ArchiveSettings
-from tenmon.vision.solve.chain import CatalogSettings, SolverSettings
+from tenmon.config.vision import CatalogSettings, SolverSettings
 
 #: The solver as the tests' frames need it: the simulated sky they were rendered from.
 SETTINGS = ArchiveSettings(solver=SolverSettings(order=["hinted"], catalog=CatalogSettings(provider="simulated")))

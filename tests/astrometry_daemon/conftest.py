@@ -9,16 +9,13 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from tenmon.daemon.centring import CentringServiceSettings
+from tenmon.config.services import CameraSettings, CentringServiceSettings, NightSettings
 from tenmon.daemon.compose import install_centring
 from tenmon.daemon.control_loop import tick_once
-from tenmon.daemon.night import NightSettings, install_night_operations
+from tenmon.daemon.night import install_night_operations
 from tenmon.drivers.base import ShutterState
-from tenmon.drivers.camera import CameraSettings
-from tenmon.vision.cosmics import CosmicSettings
-from tenmon.vision.pipeline import PipelineSettings
-from tenmon.vision.products import ProductSettings
-from tenmon.vision.solve.chain import CatalogSettings, SolverSettings
+from tenmon.config.vision import (CatalogSettings, CosmicSettings, PipelineSettings,
+                                  ProductSettings, SolverSettings)
 
 #: 512 x 512 px of 1.28" (4 x 4 binning): the 60 cm's 11' field, small and fast.
 CAMERA = CameraSettings(width_px=512, height_px=512, binning=4, overscan_px=8)

@@ -10,8 +10,8 @@ from datetime import timedelta
 import numpy as np
 from astropy.io import fits
 
-from tenmon.daemon.nayuta_service import NayutaDaemonSettings
-from tenmon.drivers.nayuta_feed import NayutaFeedSettings, SimulatedSlitViewerSettings
+from tenmon.config.services import (NayutaDaemonSettings, NayutaFeedSettings,
+                                    SimulatedSlitViewerSettings)
 from tenmon.vision.nayuta import render_slit_viewer
 from tenmon.vision.solve.catalogs import SimulatedSky
 

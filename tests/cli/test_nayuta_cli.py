@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from tenmon.cli import nayuta as cli
-from tenmon.drivers.nayuta_feed import SimulatedNayutaFeed, SimulatedSlitViewerSettings
+from tenmon.drivers.nayuta_feed import SimulatedNayutaFeed
+from tenmon.config.services import SimulatedSlitViewerSettings
 from tenmon.errors import ApiError, TenmonError
 from tenmon.vision.skyrender import render_star_field, simple_wcs, write_frame_fits
 from tenmon.astro import separation_deg

@@ -49,23 +49,25 @@ def test_misspelt_key_names_key_and_line():
     assert "unknown key" in msg
 
 
-def test_sections_of_other_modules_name_key_and_line():
-    """[night], [solver], ... are validated against their owners' models when the loader is
-    given them (as `tenmon config validate` and the daemon do), with the same key and line."""
-    from tenmon.daemon.sections import section, section_models
-    from tenmon.daemon.dome_geometry import DomeGeometry
+def test_services_sections_are_typed_with_key_and_line():
+    """[night], [solver], ... are typed in the config itself: the loader validates them with no
+    models handed to it, with the same key and line."""
+    from tenmon.config.sections import section
+    from tenmon.config.services import DomeGeometry
+    from tenmon.config.vision import SolverSettings
 
-    site = load_config(SITE, env={}, sections=section_models())
+    site = load_config(SITE, env={})
+    assert isinstance(site.solver, SolverSettings)
     geometry = section(site, "dome_geometry", DomeGeometry)
     assert isinstance(geometry, DomeGeometry) and geometry.radius_m == 2.5
     text = SITE.read_text().replace("max_tries = 3", 'max_tries = "three"')
     line = text.splitlines().index('max_tries = "three"') + 1
     with pytest.raises(ConfigError) as info:
-        parse_config(text, env={}, sections=section_models())
+        parse_config(text, env={})
     key, got_line, msg = info.value.problems[0]
     assert (key, got_line) == ("solver.centering.max_tries", line) and "three" in msg
-    with pytest.raises(ConfigError) as info:  # and when read without the loader's check
-        section(parse_config(text, env={}), "solver", section_models()["solver"])
+    with pytest.raises(ConfigError) as info:  # a table handed to the reader is checked too
+        section(site, "solver", SolverSettings, given={"centering": {"max_tries": "three"}})
     assert "[solver]" in str(info.value) and "max_tries" in str(info.value)
 
 
@@ -149,6 +151,31 @@ def test_cli_validate_exit_codes(tmp_path, capsys):
     assert all(isinstance(r["line"], int) for r in rows)
     assert main(["config", "validate", str(tmp_path / "missing.toml")]) == 1
     assert "no such config file" in capsys.readouterr().out
+
+
+def test_cli_validate_names_key_and_line_in_the_services_sections(tmp_path, capsys):
+    """`tenmon config validate` reports a bad key in [night] (a misspelt key of its nested
+    [night.sequencer]) and a bad value in [frames] with their lines, as for every section."""
+    text = (SITE.read_text().replace("enabled = true              # dusk/dawn",
+                                      "enabeld = true              # dusk/dawn")
+            .replace("processes = 1\n", "processes = 0\n")
+            + "\n[night.sequencer]\nsettel_s = 5\n")
+    bad = tmp_path / "bad-sections.toml"
+    bad.write_text(text)
+    lines = text.splitlines()
+    night_line = next(n for n, t in enumerate(lines, 1) if t.startswith("enabeld = true"))
+    seq_line = lines.index("settel_s = 5") + 1
+    frames_line = lines.index("processes = 0") + 1
+    assert main(["config", "validate", str(bad)]) == 1
+    out = capsys.readouterr().out
+    assert f"{bad}:{night_line}: night.enabeld: unknown key (misspelt?)" in out, out
+    assert f"{bad}:{seq_line}: night.sequencer.settel_s: unknown key (misspelt?)" in out, out
+    assert f"{bad}:{frames_line}: frames.processes:" in out, out
+    assert main(["config", "validate", str(bad), "--json"]) == 1
+    rows = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert {(r["key"], r["line"]) for r in rows} == {
+        ("night.enabeld", night_line), ("night.sequencer.settel_s", seq_line),
+        ("frames.processes", frames_line)}
 
 
 def test_a_remote_api_bind_without_a_named_token_is_invalid(tmp_path, capsys):

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tenmon.daemon.autofocus import (AutofocusRun, AutofocusService, AutofocusSettings,
-                                     fit_v_curve, sweep_positions)
+from tenmon.daemon.autofocus import AutofocusRun, AutofocusService, fit_v_curve, sweep_positions
+from tenmon.config.services import AutofocusSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "drivers"))
 from alpaca_sim_rig import (AlpacaServer, sim_config, simulators_missing, wait_for,  # noqa: E402

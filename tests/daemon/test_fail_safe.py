@@ -458,7 +458,7 @@ def test_hold_off_restarts_with_every_unsafe_condition_but_not_daylight(sim_rig)
 
 def test_the_sequencer_waits_out_the_shared_hold_off(sim_rig):
     """No open path of its own: the sequencer reopens only through Observatory.check_open."""
-    from tenmon.daemon.sequencer import SequencerSettings
+    from tenmon.config.services import SequencerSettings
 
     assert "reopen_after_safe_s" not in SequencerSettings.model_fields
     rig = sim_rig()

@@ -8,7 +8,8 @@ import os
 import pytest
 
 from tenmon.daemon import frames
-from tenmon.daemon.frame_worker import FrameWorkerSettings, make_pool
+from tenmon.daemon.frame_worker import make_pool
+from tenmon.config.services import FrameWorkerSettings
 
 pytest.importorskip("threadpoolctl")
 pytest.importorskip("cv2")

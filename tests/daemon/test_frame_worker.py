@@ -11,7 +11,8 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tenmon.daemon.frame_worker import FrameOutcome, FrameWorker, FrameWorkerSettings
+from tenmon.daemon.frame_worker import FrameOutcome, FrameWorker
+from tenmon.config.services import FrameWorkerSettings
 from tenmon.errors import VisionError
 from tenmon.vision import skyrender as sr
 

@@ -10,11 +10,11 @@ import pytest
 
 from tenmon.clock import FakeClock
 from tenmon.daemon import centring, nayuta_service, sequencer
-from tenmon.daemon.dome_geometry import DomeGeometry
+from tenmon.config.services import DomeGeometry, SequencerSettings
 from tenmon.daemon.phases import IllegalTransition, PhaseMachine, UnsafeTransition
-from tenmon.daemon.sequencer import Phase, Sequencer, SequencerSettings
+from tenmon.daemon.sequencer import Phase, Sequencer
 from tenmon.errors import CommandRefused
-from tenmon.vision.solve.centering import CenteringSettings
+from tenmon.config.vision import CenteringSettings
 
 
 class P(str, enum.Enum):

@@ -10,14 +10,9 @@ import numpy as np
 import pytest
 
 from tenmon.clock import FakeClock
-from tenmon.drivers.nayuta_feed import (
-    NayutaDirectoryFeed,
-    NayutaFeedSettings,
-    SimulatedNayutaFeed,
-    SimulatedSlitViewerSettings,
-    make_feed,
-    read_slit_viewer_frame,
-)
+from tenmon.drivers.nayuta_feed import (NayutaDirectoryFeed, SimulatedNayutaFeed, make_feed,
+                                        read_slit_viewer_frame)
+from tenmon.config.services import NayutaFeedSettings, SimulatedSlitViewerSettings
 from tenmon.errors import DeviceError
 from tenmon.vision import nayuta as N
 from tenmon.astro import separation_deg

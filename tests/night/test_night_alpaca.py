@@ -50,7 +50,6 @@ def night(tmp_path):
     from tenmon.config.loader import load_config
     from tenmon.daemon.compose import build_observatory
     from tenmon.daemon.night import install_night_operations
-    from tenmon.daemon.sections import section_models
 
     field = _field()
     cat = write_catalog(tmp_path / "catalog.sqlite", [field], mag_faint=18.0)
@@ -62,7 +61,7 @@ def night(tmp_path):
            "TENMON_SIM__START_UTC": f'"{START.isoformat()}"', "TENMON_NIGHT__ENABLED": "true",
            **{f"TENMON_{k}__ADDRESS": f'"{srv.address}"'
               for k in ("MOUNT", "CCD", "FOCUSER", "FILTER_WHEEL")}}
-    cfg = load_config(SITE, env=env, sections=section_models())
+    cfg = load_config(SITE, env=env)
     obs = build_observatory(cfg, fresh=True)
     obs.start()
     ticks: list[float] = []

@@ -12,15 +12,13 @@ import pytest
 
 from tenmon.daemon.control_loop import tick_once
 from tenmon.daemon.frames import FrameJob, FrameService
-from tenmon.daemon.frame_worker import FrameWorkerSettings
-from tenmon.vision.cosmics import CosmicSettings
-from tenmon.vision.pipeline import PipelineSettings
+from tenmon.config.services import FrameWorkerSettings
+from tenmon.config.vision import (CatalogSettings, CosmicSettings, PipelineSettings,
+                                  ProductSettings, SolverSettings)
 from tenmon.vision.pointing import read_solve_log
-from tenmon.vision.products import ProductSettings
 from tenmon.vision.skyrender import render_star_field, simple_wcs, write_frame_fits
 from tenmon.vision.solve.catalogs import SimulatedSky
 from tenmon.astro import separation_arcsec
-from tenmon.vision.solve.chain import CatalogSettings, SolverSettings
 
 SCALE = 1.28  # 512 px over the 11' field
 JOB = FrameJob(

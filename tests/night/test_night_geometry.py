@@ -10,13 +10,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tenmon.astro import radec_to_altaz
-from tenmon.daemon.dome_geometry import (
-    DomeGeometry,
-    azimuth_error_deg,
-    dome_azimuth,
-    dome_azimuth_radec,
-    pier_side_for,
-)
+from tenmon.daemon.dome_geometry import (azimuth_error_deg, dome_azimuth, dome_azimuth_radec,
+                                         pier_side_for)
+from tenmon.config.services import DomeGeometry
 
 LAT = 35.0253
 

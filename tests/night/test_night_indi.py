@@ -67,7 +67,6 @@ def night(tmp_path):
     from tenmon.config.loader import load_config
     from tenmon.daemon.compose import build_observatory
     from tenmon.daemon.night import install_night_operations
-    from tenmon.daemon.sections import section_models
 
     field = _field()
     cat = _write_gsc_catalog(tmp_path / "gsc.csv", field)
@@ -75,7 +74,7 @@ def night(tmp_path):
     env = {"TENMON_PATHS__DATA_DIR": str(tmp_path / "data"),
            "TENMON_SIM__START_UTC": f'"{START.isoformat()}"', "TENMON_NIGHT__ENABLED": "true",
            **{f"TENMON_{k}__PORT": str(srv.port) for k in KINDS}}
-    cfg = load_config(SITE, env=env, sections=section_models())
+    cfg = load_config(SITE, env=env)
     obs = build_observatory(cfg, fresh=True)
     ticks: list[float] = []
     ops = None

@@ -18,7 +18,7 @@ from tenmon.daemon.store import Store
 from tenmon.scheduler.engine import JobEngine
 from tenmon.scheduler.jobs import JOB_CLOSE, JOB_HEALTH, JOB_IDS, JOB_OPEN, JOB_PLAN, night_jobs
 from tenmon.scheduler.night import night_for_date
-from tenmon.scheduler.settings import JobSettings, SchedulerSettings
+from tenmon.config.services import JobSettings, SchedulerSettings
 
 SITE = EarthLocation.from_geodetic(134.3356 * u.deg, 35.0253 * u.deg, 449 * u.m)
 SETTINGS = SchedulerSettings(jobs=JobSettings(health_interval_s=3600, weather_interval_s=3600))

@@ -17,14 +17,10 @@ from astropy.coordinates import EarthLocation
 from astropy.io import fits
 
 from tenmon.cli.simulate import SimulationOptions, WeatherStep, run_simulated_night
-from tenmon.daemon.night import NightSettings
-from tenmon.daemon.sequencer import SequencerSettings
+from tenmon.config.services import NightSettings, SchedulerSettings, SequencerSettings
 from tenmon.scheduler.night import night_for_date
-from tenmon.scheduler.settings import SchedulerSettings
-from tenmon.vision.cosmics import CosmicSettings
-from tenmon.vision.pipeline import PipelineSettings
-from tenmon.vision.products import ProductSettings
-from tenmon.vision.solve.chain import CatalogSettings, SolverSettings
+from tenmon.config.vision import (CatalogSettings, CosmicSettings, PipelineSettings,
+                                  ProductSettings, SolverSettings)
 
 SITE = (54.3, 0.0, 50.0)
 NIGHT = date(2026, 6, 21)

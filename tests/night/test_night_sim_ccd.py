@@ -12,7 +12,8 @@ from astropy.io import fits
 
 from tenmon.daemon.control_loop import tick_once
 from tenmon.drivers.base import MountState
-from tenmon.drivers.camera import Camera, CameraSettings, CameraState
+from tenmon.drivers.camera import Camera, CameraState
+from tenmon.config.services import CameraSettings
 from tenmon.drivers.sim.ccd import SimulatedCcd, moon_radec
 from tenmon.errors import DeviceError
 from tenmon.vision.solve.base import SolveHint

@@ -29,7 +29,7 @@ from tenmon.scheduler.jobs import (
     shutdown_scheduler,
 )
 from tenmon.scheduler.night import night_for_date
-from tenmon.scheduler.settings import JobSettings, SchedulerSettings
+from tenmon.config.services import JobSettings, SchedulerSettings
 
 SITE = EarthLocation.from_geodetic(134.3356 * u.deg, 35.0253 * u.deg, 449 * u.m)
 CALLS: list[str] = []

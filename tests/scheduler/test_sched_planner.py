@@ -22,7 +22,7 @@ from tenmon.scheduler.planner import (
     plan_night,
     replan,
 )
-from tenmon.scheduler.settings import SchedulerSettings
+from tenmon.config.services import SchedulerSettings
 from tenmon.scheduler.targets import Target
 
 SITE = EarthLocation.from_geodetic(134.3356 * u.deg, 35.0253 * u.deg, 449 * u.m)

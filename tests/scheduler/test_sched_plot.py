@@ -12,7 +12,7 @@ from matplotlib.image import imread
 from tenmon.scheduler.night import night_for_date
 from tenmon.scheduler.planner import plan_night
 from tenmon.scheduler.plot import plot_plan
-from tenmon.scheduler.settings import SchedulerSettings
+from tenmon.config.services import SchedulerSettings
 from tenmon.scheduler.targets import Target
 
 SITE = EarthLocation.from_geodetic(134.3356 * u.deg, 35.0253 * u.deg, 449 * u.m)

@@ -12,7 +12,7 @@ from tenmon.scheduler.constraints import (
     MoonSeparationConstraint,
     constraints_from_settings,
 )
-from tenmon.scheduler.settings import SchedulerSettings
+from tenmon.config.services import SchedulerSettings
 
 
 def test_validation_names_the_bad_key():

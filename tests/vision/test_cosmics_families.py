@@ -120,7 +120,7 @@ def test_new_settings_are_validated():
                 {"grow_stepz": 2}):
         with pytest.raises(ValidationError):
             cosmics.CosmicSettings(**bad)
-    from tenmon.vision.pipeline import PipelineSettings
+    from tenmon.config.vision import PipelineSettings
 
     assert PipelineSettings(cosmics={"grow_steps": 2}).cosmics.grow_steps == 2
     with pytest.raises(ValidationError):

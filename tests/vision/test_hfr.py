@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from tenmon.errors import VisionError
-from tenmon.vision.hfr import HfrSettings, half_flux_radius
+from tenmon.vision.hfr import half_flux_radius
+from tenmon.config.vision import HfrSettings
 
 
 def _moffat_hfr(fwhm: float, beta: float) -> float:

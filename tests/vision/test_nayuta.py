@@ -13,7 +13,8 @@ from tenmon.vision.skyrender import render_star_field, simple_wcs
 from tenmon.vision.solve.base import SolveHint, describe_wcs
 from tenmon.astro import separation_deg
 from tenmon.vision.solve.catalogs import SimulatedSky
-from tenmon.vision.solve.chain import SolverSettings, build_chain
+from tenmon.vision.solve.chain import build_chain
+from tenmon.config.vision import SolverSettings
 
 SV_SCALE = 0.4  # the simulated feed's 2x2-binned read-out: 7' x 4' in 1050 x 600 px
 SV_SHAPE = (600, 1050)

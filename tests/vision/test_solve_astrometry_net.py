@@ -23,12 +23,8 @@ from solve_synth import centre_error_arcsec
 
 from tenmon.errors import SolveError
 from tenmon.vision.skyrender import render_star_field, simple_wcs
-from tenmon.vision.solve.astrometry_net import (
-    AstrometryNetWeb,
-    LocalAstrometryNet,
-    SolveFieldSettings,
-    WebApiSettings,
-)
+from tenmon.vision.solve.astrometry_net import AstrometryNetWeb, LocalAstrometryNet
+from tenmon.config.vision import SolveFieldSettings, WebApiSettings
 from tenmon.vision.solve.base import SolveHint, describe_wcs
 from tenmon.vision.solve.catalogs import LocalFileCatalog
 from tenmon.vision.solve.detect import detect_sources

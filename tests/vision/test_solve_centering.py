@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tenmon.vision.solve.centering import CenteringSettings, centering_step, separation_arcsec
+from tenmon.vision.solve.centering import centering_step, separation_arcsec
+from tenmon.config.vision import CenteringSettings
 
 
 class OffsetMount:

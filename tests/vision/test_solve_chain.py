@@ -18,7 +18,8 @@ from tenmon.daemon.schema import SOLVES_SCHEMA
 from tenmon.vision.pointing import read_solve_log
 from tenmon.vision.solve.base import SolveHint, SolveResult, Solver, insert_solve, solve_row, wcs_from_json
 from tenmon.vision.solve.catalogs import SimulatedSky
-from tenmon.vision.solve.chain import SolverChain, SolverSettings, build_chain
+from tenmon.vision.solve.chain import SolverChain, build_chain
+from tenmon.config.vision import SolverSettings
 from tenmon.vision.solve.frames import hint_from_header, read_frame, write_solved_copy
 from tenmon.vision.solve.hinted import HintedSolver
 

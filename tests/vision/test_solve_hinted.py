@@ -15,7 +15,8 @@ from tenmon.vision.skyrender import render_star_field, simple_wcs
 from tenmon.vision.solve.base import SolveHint, describe_wcs
 from tenmon.vision.solve.catalogs import SimulatedSky
 from tenmon.vision.solve.detect import detect_sources
-from tenmon.vision.solve.hinted import HintedSettings, HintedSolver
+from tenmon.vision.solve.hinted import HintedSolver
+from tenmon.config.vision import HintedSettings
 
 SKY = SimulatedSky(seed=11)
 OTHER_SKY = SimulatedSky(seed=12)

@@ -20,21 +20,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from tenmon.config.services import ArchiveHookSettings
 
 log = logging.getLogger(__name__)
-
-
-class ArchiveHookSettings(BaseModel):
-    """``[archive]``: the daemon's processed frames go into this archive too."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(False, description="write the daemon's processed frames into the archive")
-    path: Path = Field(Path("/var/lib/tenmon/archive"), description="the archive directory")
-    queue_size: int = Field(1000, ge=1, description="frames waiting for the archive writer before drops")
-    batch_frames: int = Field(16, ge=1, description="frames per write")
-    batch_s: float = Field(30.0, gt=0, description="write at least this often while frames arrive")
 
 
 class DaemonArchiveSink:

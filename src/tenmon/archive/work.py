@@ -30,8 +30,7 @@ from typing import Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from tenmon.vision.pipeline import PipelineSettings
-from tenmon.vision.solve.chain import SolverSettings
+from tenmon.config.vision import PipelineSettings, SolverSettings
 
 log = logging.getLogger(__name__)
 

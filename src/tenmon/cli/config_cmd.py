@@ -10,9 +10,7 @@ from tenmon.errors import ConfigError
 
 def cmd_validate(args) -> int:
     try:
-        from tenmon.daemon.sections import section_models
-
-        cfg = load_config(args.file, sections=section_models())
+        cfg = load_config(args.file)
     except ConfigError as exc:
         problems = exc.problems or [("", None, str(exc))]
         if args.json:

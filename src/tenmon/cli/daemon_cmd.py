@@ -35,9 +35,7 @@ def cmd_daemon(args) -> int:
         path = Path(args.config) if args.config else DEFAULT_PATH
         if args.speed is not None or args.seed is not None:
             raise ConfigError("--speed and --seed belong to --simulate")
-    from tenmon.daemon.sections import section_models
-
-    cfg = load_config(path, env=env, sections=section_models())
+    cfg = load_config(path, env=env)
     if args.simulate and cfg.mode != "simulated":
         raise ConfigError(f"{path}: --simulate needs a simulated config (mode = 'simulated'); "
                           "this is a site config")

@@ -85,7 +85,7 @@ def build_settings(args: argparse.Namespace):
     """PipelineSettings from --settings and the command-line options."""
     from pydantic import ValidationError
 
-    from tenmon.vision.pipeline import PipelineSettings
+    from tenmon.config.vision import PipelineSettings
 
     data: dict = {}
     if args.settings:
@@ -121,7 +121,8 @@ def build_settings(args: argparse.Namespace):
 
 
 def _run(path: str, out: str, settings_json: str) -> dict:
-    from tenmon.vision.pipeline import PipelineSettings, process_frame
+    from tenmon.vision.pipeline import process_frame
+    from tenmon.config.vision import PipelineSettings
 
     s = PipelineSettings.model_validate_json(settings_json)
     return process_frame(path, out_dir=out, settings=s).to_json()

@@ -136,9 +136,11 @@ def _header_number(header, *keys: str) -> float | None:
 
 
 def _locate(args: argparse.Namespace) -> int:
-    from tenmon.vision.nayuta import Frame60, NayutaSettings, locate_target, slit_viewer_chain
+    from tenmon.vision.nayuta import Frame60, locate_target, slit_viewer_chain
+    from tenmon.config.vision import NayutaSettings
     from tenmon.vision.solve.base import SolveHint
-    from tenmon.vision.solve.chain import SolverSettings, build_chain
+    from tenmon.vision.solve.chain import build_chain
+    from tenmon.config.vision import SolverSettings
     from tenmon.vision.solve.frames import header_wcs, hint_from_header, read_frame
 
     if (args.ra is None) != (args.dec is None):

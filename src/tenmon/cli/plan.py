@@ -137,7 +137,7 @@ def plan_handler(args: argparse.Namespace) -> int:
     from tenmon.scheduler.errors import SchedulerError
     from tenmon.scheduler.night import local_night_date, night_for_date
     from tenmon.scheduler.planner import plan_night
-    from tenmon.scheduler.settings import SchedulerSettings
+    from tenmon.config.services import SchedulerSettings
 
     site = _site(args)
     settings = SchedulerSettings()

@@ -273,7 +273,6 @@ def _location(config):
 def build_config(opts: SimulationOptions, start: datetime | None = None):
     """The simulated site's config with this run's data dir, start, seed, tick and weather."""
     from tenmon.config.loader import load_config, simulated_config_path
-    from tenmon.daemon.sections import section_models
     from tenmon.config.models import WeatherEvent
 
     env = {"TENMON_PATHS__DATA_DIR": str(opts.data_dir), "TENMON_SIM__SEED": str(opts.seed)}
@@ -288,8 +287,7 @@ def build_config(opts: SimulationOptions, start: datetime | None = None):
         env["TENMON_SITE__LATITUDE_DEG"] = str(opts.site[0])
         env["TENMON_SITE__LONGITUDE_DEG"] = str(opts.site[1])
         env["TENMON_SITE__ELEVATION_M"] = str(opts.site[2])
-    cfg = load_config(opts.config_path or simulated_config_path(), env=env,
-                      sections=section_models())
+    cfg = load_config(opts.config_path or simulated_config_path(), env=env)
     if cfg.mode != "simulated" or cfg.sim is None:
         raise ConfigError(f"{opts.config_path}: tenmon simulate needs mode = 'simulated' and a "
                           "[sim] section")
@@ -309,7 +307,7 @@ def build_config(opts: SimulationOptions, start: datetime | None = None):
 
 def camera_for(frame_px: int):
     """The 11' CCD read out at ``frame_px`` square (binning 2048 / frame_px)."""
-    from tenmon.drivers.camera import CameraSettings
+    from tenmon.config.services import CameraSettings
 
     if frame_px < 64 or 2048 % frame_px:
         raise SimulateError(f"--frame-px {frame_px}: use 2048 divided by a whole binning "
@@ -412,7 +410,7 @@ async def _run(opts: SimulationOptions) -> dict[str, Any]:
     from tenmon.scheduler import queue as target_queue
     from tenmon.scheduler.targets import load_targets
     from tenmon.config.sections import section
-    from tenmon.scheduler.settings import SchedulerSettings
+    from tenmon.config.services import SchedulerSettings
 
     opts = replace(opts)
     keep: Path | None = None
@@ -536,7 +534,7 @@ def _install(obs, cfg, sections):
     uninstall_night_operations(obs)
     if "night" not in sections:
         # the simulated site file may leave the daemon's own nights off; a simulated night is on
-        from tenmon.daemon.night import NightSettings
+        from tenmon.config.services import NightSettings
         from tenmon.config.sections import section
 
         night = section(cfg, "night", NightSettings)

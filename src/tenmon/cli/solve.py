@@ -11,7 +11,8 @@ from pathlib import Path
 from tenmon.errors import TenmonError
 from tenmon.vision.solve.base import RESULT_FIELDS, SolveHint
 from tenmon.vision.solve.catalogs import CatalogProvider, LocalFileCatalog, SimulatedSky
-from tenmon.vision.solve.chain import SolverSettings, build_chain
+from tenmon.vision.solve.chain import build_chain
+from tenmon.config.vision import SolverSettings
 from tenmon.vision.solve.detect import detect_sources
 from tenmon.vision.solve.frames import hint_from_header, read_frame, write_solved_copy
 

@@ -9,7 +9,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Mapping
 
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from tenmon.config.models import TenmonConfig, wiring_problems
 from tenmon.errors import ConfigError
@@ -23,8 +23,7 @@ def simulated_config_path() -> Path:
     return Path(str(resources.files("tenmon.config").joinpath("simulated.toml")))
 
 
-def load_config(path: str | os.PathLike, env: Mapping[str, str] | None = None, *,
-                sections: Mapping[str, type[BaseModel]] | None = None) -> TenmonConfig:
+def load_config(path: str | os.PathLike, env: Mapping[str, str] | None = None) -> TenmonConfig:
     """Read, override from the environment, and validate a site file.
 
     Environment variables ``TENMON_<SECTION>__<KEY>`` (``__`` between levels, case-insensitive)
@@ -32,10 +31,9 @@ def load_config(path: str | os.PathLike, env: Mapping[str, str] | None = None, *
     (numbers, booleans, arrays) and as strings otherwise. Variables whose first part is not a
     top-level section of the file format are ignored (so ``TENMON_URL`` for the CLI is not a key).
 
-    ``sections`` maps the names of the sections that the code using them defines (``night``,
-    ``solver``, ... : ``TenmonConfig`` keeps them as plain tables, since this package imports
-    nothing else of tenmon) to their pydantic models; those present in the file are validated
-    here too, with the same key-and-line messages (``tenmon.daemon.sections.section_models()``).
+    Every section is typed (:class:`TenmonConfig`, with the services' sections in
+    :mod:`tenmon.config.services` and :mod:`tenmon.config.vision`), so each bad key is reported
+    with its line.
 
     Raises:
         ConfigError: unreadable file, TOML syntax error, or invalid keys/values; its ``problems``
@@ -48,12 +46,11 @@ def load_config(path: str | os.PathLike, env: Mapping[str, str] | None = None, *
         raise ConfigError(f"{path}: no such config file") from None
     except OSError as exc:
         raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
-    return parse_config(text, source=str(path), env=os.environ if env is None else env,
-                        sections=sections)
+    return parse_config(text, source=str(path), env=os.environ if env is None else env)
 
 
-def parse_config(text: str, *, source: str = "<config>", env: Mapping[str, str] | None = None,
-                 sections: Mapping[str, type[BaseModel]] | None = None) -> TenmonConfig:
+def parse_config(text: str, *, source: str = "<config>",
+                 env: Mapping[str, str] | None = None) -> TenmonConfig:
     """Validate TOML ``text``; see :func:`load_config`."""
     try:
         data = tomllib.loads(text)
@@ -69,15 +66,7 @@ def parse_config(text: str, *, source: str = "<config>", env: Mapping[str, str] 
     except ValidationError as exc:
         problems = _problems(exc, (), lines, overridden)
         raise ConfigError(_summary(source, problems), problems) from None
-    problems = []
-    for name, model in (sections or {}).items():
-        table = data.get(name)
-        if table is not None:
-            try:
-                model.model_validate(table)
-            except ValidationError as exc:
-                problems += _problems(exc, (name,), lines, overridden)
-    problems += [(k, _line_for(lines, k, overridden), m) for k, m in wiring_problems(cfg)]
+    problems = [(k, _line_for(lines, k, overridden), m) for k, m in wiring_problems(cfg)]
     if problems:
         raise ConfigError(_summary(source, problems), problems)
     return cfg

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from tenmon.config.services import (ArchiveHookSettings, AutofocusSettings, CameraSettings,
+                                    CentringServiceSettings, DomeGeometry, FrameWorkerSettings,
+                                    NayutaDaemonSettings, NightSettings, SchedulerSettings)
+from tenmon.config.vision import PipelineSettings, SolverSettings
 
 
 class _Model(BaseModel):
@@ -935,21 +940,20 @@ class TenmonConfig(_Model):
     focuser: FocuserConfig | None = None
     filter_wheel: FilterWheelConfig | None = None
     sim: SimConfig | None = None
-    # Night operations, frames and astrometry: sections whose models live with the code that uses
-    # them (this package imports nothing else of tenmon). Kept here as plain tables; the loader
-    # validates them when given the models (tenmon.daemon.sections), and the daemon reads them
-    # through tenmon.daemon.sections.section(). Absent: the model's defaults.
-    night: dict[str, Any] | None = None
-    scheduler: dict[str, Any] | None = None
-    dome_geometry: dict[str, Any] | None = None
-    camera: dict[str, Any] | None = None
-    frames: dict[str, Any] | None = None
-    pipeline: dict[str, Any] | None = None
-    solver: dict[str, Any] | None = None
-    centring: dict[str, Any] | None = None
-    nayuta: dict[str, Any] | None = None
-    archive: dict[str, Any] | None = None
-    autofocus: dict[str, Any] | None = None
+    # Night operations, frames and astrometry (models in tenmon.config.services and
+    # tenmon.config.vision). Absent: None, and the code using a section reads the model's
+    # defaults through tenmon.config.sections.section().
+    night: NightSettings | None = None
+    scheduler: SchedulerSettings | None = None
+    dome_geometry: DomeGeometry | None = None
+    camera: CameraSettings | None = None
+    frames: FrameWorkerSettings | None = None
+    pipeline: PipelineSettings | None = None
+    solver: SolverSettings | None = None
+    centring: CentringServiceSettings | None = None
+    nayuta: NayutaDaemonSettings | None = None
+    archive: ArchiveHookSettings | None = None
+    autofocus: AutofocusSettings | None = None
 
 
 def wiring_problems(cfg: TenmonConfig) -> list[tuple[str, str]]:

@@ -1,9 +1,9 @@
 """Reading one section of the site file as its model: the table given, else the config's, else
 the model's defaults.
 
-The models of these sections live with the code that uses them (night, frames, solver...);
-``tenmon.daemon.sections`` names them for the loader. This reader needs none of them, so the
-services import it without importing that list back (no circle).
+The services' sections (night, frames, solver...) are optional in the file (``None`` when
+absent); their models are in :mod:`tenmon.config.services` and :mod:`tenmon.config.vision`.
+A caller may hand its own table or model (tests, ``tenmon simulate``), which is validated here.
 """
 
 from __future__ import annotations

@@ -246,7 +246,7 @@ class AlpacaDome(AlpacaDevice):
         super().__init__(obs, number, unique_id)
         self.slaved = False
         self._slave_next = 0.0
-        from tenmon.daemon.dome_geometry import DomeGeometry
+        from tenmon.config.services import DomeGeometry
         from tenmon.config.sections import section
 
         self.geometry = section(obs.config, "dome_geometry", DomeGeometry)

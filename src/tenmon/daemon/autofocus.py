@@ -35,42 +35,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon.errors import DeviceError
+from tenmon.config.services import AutofocusSettings
 
 log = logging.getLogger(__name__)
-
-
-class AutofocusSettings(BaseModel):
-    """``[autofocus]``: when and how the sequencer focuses (with a ``[focuser]`` and a camera).
-    Steps are the focuser's; times are seconds of the daemon's clock."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    enabled: bool = Field(default=True, description="focus when due (needs [focuser] and a "
-                          "camera tenmon drives)")
-    step: int = Field(default=100, ge=1, description="focuser steps between sweep points")
-    points: int = Field(default=9, ge=5, le=31, description="positions in one sweep")
-    exposure_s: float = Field(default=5.0, gt=0, le=600)
-    min_points: int = Field(default=5, ge=4, description="measured points needed for a fit")
-    max_sweeps: int = Field(default=3, ge=1, le=10, description="sweeps when the minimum lies "
-                            "at an edge (each re-centred there)")
-    verify_tolerance: float = Field(default=1.3, ge=1.0, le=3.0, description="the verify "
-                                    "frame's HFR must be within this factor of the fitted minimum")
-    min_v_depth: float = Field(default=1.2, gt=1.0, description="the sweep's edges must be this "
-                               "many times the fitted minimum (else no V was seen)")
-    backlash_steps: int = Field(default=0, ge=0, description="every move ends upwards: below "
-                                "the target by this much first")
-    frame_wait_s: float = Field(default=300.0, gt=0, description="wait for one frame's "
-                                "exposure and measurement")
-    move_wait_s: float = Field(default=120.0, gt=0)
-    refocus_temp_delta_c: float | None = Field(default=1.0, gt=0, description="refocus when "
-                                               "the focuser's temperature moved this much")
-    refocus_interval_min: float | None = Field(default=None, gt=0, description="refocus at "
-                                               "least this often (None: never for time alone)")
-    retry_after_failure_min: float = Field(default=30.0, ge=0, description="after a failed "
-                                           "run, wait this long before the next try")
 
 
 # --------------------------------------------------------------------------- pure part

@@ -33,7 +33,7 @@ import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Annotated, Any, Callable, Literal
+from typing import Annotated, Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -46,7 +46,7 @@ from tenmon.daemon.api_kit import (
     error_response,
     json_response,
 )
-from tenmon.daemon.dome_geometry import DomeGeometry
+from tenmon.config.services import CentringServiceSettings, DomeGeometry
 from tenmon.daemon.phases import PhaseMachine, UnsafeTransition
 from tenmon.daemon.ports import ExposureGate, FrameResults, ServiceObservatory
 from tenmon.daemon.slaving import DomeSlaver
@@ -54,7 +54,8 @@ from tenmon.drivers.base import MountState, ShutterState
 from tenmon.drivers.camera import CameraState
 from tenmon.errors import CommandRefused, DeviceError
 from tenmon.timefmt import utc_iso
-from tenmon.vision.solve.centering import CenteringSettings, centering_step
+from tenmon.vision.solve.centering import centering_step
+from tenmon.config.vision import CenteringSettings
 
 log = logging.getLogger(__name__)
 
@@ -70,41 +71,6 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "exposing": ("solving", "settling", "idle"),
     "solving": ("slewing", "settling", "idle"),
 }
-
-
-class CentringServiceSettings(BaseModel):
-    """How the daemon centres (``[centring]``). Times are seconds of the daemon's clock.
-
-    ``tolerance_arcsec``, ``max_tries`` and ``method`` default to ``[solver.centering]`` (the
-    sequencer's); a request may override tolerance, tries and exposure.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    exposure_s: float = Field(default=20.0, gt=0, le=600, description="exposure of each try")
-    settle_s: float = Field(default=5.0, ge=0, description="after each slew, before exposing")
-    tolerance_arcsec: float | None = Field(
-        default=None, gt=0, description="centred within this; None: [solver.centering]")
-    max_tries: int | None = Field(default=None, ge=1, le=50,
-                                  description="frames before giving up; None: [solver.centering]")
-    method: Literal["sync", "offset"] | None = Field(
-        default=None, description="sync the mount and goto again, or slew by the offset; None: "
-        "[solver.centering]")
-    slew_timeout_s: float = Field(default=300.0, gt=0, description="mount and dome to arrive")
-    solve_timeout_s: float = Field(
-        default=180.0, gt=0, description="a frame's solve must arrive this long after the frame "
-        "is written, else the try counts as not solved")
-    camera_timeout_s: float = Field(
-        default=120.0, gt=0, description="the camera must deliver the frame this long after the "
-        "exposure ends")
-    job_timeout_s: float = Field(default=1800.0, gt=0, description="a whole job")
-    dome_check_s: float = Field(default=5.0, gt=0, description="dome slaving period")
-    open_grace_s: float = Field(
-        default=5.0, ge=0, description="a slit or cover reading not open for longer ends the job")
-    sync_max_move_arcsec: float = Field(
-        default=30.0, gt=0, description="do not sync when the mount moved more than this since "
-        "the frame (its position no longer matches the solve)")
-    keep_jobs: int = Field(default=20, ge=1, le=1000, description="finished jobs kept for GET")
 
 
 class CentringError(CommandRefused):

@@ -204,7 +204,8 @@ def install_centring(obs: Observatory, night_ops, *, settings=None, nayuta: Any 
         ConfigError: a section does not validate, or there are no night operations.
     """
     from tenmon.config.sections import section
-    from tenmon.daemon.centring import CentringService, CentringServiceSettings, centring_routes
+    from tenmon.daemon.centring import CentringService, centring_routes
+    from tenmon.config.services import CentringServiceSettings
     from tenmon.errors import ConfigError
 
     existing = getattr(obs, "centring", None)
@@ -243,8 +244,8 @@ def _install_nayuta(obs: Observatory, centring, night_ops, *, settings=None, exe
     from concurrent.futures import ThreadPoolExecutor
 
     from tenmon.config.sections import section
-    from tenmon.daemon.nayuta_service import (NayutaDaemonSettings, NayutaService, feed_problem,
-                                              nayuta_routes)
+    from tenmon.daemon.nayuta_service import NayutaService, feed_problem, nayuta_routes
+    from tenmon.config.services import NayutaDaemonSettings
     from tenmon.drivers.nayuta_feed import make_feed
     from tenmon.errors import ConfigError, DeviceError
 

@@ -28,49 +28,12 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from tenmon.astro import radec_to_altaz, wrap180
+from tenmon.config.services import DomeGeometry
 
 log = logging.getLogger(__name__)
 
 PierSide = Literal["east", "west"]
-
-
-class DomeGeometry(BaseModel):
-    """The dome and where the telescope sits in it (``[dome_geometry]`` in the site file).
-
-    Defaults describe a centred fork mount, for which the dome simply follows the telescope's
-    azimuth.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    radius_m: float = Field(default=2.5, gt=0, description="radius of the dome's hemisphere")
-    mount_east_m: float = Field(default=0.0, description="axes' intersection east of the centre")
-    mount_north_m: float = Field(default=0.0, description="axes' intersection north of the centre")
-    mount_up_m: float = Field(default=0.0, description="axes' intersection above the dome's "
-                              "equator (the springline)")
-    mount_type: Literal["fork", "german"] = "fork"
-    dec_axis_offset_m: float = Field(
-        default=0.0, ge=0, description="German mount: axes' intersection to the tube's axis")
-    pier_side: Literal["auto", "east", "west"] = Field(
-        default="auto", description="auto: east for targets west of the meridian (HA >= 0)")
-    slit_width_m: float = Field(default=1.0, gt=0, description="width of the slit opening")
-    slave_tolerance_deg: float = Field(
-        default=2.0, gt=0, le=30, description="move the dome when it is this far from its target")
-
-    @model_validator(mode="after")
-    def _inside(self) -> DomeGeometry:
-        reach = math.sqrt(self.mount_east_m ** 2 + self.mount_north_m ** 2 + self.mount_up_m ** 2)
-        if reach + self.dec_axis_offset_m >= self.radius_m:
-            raise ValueError(f"the telescope ({reach + self.dec_axis_offset_m:.2f} m from the "
-                             f"centre) must be inside the dome (radius {self.radius_m:g} m)")
-        return self
-
-    def slit_half_width_deg(self) -> float:
-        """Half the slit's angular width seen from the dome centre at the horizon, degrees."""
-        return math.degrees(math.asin(min(1.0, 0.5 * self.slit_width_m / self.radius_m)))
 
 
 @dataclass(frozen=True)

@@ -23,27 +23,11 @@ import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Literal
+from typing import Any, Awaitable, Callable
 
-from pydantic import BaseModel, ConfigDict, Field
+from tenmon.config.services import FrameWorkerSettings
 
 log = logging.getLogger(__name__)
-
-
-class FrameWorkerSettings(BaseModel):
-    """Frame-processing pool settings (mounted in the site config as ``[frames]``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    processes: int = Field(default=1, ge=1, le=16, description="worker processes")
-    queue_size: int = Field(default=8, ge=1, description="frames waiting, beyond those running")
-    newest_first: bool = Field(default=False, description="process the newest queued frame first")
-    drop_policy: Literal["drop_oldest", "drop_newest"] = Field(
-        default="drop_oldest", description="which frame to drop when the queue is full"
-    )
-    nice: int = Field(default=10, ge=0, le=19, description="CPU niceness added in worker processes")
-    threads_per_process: int = Field(default=1, ge=1, le=16, description="OpenMP/BLAS threads per worker")
-    timeout_s: float = Field(default=600.0, gt=0, description="report a frame as failed after this long")
 
 
 @dataclass(frozen=True)
@@ -141,7 +125,8 @@ def run_frame(path: str, out_dir: str, settings_json: str) -> dict[str, Any]:
 
     Takes and returns only small picklable values (a path, a directory, settings as JSON).
     """
-    from tenmon.vision.pipeline import PipelineSettings, process_frame
+    from tenmon.vision.pipeline import process_frame
+    from tenmon.config.vision import PipelineSettings
 
     settings = PipelineSettings.model_validate_json(settings_json)
     masters = masters_for(str(settings.calibration.directory) if settings.calibration.directory else None)
@@ -183,7 +168,7 @@ class FrameWorker:
         runner: Callable[[str, str, str], dict[str, Any]] | None = None,
     ):
         if pipeline_settings is None:
-            from tenmon.vision.pipeline import PipelineSettings
+            from tenmon.config.vision import PipelineSettings
 
             pipeline_settings = PipelineSettings()
         self.out_dir = str(out_dir)

@@ -30,27 +30,15 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tenmon.daemon.frame_worker import (FrameOutcome, FrameWorker, FrameWorkerSettings, make_pool,
-                                     masters_for)
+from tenmon.daemon.frame_worker import FrameOutcome, FrameWorker, make_pool, masters_for
+from tenmon.config.services import FrameServiceSettings, FrameWorkerSettings
 from tenmon.daemon.schema import FRAMES_SCHEMA, SOLVES_SCHEMA
 from tenmon.drivers.ccd_directory import FrameDirectory, FrameDirectorySettings
 from tenmon.errors import DeviceError, StorageError
 from tenmon.timefmt import parse_utc, utc_iso
-from tenmon.vision.pipeline import PipelineSettings
-from tenmon.vision.solve.chain import SolverSettings
+from tenmon.config.vision import PipelineSettings, SolverSettings
 
 log = logging.getLogger(__name__)
-
-
-class FrameServiceSettings(BaseModel):
-    """The intake's polling (``[frame_service]``); the pool is ``[frames]``
-    (``FrameWorkerSettings``), the pipeline ``[pipeline]``, the solver ``[solver]``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    poll_s: float = Field(default=1.0, gt=0, description="directory poll period (daemon clock)")
-    pattern: str = Field(default="*.fits", description="frame file names")
-    stable_s: float = Field(default=2.0, gt=0, description="size and mtime unchanged this long")
 
 
 def default_worker_settings() -> FrameWorkerSettings:

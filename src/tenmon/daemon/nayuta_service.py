@@ -40,10 +40,10 @@ from pydantic import BaseModel, ConfigDict, Field
 from tenmon.astro import separation_arcsec
 from tenmon.daemon.centring import CentringError, CentringService
 from tenmon.daemon.phases import PhaseMachine
-from tenmon.drivers.nayuta_feed import NayutaFeedSettings, SlitViewerFrame
+from tenmon.drivers.nayuta_feed import SlitViewerFrame
+from tenmon.config.services import NayutaDaemonSettings, SimulatedNayutaTarget
 from tenmon.errors import CommandRefused, DeviceError, TenmonError
 from tenmon.timefmt import utc_iso
-from tenmon.vision.nayuta import NayutaSettings
 
 log = logging.getLogger(__name__)
 
@@ -59,51 +59,6 @@ TRANSITIONS: dict[str, tuple[str, ...]] = {
     "photometry": ("idle",),
 }
 SAFE = ("idle", "frame", "locating", "photometry")
-
-
-class SimulatedNayutaTarget(BaseModel):
-    """Nayuta's target in simulated mode (``[nayuta.simulated_target]``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ra_deg: float | None = Field(default=None, ge=0, lt=360, description="None: a star near "
-                                 "the zenith at the first sync")
-    dec_deg: float | None = Field(default=None, ge=-90, le=90)
-    mag_bright: float = Field(default=11.0, description="brightest simulated star taken")
-    mag_faint: float = Field(default=15.0, description="faintest simulated star taken")
-    search_radius_deg: float = Field(default=0.2, gt=0, le=5,
-                                     description="how far from the position a star is looked for")
-
-
-class NayutaDaemonSettings(BaseModel):
-    """Following Nayuta in the daemon (``[nayuta]``): the feed, the locating, following."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(default=True, description="serve /nayuta/* (the feed must be usable)")
-    feed: NayutaFeedSettings = Field(default_factory=NayutaFeedSettings)
-    locate: NayutaSettings = Field(default_factory=NayutaSettings)
-    follow_threshold_arcsec: float = Field(
-        default=30.0, gt=0, description="following: re-sync when Nayuta's position moves this far")
-    poll_s: float = Field(default=15.0, gt=0, description="following: feed check period (daemon "
-                          "clock)")
-    answer_wait_s: float = Field(
-        default=100.0, ge=0, le=600, description="POST /nayuta/sync with once: wait this long "
-        "(wall seconds) for the result before answering 202 with the sync in progress")
-    locate_timeout_s: float = Field(default=120.0, gt=0, description="locating one frame (wall)")
-    register_max_offset_arcmin: float = Field(
-        default=4.0, gt=0, description="use the last 60 cm frame for registration only when its "
-        "centre is this close to Nayuta's reported position")
-    tolerance_arcsec: float | None = Field(default=None, gt=0, description="centring; None: "
-                                           "[centring] / [solver.centering]")
-    max_tries: int | None = Field(default=None, ge=1, le=50)
-    exposure_s: float | None = Field(default=None, gt=0, le=600)
-    zero_point_60cm_mag: float | None = Field(
-        default=None, description="mag of 1 ADU/s on the 60 cm (None: simulated camera's, or "
-        "no calibrated magnitude)")
-    zero_point_slit_viewer_mag: float | None = Field(
-        default=None, description="mag of 1 ADU/s on the slit viewer (None: as above)")
-    simulated_target: SimulatedNayutaTarget = Field(default_factory=SimulatedNayutaTarget)
 
 
 def feed_problem(settings: NayutaDaemonSettings, *, simulated: bool) -> str | None:

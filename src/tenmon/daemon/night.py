@@ -31,48 +31,28 @@ from datetime import date, datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from tenmon.config.sections import section
 from tenmon.daemon import device_factory
-from tenmon.daemon.dome_geometry import DomeGeometry, dome_azimuth_radec, slit_transmission
-from tenmon.daemon.frame_worker import FrameWorkerSettings
-from tenmon.daemon.frames import (FrameJob, FrameService, FrameServiceSettings,
-                                  default_worker_settings)
+from tenmon.daemon.dome_geometry import dome_azimuth_radec, slit_transmission
+from tenmon.config.services import (CameraSettings, DomeGeometry, FrameWorkerSettings,
+                                    NightSettings, SchedulerSettings)
+from tenmon.daemon.frames import FrameJob, FrameService, default_worker_settings
 from tenmon.daemon.schema import NIGHT_LOG_SCHEMA
-from tenmon.daemon.sequencer import Phase, Sequencer, SequencerSettings
+from tenmon.daemon.sequencer import Phase, Sequencer
 from tenmon.timefmt import parse_utc, utc_iso
-from tenmon.drivers.camera import CameraSettings
 from tenmon.errors import ConfigError, DeviceError, StorageError, TenmonError
 from tenmon.scheduler.engine import JobEngine, StoredJob
 from tenmon.scheduler.jobs import night_jobs
 from tenmon.scheduler.night import local_night_date, twilight_altitude
 from tenmon.scheduler import queue as target_queue
 from tenmon.scheduler.queue import TargetQueue
-from tenmon.scheduler.settings import SchedulerSettings
-from tenmon.vision.pipeline import PipelineSettings
-from tenmon.vision.solve.chain import CatalogSettings, SolverSettings
+from tenmon.config.vision import CatalogSettings, PipelineSettings, SolverSettings
 
 log = logging.getLogger(__name__)
 
 
-
 class NightError(TenmonError):
     """Night operations cannot be set up (names the setting and the problem)."""
-
-
-class NightSettings(BaseModel):
-    """Night operations (``[night]``): the sequencer, the frame intake, the targets."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = Field(default=True, description="run the night's jobs and the sequencer "
-                          "by themselves; when false the camera and the frame service still run "
-                          "(for `tenmon center`, Nayuta sync and frames written by hand)")
-    targets_file: Path | None = Field(
-        default=None, description="TOML/CSV targets queued (replacing same names) at start")
-    sequencer: SequencerSettings = Field(default_factory=SequencerSettings)
-    intake: FrameServiceSettings = Field(default_factory=FrameServiceSettings)
 
 
 # ---------------------------------------------------------------------------- job state
@@ -185,7 +165,8 @@ class NightOps:
         self.sequencer.filter_wheel = self.filter_wheel
         self.autofocus = None
         if self.focuser is not None and self.camera is not None:
-            from tenmon.daemon.autofocus import AutofocusService, AutofocusSettings
+            from tenmon.daemon.autofocus import AutofocusService
+            from tenmon.config.services import AutofocusSettings
 
             af = section(obs.config, "autofocus", AutofocusSettings, autofocus)
             if af.enabled:
@@ -700,7 +681,8 @@ def _install_archive_hook(obs, ops: NightOps, config, sections: dict[str, Any] |
     """``[archive] enabled``: the frame service's records also go into the archive (a listener
     that queues them for the archive's own writer thread; ``tenmon.archive.hook``). An archive
     that cannot be opened is an error event; the observatory runs on without it."""
-    from tenmon.archive.hook import ArchiveHookSettings, DaemonArchiveSink
+    from tenmon.archive.hook import DaemonArchiveSink
+    from tenmon.config.services import ArchiveHookSettings
 
     settings = _section(config, "archive", ArchiveHookSettings, sections)
     if not settings.enabled:

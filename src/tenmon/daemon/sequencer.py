@@ -36,8 +36,6 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, Callable
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from tenmon.astro import (
     lst_deg,
     radec_to_altaz,
@@ -45,10 +43,8 @@ from tenmon.astro import (
     separation_deg,
     sun_altitude_deg,
 )
-from tenmon.daemon.dome_geometry import (
-    DomeGeometry,
-    pier_side_for,
-)
+from tenmon.daemon.dome_geometry import pier_side_for
+from tenmon.config.services import DomeGeometry, SequencerSettings
 from tenmon.daemon.phases import PhaseMachine, UnsafeTransition
 from tenmon.daemon.ports import ExposureGate, ServiceObservatory, TelescopeClaim
 from tenmon.daemon.slaving import DomeSlaver
@@ -57,40 +53,13 @@ from tenmon.drivers.camera import CameraState
 from tenmon.errors import CommandRefused, DeviceError
 from tenmon.scheduler.planner import Plan, ScheduledBlock
 from tenmon.timefmt import utc_iso
-from tenmon.vision.solve.centering import CenteringSettings, centering_step
+from tenmon.vision.solve.centering import centering_step
+from tenmon.config.vision import CenteringSettings
 
 log = logging.getLogger(__name__)
 
 #: while the storage watch refuses exposures (disk nearly full), ask again this often (s)
 STORAGE_RETRY_S = 10.0
-
-
-class SequencerSettings(BaseModel):
-    """How the sequencer runs a night (``[night.sequencer]``). Times in seconds of the daemon's
-    clock."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    settle_s: float = Field(default=10.0, ge=0, description="after every slew, before exposing")
-    centre: bool = Field(default=True, description="centre each target on its first frame's solve")
-    centre_wait_s: float = Field(
-        default=300.0, ge=0, description="wait up to this long for the first frame's solve "
-        "before the second exposure (a solve takes seconds at a site; 300 s also covers a "
-        "simulated night at 60x, where 3 s of processing are 3 simulated minutes); a solve "
-        "that comes later is applied between exposures")
-    late_grace_s: float = Field(
-        default=300.0, ge=0, description="a block may run this long past its planned end")
-    slew_timeout_s: float = Field(default=300.0, gt=0, description="mount and dome to arrive")
-    dome_check_s: float = Field(default=5.0, gt=0, description="dome slaving check period")
-    startup_grace_s: float = Field(
-        default=15.0, ge=0, description="after the daemon starts, let its start-up reconcile run "
-        "(it closes what a crash left open) before opening")
-    reopen_min_dark_s: float = Field(
-        default=1200.0, ge=0, description="do not reopen with less dark time than this left")
-    open_retry_s: float = Field(default=60.0, gt=0, description="after a refused open")
-    close_when_plan_done: bool = Field(
-        default=True, description="close and park when no block is left (before dawn)")
-    camera_retries: int = Field(default=2, ge=0, description="camera errors tolerated per block")
 
 
 class Phase(str, enum.Enum):

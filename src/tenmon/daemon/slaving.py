@@ -20,7 +20,8 @@ from typing import Protocol
 
 from tenmon.astro import lst_deg
 from tenmon.clock import Clock
-from tenmon.daemon.dome_geometry import DomeGeometry, azimuth_error_deg, dome_azimuth_radec
+from tenmon.daemon.dome_geometry import azimuth_error_deg, dome_azimuth_radec
+from tenmon.config.services import DomeGeometry
 from tenmon.errors import CommandRefused
 
 log = logging.getLogger(__name__)

@@ -29,12 +29,11 @@ import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from tenmon import offline
 from tenmon.astro import separation_deg
@@ -44,69 +43,13 @@ from tenmon.drivers.ccd_directory import FrameDirectory, FrameDirectorySettings
 from tenmon.errors import DeviceError, VisionError
 from tenmon.timefmt import fits_time, parse_utc
 from tenmon.vision.solve.base import SolveHint
+from tenmon.config.services import SimulatedSlitViewerSettings, NayutaFeedSettings
 
 offline.configure()
 
 log = logging.getLogger(__name__)
 
 DEVICE = "nayuta"
-
-
-class SimulatedSlitViewerSettings(BaseModel):
-    """The simulated slit viewer (``[nayuta.feed.simulated]``); see ``render_slit_viewer``.
-
-    Defaults: 7' x 4' read out 2 x 2 binned (1050 x 600 px of 0.4"), a 1.2" slit along the
-    image's y axis, 1.6" seeing, a mirrored image (the jaws and relay reflect it), 10 s exposures.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    scale_arcsec: float = Field(0.4, gt=0, description="pixel scale as read out")
-    width_px: int = Field(1050, ge=64, le=8192)
-    height_px: int = Field(600, ge=64, le=8192)
-    rotation_deg: float = Field(0.0, description="position angle of image +y, E of N (the rotator's)")
-    parity: Literal["normal", "flipped"] = Field("flipped", description="mirrored by the slit jaws")
-    slit_width_arcsec: float = Field(1.2, gt=0)
-    slit_angle_deg: float = Field(90.0, description="slit long axis from image +x towards +y")
-    slit_length_arcsec: float | None = Field(None, gt=0, description="None: across the field")
-    seeing_arcsec: float = Field(1.6, gt=0)
-    exposure_s: float = Field(10.0, gt=0)
-    sky_mag_arcsec2: float = Field(20.5)
-    zero_point_mag: float = Field(24.5, description="magnitude giving 1 e-/s")
-    gain_e_per_adu: float = Field(1.5, gt=0)
-    read_noise_e: float = Field(5.0, ge=0)
-    target_mag: float = Field(
-        14.0, description="magnitude of a target added where the simulated sky has no star"
-    )
-    guiding_jitter_arcsec: float = Field(0.15, ge=0, description="rms of the target's offset from the slit centre")
-    reported_pointing_error_arcsec: float = Field(
-        20.0, ge=0, description="how far Nayuta's reported RA/Dec is from its target (fixed per target)"
-    )
-    sky_seed: int = Field(0, description="the simulated sky (the 60 cm's simulated CCD uses the same)")
-    seed: int = Field(0, description="noise and pointing errors")
-
-
-class NayutaFeedSettings(BaseModel):
-    """Where slit-viewer frames come from (``[nayuta.feed]``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    type: Literal["directory", "simulated"] = Field("simulated", description="directory | simulated")
-    directory: Path | None = Field(None, description="where Nayuta's slit viewer writes FITS (type = directory)")
-    pattern: str = Field("*.fits", description="glob of slit-viewer frame names")
-    stable_s: float = Field(1.0, gt=0, description="size and mtime steady this long before a frame is read")
-    max_age_s: float = Field(120.0, gt=0, description="a newest frame older than this is stale")
-    scale_arcsec: float | None = Field(
-        None, gt=0, description="slit-viewer pixel scale when the header has none"
-    )
-    pointing_error_deg: float = Field(0.05, gt=0, le=5, description="hint radius around Nayuta's reported position")
-    simulated: SimulatedSlitViewerSettings = Field(default_factory=SimulatedSlitViewerSettings)
-
-    @model_validator(mode="after")
-    def _directory_needed(self) -> NayutaFeedSettings:
-        if self.type == "directory" and self.directory is None:
-            raise ValueError("nayuta.feed.type = 'directory' needs nayuta.feed.directory")
-        return self
 
 
 @dataclass(frozen=True)

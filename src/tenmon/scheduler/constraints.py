@@ -26,7 +26,8 @@ import numpy as np
 
 from tenmon import offline
 from tenmon.astro import separation_deg
-from tenmon.scheduler.settings import TWILIGHT_SUN_ALT_DEG, SchedulerSettings
+from tenmon.scheduler.settings import TWILIGHT_SUN_ALT_DEG
+from tenmon.config.services import SchedulerSettings
 from tenmon.scheduler.targets import Target
 
 offline.configure()

@@ -57,7 +57,7 @@ from tenmon import offline
 from tenmon.errors import ConfigError
 from tenmon.scheduler.errors import SchedulerError
 from tenmon.scheduler.night import next_sun_crossing, twilight_altitude
-from tenmon.scheduler.settings import SchedulerSettings
+from tenmon.config.services import SchedulerSettings
 
 offline.configure()
 

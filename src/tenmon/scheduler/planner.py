@@ -44,7 +44,8 @@ from tenmon.scheduler.constraints import (
 )
 from tenmon.scheduler.errors import SchedulerError
 from tenmon.scheduler.night import Night
-from tenmon.scheduler.settings import TWILIGHT_SUN_ALT_DEG, SchedulerSettings
+from tenmon.scheduler.settings import TWILIGHT_SUN_ALT_DEG
+from tenmon.config.services import SchedulerSettings
 from tenmon.scheduler.targets import Target
 from tenmon.timefmt import utc_iso
 

@@ -16,28 +16,12 @@ from pathlib import Path
 
 import numpy as np
 from astropy.io import fits
-from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage
 
 from tenmon.errors import VisionError
+from tenmon.config.vision import CalibrationSettings
 
 log = logging.getLogger(__name__)
-
-
-class CalibrationSettings(BaseModel):
-    """Calibration settings; sections use FITS syntax ``[x1:x2,y1:y2]`` (1-based, inclusive)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    directory: Path | None = Field(default=None, description="master bias/dark/flat/bpm; None: none")
-    overscan: str | None = Field(default=None, description="overscan section; overrides BIASSEC")
-    trim: str | None = Field(default=None, description="section to keep; overrides TRIMSEC/DATASEC")
-    use_header_sections: bool = Field(default=True, description="use BIASSEC/TRIMSEC/DATASEC from the header")
-    bias_level_adu: float | None = Field(
-        default=None, description="constant pedestal to subtract when there is no overscan and no master bias"
-    )
-    detect_bad_columns: bool = True
-    bad_column_sigma: float = Field(default=10.0, gt=0)
 
 
 @dataclass

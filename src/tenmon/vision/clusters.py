@@ -47,35 +47,15 @@ from typing import Callable, Literal, Sequence
 
 import numpy as np
 from astropy.table import Table
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from scipy import stats
 from sklearn.cluster import DBSCAN, HDBSCAN, OPTICS
 from sklearn.neighbors import KDTree, NearestNeighbors
 
 from tenmon.errors import VisionError
+from tenmon.config.vision import ClusterSettings
 
 log = logging.getLogger(__name__)
-
-
-class ClusterSettings(BaseModel):
-    """DBSCAN cluster-candidate settings for frames ([frames] ``clusters``; module doc).
-
-    ``refine_null`` and the ``eps``/``min_samples`` overrides also apply to catalogue tables;
-    tables take their other settings from :class:`TableClusterSettings`.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    eps: float | None = Field(default=None, gt=0, description="fixed eps (px for frames); None: from the data")
-    min_samples: int | None = Field(default=None, ge=2, description="None: max(2*dims, round(ln N))")
-    null_core_fraction: float = Field(default=0.01, gt=0, lt=0.5)
-    n_null: int = Field(default=5, ge=1, le=100)
-    min_significance: float = Field(default=4.5, description="Gaussian sigma, look-elsewhere corrected")
-    min_snr: float = Field(default=5.0, ge=0, description="frame sources used (aperture SNR)")
-    min_sources: int = Field(default=30, ge=3, description="fewer sources than this: no search")
-    refine_null: bool = Field(default=True, description="tables without contrast: second pass with a null made of the field only")
-    seed: int = 0
 
 
 TableMethod = Literal["dbscan", "hdbscan", "optics"]

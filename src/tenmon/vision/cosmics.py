@@ -34,76 +34,17 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import Literal
 
 import astroscrappy
 import cv2
 import numpy as np
 import sep
-from pydantic import BaseModel, ConfigDict, Field
 from scipy import ndimage, special
 
 from tenmon.errors import VisionError
+from tenmon.config.vision import CosmicSettings
 
 log = logging.getLogger(__name__)
-
-
-class CosmicSettings(BaseModel):
-    """LA Cosmic settings (gain and read noise come from the frame; see ``PipelineSettings``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    implementation: Literal["fast", "astroscrappy"] = Field(
-        default="fast", description="fast: same mask as astroscrappy, later iterations on tiles only"
-    )
-    sigclip: float = Field(default=4.5, gt=0, description="Laplacian-to-noise detection limit")
-    sigfrac: float = Field(default=0.3, gt=0, le=1, description="neighbour limit, fraction of sigclip")
-    objlim: float = Field(
-        default=2.0, gt=0,
-        description="Laplacian to fine-structure contrast (LA Cosmic's default 5 drops compact and on-star "
-        "rays; star protection here is the PSF test, docs/bench/cosmics_families.md)")
-    niter: int = Field(default=4, ge=1, le=10)
-    protect_stars: bool = True
-    protect_fwhm_factor: float = Field(
-        default=0.85, gt=0, le=1.5,
-        description="PSF sharpness test uses this fraction of the measured FWHM (< 1 protects more)",
-    )
-    protect_object_sigma: float = Field(default=3.0, gt=0, description="3x3-median level that marks an object")
-    protect_noise_sigma: float = Field(default=2.5, ge=0, description="noise margin of the PSF sharpness test")
-    grow_sigma: float | None = Field(
-        default=2.0, gt=0, description="grow the mask into neighbours above this many sigma; None: no growth"
-    )
-    grow_steps: int = Field(
-        default=1, ge=1, le=10,
-        description="growth steps: each adds off-star neighbours above grow_sigma that stand out from "
-        "their unflagged 5x5 neighbours and are not brighter than the flagged pixel they touch "
-        "(more steps find more of a track's faint edge and flag more star wings; docs/bench/cosmics_families.md)",
-    )
-    track_min_px: float | None = Field(
-        default=5.0, gt=0,
-        description="tracks: regions at least this long [px] and 3x longer than wide are cosmic rays "
-        "whatever the PSF test says, and a second pass finds them among the pixels above sigclip "
-        "that LA Cosmic's fine-structure test (objlim) dropped; None: off",
-    )
-    protect_per_direction: bool = Field(
-        default=True, description="PSF test with one limit per direction (x, y, two diagonals) measured on "
-        "the frame's stars, instead of the smaller of the two axes and of the two diagonals")
-    protect_core_factor: float | None = Field(
-        default=0.85, gt=0, le=1,
-        description="star cores (within protect_core_radius of a local maximum inside an object): the "
-        "PSF test's limits times this (a ray there must be sharper still); None: off")
-    protect_core_radius: float = Field(default=1.5, gt=0, le=5, description="star core radius [px]")
-    protect_core_sigma: float = Field(
-        default=1.5, gt=0, description="a star core's 5x5 median must exceed this many single-pixel sigmas "
-        "(a 5x5 median's own noise is ~0.25 sigma)")
-    star_one_step: bool = Field(
-        default=True, description="on stars, keep only flagged pixels next to a pixel sharper than the PSF")
-    sharp_pass_sigma: float | None = Field(
-        default=3.5, gt=0,
-        description="sharp pass: pixels above sigclip that objlim dropped are rays when sharper than the "
-        "frame's stars by this many sigma (PSF test); None: off")
-    threads: int = Field(default=0, ge=0, description="OpenMP threads for astroscrappy; 0 = library default")
 
 
 @dataclass

@@ -40,33 +40,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import sep
-from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon.errors import VisionError
-
-
-class HfrSettings(BaseModel):
-    """How :func:`half_flux_radius` measures (see the module docstring)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    background_box_px: int = Field(default=64, ge=16, description="sky mesh [px]")
-    threshold_sigma: float = Field(default=3.0, gt=0, description="detection, in global sky rms")
-    min_area_px: int = Field(default=9, ge=1, description="pixels above the threshold")
-    min_axis_ratio: float = Field(default=0.6, gt=0, le=1, description="b/a of a round star")
-    max_stars: int = Field(default=100, ge=1, description="the brightest candidates measured")
-    aperture_factor: float = Field(default=3.0, ge=2.0, le=6.0, description="measuring circle, "
-                                   "in the star's own HFRs")
-    sky_annulus_px: float = Field(default=6.0, gt=0, description="width of the local sky's "
-                                  "annulus (at least; half the circle's radius when larger)")
-    max_iterations: int = Field(default=10, ge=1, le=50)
-    min_hfr_px: float = Field(default=0.6, ge=0, description="sharper is no star: a hot pixel "
-                              "measures 0.40 px, a pair ~0.55; a star sampled at FWHM >= 1.3 px "
-                              "measures more")
-    neighbour_flux_ratio: float = Field(default=0.1, gt=0, description="a neighbour inside the "
-                                        "circle brighter than this fraction of the star drops it")
-    min_stars: int = Field(default=1, ge=1, description="stars needed for a frame's HFR (a "
-                           "focusing field may hold one bright star)")
+from tenmon.config.vision import HfrSettings
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,6 @@ from typing import Any, Callable
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
-from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon import offline
 from tenmon.errors import TenmonError, VisionError
@@ -34,35 +33,11 @@ offline.configure()
 
 from astropy.wcs import WCS  # noqa: E402
 from astropy.wcs import FITSFixedWarning  # noqa: E402
+from tenmon.config.vision import PipelineSettings
 
 log = logging.getLogger(__name__)
 
 FITS_SUFFIXES = (".fits", ".fit", ".fts", ".fits.fz", ".fits.gz", ".fit.gz", ".fz")
-
-
-class PipelineSettings(BaseModel):
-    """Settings of the frame pipeline (mounted in the site config as ``[pipeline]``).
-
-    Gain, read noise and saturation come from the header (GAIN/EGAIN, RDNOISE/READNOIS,
-    SATURATE) unless overridden here; the ``fallback_*`` values apply when the header lacks them.
-    """
-
-    model_config = ConfigDict(extra="forbid")
-
-    gain_e_per_adu: float | None = Field(default=None, gt=0, description="override the header's GAIN")
-    read_noise_e: float | None = Field(default=None, ge=0, description="override the header's RDNOISE")
-    saturation_adu: float | None = Field(default=None, gt=0, description="override the header's SATURATE")
-    fallback_gain_e_per_adu: float = Field(default=1.0, gt=0)
-    fallback_read_noise_e: float = Field(default=6.5, ge=0)
-    fallback_saturation_adu: float = Field(default=65535.0, gt=0)
-    zero_point_mag: float = Field(default=25.0, description="magnitude of 1 ADU/s, for the limiting magnitude")
-    hdu: int | str | None = Field(default=None, description="HDU with the image; None: the first 2-D one")
-    calibration: cal.CalibrationSettings = Field(default_factory=cal.CalibrationSettings)
-    cosmics: cr.CosmicSettings = Field(default_factory=cr.CosmicSettings)
-    sources: src.SourceSettings = Field(default_factory=src.SourceSettings)
-    clusters: clu.ClusterSettings = Field(default_factory=clu.ClusterSettings)
-    hfr: hfr_.HfrSettings = Field(default_factory=hfr_.HfrSettings)
-    products: prod.ProductSettings = Field(default_factory=prod.ProductSettings)
 
 
 #: What a plate solver returns: an object with ``.wcs`` (``astropy.wcs.WCS`` or ``None`` when it

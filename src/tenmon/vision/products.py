@@ -17,9 +17,9 @@ from typing import Iterable
 import numpy as np
 from astropy.io import fits
 from astropy.table import Table
-from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon.atomicfile import atomic_write, atomic_write_bytes  # noqa: F401 - re-exported
+from tenmon.config.vision import ProductSettings
 
 log = logging.getLogger(__name__)
 
@@ -27,21 +27,6 @@ log = logging.getLogger(__name__)
 MASK_COSMIC = 1
 MASK_BAD = 2
 MASK_SATURATED = 4
-
-
-class ProductSettings(BaseModel):
-    """Which products to write and how."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    clean_fits: bool = True
-    mask_fits: bool = Field(default=True, description="also a separate, compressed mask file")
-    sources: bool = True
-    clusters: bool = True
-    regions: bool = True
-    preview: bool = True
-    preview_max_px: int = Field(default=1024, ge=128, le=8192, description="longest side of the PNG")
-    preview_stretch_a: float = Field(default=0.1, gt=0, le=1, description="asinh softening (astropy's a)")
 
 
 def build_mask(cosmic: np.ndarray, bad: np.ndarray | None = None, saturated: np.ndarray | None = None) -> np.ndarray:

@@ -38,15 +38,14 @@ import enum
 import logging
 import math
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 import sep
 from astropy.table import Table
-from pydantic import BaseModel, ConfigDict, Field
 from scipy import optimize
 
 from tenmon.errors import VisionError
+from tenmon.config.vision import SourceSettings
 
 log = logging.getLogger(__name__)
 
@@ -61,39 +60,6 @@ class SourceFlag(enum.IntFlag):
     BAD_PIXEL = 16  #: masked (bad) pixels inside the aperture
     ELONGATED = 32  #: ellipticity above ``max_ellipticity``
     EXTENDED = 64  #: FWHM above twice the frame median (galaxy, blend, trail)
-
-
-class SourceSettings(BaseModel):
-    """Background and extraction settings."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    background_box_px: int = Field(default=64, ge=8, description="background mesh size")
-    background_filter_px: int = Field(default=3, ge=1, description="median filter of the mesh, in meshes")
-    threshold_sigma: float = Field(
-        default=1.5, gt=0, description="detection threshold on the filtered image, in sky sigmas per pixel"
-    )
-    threshold_noise: Literal["global", "local"] = Field(
-        default="global", description="sky sigma of the threshold and of snr_auto: the frame's global rms "
-        "(SExtractor without a weight map) or the local rms map (fewer detections where the sky is noisier)")
-    min_area_px: int = Field(default=5, ge=1)
-    deblend_nthresh: int = Field(default=32, ge=1)
-    deblend_cont: float = Field(default=0.005, gt=0, le=1, description="1.0 disables deblending")
-    clean: bool = Field(default=True, description="SExtractor's cleaning of spurious detections near bright ones")
-    clean_param: float = Field(default=1.0, gt=0, description="SExtractor's CLEAN_PARAM")
-    detection_filter: Literal["default", "gauss"] = Field(
-        default="default", description="detection filter: SExtractor's default.conv (3x3 pyramid, FWHM ~2 px), "
-        "or a Gaussian of fwhm_guess_px")
-    min_snr: float = Field(default=5.0, ge=0, description="drop detections whose aperture SNR and "
-                           "SExtractor-style SNR (snr_auto) are both below this")
-    edge_px: int = Field(default=3, ge=0)
-    max_ellipticity: float = Field(default=0.5, gt=0, lt=1)
-    fwhm_guess_px: float = Field(default=2.5, gt=0, description="used until the frame's own is measured")
-    psf_fit: bool = Field(default=True, description="refine point-source positions by a simultaneous PSF fit")
-    psf_fit_iterations: int = Field(default=5, ge=1, le=50, description="Gauss-Newton iterations of the PSF fit")
-    mask_neighbours: bool = Field(
-        default=True, description="leave other objects' pixels out of the Kron radius and flux, corrected "
-        "for the masked area (SExtractor's MASK_TYPE CORRECT)")
 
 
 @dataclass(frozen=True)

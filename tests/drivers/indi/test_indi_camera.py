@@ -17,7 +17,8 @@ from indi_rig import IndiServer, wait_for
 
 from tenmon.clock import FakeClock
 from tenmon.config.models import IndiCameraConfig
-from tenmon.drivers.camera import Camera, CameraSettings, CameraState
+from tenmon.drivers.camera import Camera, CameraState
+from tenmon.config.services import CameraSettings
 from tenmon.drivers.camera_fits import FrameSite
 from tenmon.drivers.indi import IndiCamera
 from tenmon.errors import DeviceError, DeviceNotFound

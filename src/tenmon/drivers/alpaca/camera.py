@@ -31,7 +31,8 @@ from alpaca.camera import Camera
 
 from tenmon.drivers.alpaca._wire import optional
 from tenmon.drivers.alpaca._worker import AlpacaDevice
-from tenmon.drivers.camera import CameraSettings, CameraState
+from tenmon.drivers.camera import CameraState
+from tenmon.config.services import CameraSettings
 from tenmon.drivers.camera_fits import (HeaderContext, frame_file_name, normalise_image_type,
                                         write_frame)
 from tenmon.errors import DeviceError, DeviceTimeout, ProtocolError

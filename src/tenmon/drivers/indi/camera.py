@@ -30,7 +30,8 @@ from typing import Any
 import numpy as np
 
 from tenmon.clock import Clock
-from tenmon.drivers.camera import CameraSettings, CameraState
+from tenmon.drivers.camera import CameraState
+from tenmon.config.services import CameraSettings
 from tenmon.drivers.camera_fits import (HeaderContext, frame_file_name, normalise_image_type,
                                         write_frame)
 from tenmon.drivers.indi.device import IndiDevice

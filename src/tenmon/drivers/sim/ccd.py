@@ -37,7 +37,8 @@ import numpy as np
 from tenmon.astro import (julian_days_since_j2000, lst_deg, radec_to_altaz, separation_deg,
                           sun_altitude_deg, sun_radec)
 from tenmon.clock import Clock
-from tenmon.drivers.camera import CameraSettings, CameraState
+from tenmon.drivers.camera import CameraState
+from tenmon.config.services import CameraSettings
 from tenmon.drivers.sim.world import SimWorld
 from tenmon.errors import DeviceError
 

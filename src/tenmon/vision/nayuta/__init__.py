@@ -61,11 +61,9 @@ from tenmon.vision.nayuta.render import (  # noqa: F401
     slit_transmission,
     slit_viewer_wcs,
 )
-from tenmon.vision.nayuta.settings import (  # noqa: F401
-    MOFFAT_BETA,
+from tenmon.vision.nayuta.settings import MOFFAT_BETA, SV_SHAPE, NayutaError  # noqa: F401
+from tenmon.config.vision import (  # noqa: F401
     SV_SCALE_ARCSEC,
-    SV_SHAPE,
-    NayutaError,
     NayutaSettings,
     RegistrationSettings,
     SlitSearchSettings,

@@ -20,7 +20,7 @@ from tenmon.vision.nayuta.register import (
     register_in_frame,
     sources_off_slit,
 )
-from tenmon.vision.nayuta.settings import NayutaSettings
+from tenmon.config.vision import NayutaSettings
 from tenmon.vision.nayuta.sky import sky_by_registration, sky_by_solving, solve_with
 from tenmon.vision.nayuta.slit import SlitGeometry, find_slit
 from tenmon.vision.nayuta.target import (
@@ -307,7 +307,6 @@ def slit_viewer_chain(solver_settings: Any, *, catalog: Any, sv_scale_arcsec: fl
         "hinted": solver_settings.hinted.model_copy(update={"max_rms_px": max(solver_settings.hinted.max_rms_px, px)}),
     })
     return build_chain(s, catalog=catalog) if catalog is not None else build_chain(s)
-
 
 
 def _photometry_60cm(img: np.ndarray, xy: tuple[float, float], frame60: Frame60, st: NayutaSettings,

@@ -16,7 +16,8 @@ from scipy.spatial import cKDTree
 from scipy.stats import poisson
 
 from tenmon.vision.nayuta._common import ms, xyflux
-from tenmon.vision.nayuta.settings import NayutaError, RegistrationSettings
+from tenmon.vision.nayuta.settings import NayutaError
+from tenmon.config.vision import RegistrationSettings
 from tenmon.vision.nayuta.slit import SlitGeometry
 from tenmon.vision.solve.hinted import (
     Triangles,

@@ -14,7 +14,8 @@ from astropy.table import Table, vstack
 from astropy.wcs import WCS
 from scipy import special
 
-from tenmon.vision.nayuta.settings import MOFFAT_BETA, SV_SCALE_ARCSEC, SV_SHAPE
+from tenmon.vision.nayuta.settings import MOFFAT_BETA, SV_SHAPE
+from tenmon.config.vision import SV_SCALE_ARCSEC
 from tenmon.astro import separation_deg
 from tenmon.vision.solve.wcsfit import make_tan_wcs
 

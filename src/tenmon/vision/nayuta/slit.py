@@ -15,7 +15,7 @@ import numpy as np
 from scipy import ndimage, optimize, special
 
 from tenmon.vision.nayuta._common import as_image, ms
-from tenmon.vision.nayuta.settings import SlitSearchSettings
+from tenmon.config.vision import SlitSearchSettings
 
 log = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ from astropy.table import Table
 from scipy import ndimage, optimize, special
 
 from tenmon.vision.nayuta._common import as_image, ms, xyflux
-from tenmon.vision.nayuta.settings import MOFFAT_BETA, NayutaError, TargetSearchSettings
+from tenmon.vision.nayuta.settings import MOFFAT_BETA, NayutaError
+from tenmon.config.vision import TargetSearchSettings
 from tenmon.vision.nayuta.slit import SlitGeometry, slit_fraction
 
 

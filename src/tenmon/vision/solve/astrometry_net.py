@@ -32,40 +32,12 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.units import UnitsWarning
 from astropy.wcs import WCS, FITSFixedWarning
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from tenmon.errors import SolveError
 from tenmon.vision.solve.base import SolveHint, SolveResult, check_sources
+from tenmon.config.vision import SolveFieldSettings, WebApiSettings
 
 log = logging.getLogger(__name__)
-
-
-class SolveFieldSettings(BaseModel):
-    """Local astrometry.net (``[solver.astrometry_net]``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    command: str = Field("solve-field", description="solve-field executable (name on PATH or path)")
-    timeout_s: float = Field(60.0, gt=0, description="wall-clock limit per solve")
-    backend_config: Path | None = Field(None, description="astrometry.cfg naming the index directories")
-    max_sources: int = Field(300, ge=10, description="brightest sources passed to solve-field")
-    use_image_below: int = Field(12, ge=0, description="fewer sources than this: let solve-field extract them")
-    tweak_order: int = Field(2, ge=0, le=5, description="SIP order solve-field fits (0: none)")
-    odds_to_solve: float = Field(1e9, gt=1, description="astrometry.net's acceptance odds (default 1e9)")
-    code_tolerance: float = Field(0.01, gt=0, le=0.05, description="quad matching tolerance")
-    scale_tolerance: float = Field(0.1, gt=0, lt=1, description="pixel-scale range searched around the hint")
-
-
-class WebApiSettings(BaseModel):
-    """The astrometry.net web API (``[solver.web]``): nova.astrometry.net or a site's own server."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    url: str = Field("https://nova.astrometry.net", description="server base URL (its API is URL/api)")
-    api_key: SecretStr | None = Field(None, description="API key of the account on that server")
-    timeout_s: float = Field(300.0, gt=0, description="whole solve, upload to WCS")
-    request_timeout_s: float = Field(30.0, gt=0, description="each HTTP request")
-    max_sources: int = Field(200, ge=10, description="brightest sources uploaded")
 
 
 def _killpg(proc: subprocess.Popen) -> None:

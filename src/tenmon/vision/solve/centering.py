@@ -18,19 +18,8 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
-
 from tenmon.astro import separation_arcsec
-
-
-class CenteringSettings(BaseModel):
-    """``[solver.centering]``: how close is centred, how many tries, how to correct."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    tolerance_arcsec: float = Field(10.0, gt=0, description="centred when the solved centre is this close")
-    max_tries: int = Field(5, ge=1, le=50, description="frames taken before giving up")
-    method: Literal["sync", "offset"] = Field("sync", description="sync the mount, or slew by the offset")
+from tenmon.config.vision import CenteringSettings
 
 
 @dataclass(frozen=True)

@@ -16,62 +16,17 @@ import os
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
-from typing import Literal
 
 from astropy.table import Table
-from pydantic import BaseModel, ConfigDict, Field
 
 from tenmon.errors import SolveError
-from tenmon.vision.solve.astrometry_net import (
-    AstrometryNetWeb,
-    LocalAstrometryNet,
-    SolveFieldSettings,
-    WebApiSettings,
-)
+from tenmon.vision.solve.astrometry_net import AstrometryNetWeb, LocalAstrometryNet
+from tenmon.config.vision import CatalogSettings, SolverSettings
 from tenmon.vision.solve.base import Attempt, SolveHint, SolveResult, Solver
 from tenmon.vision.solve.catalogs import CatalogProvider, GaiaCatalog, LocalFileCatalog, SimulatedSky
-from tenmon.vision.solve.centering import CenteringSettings
-from tenmon.vision.solve.hinted import HintedSettings, HintedSolver
+from tenmon.vision.solve.hinted import HintedSolver
 
 log = logging.getLogger(__name__)
-
-SolverName = Literal["hinted", "astrometry_net", "web"]
-
-
-class CatalogSettings(BaseModel):
-    """Where the hinted solver gets its stars (``[solver.catalog]``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    provider: Literal["none", "file", "simulated", "gaia"] = Field(
-        "none", description="none | file (path) | simulated (the simulated sky) | gaia (network, cached)"
-    )
-    path: Path | None = Field(None, description="ECSV/FITS/CSV with ra, dec, mag (provider = file)")
-    sim_seed: int = Field(0, description="seed of the simulated sky (same as the simulated CCD's)")
-    sim_density_per_deg2: float = Field(30000.0, gt=0)
-    sim_mag_faint: float = Field(21.0)
-    gaia_cache_dir: Path = Field(Path("/var/lib/tenmon/gaia-cache"), description="disk cache of Gaia cones")
-    gaia_mag_limit: float = Field(19.0, description="faintest G magnitude fetched")
-    gaia_timeout_s: float = Field(60.0, gt=0, description="bound on one Gaia query")
-
-
-class SolverSettings(BaseModel):
-    """Plate solving (``[solver]``): order, hints, each solver's settings, the catalogue."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    order: list[SolverName] = Field(["hinted", "astrometry_net"], min_length=1,
-                                    description="solvers tried in this order")
-    pixel_scale_arcsec: float | None = Field(None, gt=0, description="the camera's pixel scale, for hints")
-    scale_tolerance: float = Field(0.05, gt=0, lt=0.5, description="how well the pixel scale is known")
-    pointing_error_deg: float = Field(0.1, gt=0, le=10, description="hint radius: how far the mount may be off")
-    max_rms_px: float = Field(1.0, gt=0, description="any solver's answer with a larger rms (pixels) is rejected")
-    hinted: HintedSettings = Field(default_factory=HintedSettings)
-    astrometry_net: SolveFieldSettings = Field(default_factory=SolveFieldSettings)
-    web: WebApiSettings = Field(default_factory=WebApiSettings)
-    catalog: CatalogSettings = Field(default_factory=CatalogSettings)
-    centering: CenteringSettings = Field(default_factory=CenteringSettings)
 
 
 def make_catalog(settings: CatalogSettings) -> CatalogProvider | None:

@@ -15,7 +15,8 @@ import numpy as np
 from astropy.table import Table
 
 from tenmon.errors import VisionError
-from tenmon.vision.sources import SourceSettings, extract_sources
+from tenmon.vision.sources import extract_sources
+from tenmon.config.vision import SourceSettings
 
 log = logging.getLogger(__name__)
 

@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from tenmon.vision.solve.chain import SolverChain, SolverSettings
+from tenmon.vision.solve.chain import SolverChain
+from tenmon.config.vision import SolverSettings
 
 _CHAINS: dict[str, SolverChain] = {}
 

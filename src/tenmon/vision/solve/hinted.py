@@ -32,37 +32,15 @@ from functools import lru_cache
 
 import numpy as np
 from astropy.table import Table
-from pydantic import BaseModel, ConfigDict, Field
 from scipy.spatial import cKDTree
 from scipy.stats import poisson
 
 from tenmon.vision.solve.base import SolveHint, SolveResult, check_sources
 from tenmon.vision.solve.catalogs import CatalogProvider
 from tenmon.vision.solve.wcsfit import fit_sip, fit_tan, residuals_arcsec, tan_project
+from tenmon.config.vision import HintedSettings
 
 log = logging.getLogger(__name__)
-
-
-class HintedSettings(BaseModel):
-    """Settings of the built-in hinted solver (``[solver.hinted]``)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    timeout_s: float = Field(5.0, gt=0, description="give up after this long")
-    search_radius_deg: float = Field(0.15, gt=0, le=5, description="pointing error searched when the hint has none")
-    min_sources: int = Field(6, ge=3, description="fewer sources than this: not solved")
-    min_matches: int = Field(6, ge=4, description="fewer matched stars than this: not solved")
-    n_triangle_stars: int = Field(30, ge=5, le=60, description="brightest image sources forming triangles")
-    neighbours: int = Field(8, ge=3, le=20, description="triangles: each star with pairs of its k nearest")
-    max_catalog_stars: int = Field(160, ge=20, le=400, description="cap on catalogue stars forming triangles")
-    max_rms_px: float = Field(1.0, gt=0, description="rms above this (pixels): not solved")
-    false_alarm: float = Field(
-        1e-6, gt=0, lt=1e-2, description="max probability that the final match count is chance"
-    )
-    screen_false_alarm: float = Field(
-        1e-2, gt=0, lt=0.5, description="candidates more likely than this to be chance are not refined"
-    )
-    sip: str = Field("auto", pattern="^(auto|never|2|3)$", description="auto: SIP when the residuals need it")
 
 
 @lru_cache(maxsize=16)
