@@ -11,7 +11,7 @@ same stars), and builds tenmon's Alpaca camera, mount and focuser on it with the
 1. **Autofocus** from several starting offsets on both sides of the simulator's best focus
    (focuser step 10000: its camera's seeing is ``1 + |position - 10000| / 100`` times 1",
    capped at 5x; alpaca_simulators/api/camera.py): a real-time control loop at 0.1 s ticks
-   :class:`~tenmon.daemon.autofocus.AutofocusRun` (config/simulated-alpaca.toml's settings:
+   :class:`~tenmon.daemon.services.autofocus.AutofocusRun` (config/simulated-alpaca.toml's settings:
    2 s exposures, 9 points 100 steps apart, up to 3 sweeps), every frame goes through the frame pipeline
    (``process_frame``, no solver) in a worker process, as the daemon's frame service does.
    Per run: sweeps, exposures, the verify frame's HFR, where it ended against 10000, wall time.
@@ -50,13 +50,13 @@ sys.path.insert(0, str(ROOT / "tests" / "drivers"))
 from alpaca_sim_rig import (AlpacaServer, FaultProxy, sim_config,  # noqa: E402
                             simulators_missing, wait_for, write_catalog)
 
-from tenmon.clock import RealClock  # noqa: E402
+from tenmon.core.clock import RealClock  # noqa: E402
 from tenmon.config.models import (AlpacaCcdConfig, AlpacaFocuserConfig,  # noqa: E402
                                   AlpacaMountConfig)
-from tenmon.daemon.autofocus import AutofocusRun, AutofocusSettings  # noqa: E402
+from tenmon.daemon.services.autofocus import AutofocusRun, AutofocusSettings  # noqa: E402
 from tenmon.drivers.alpaca import make_camera, make_focuser, make_mount  # noqa: E402
 from tenmon.drivers.camera import CameraState  # noqa: E402
-from tenmon.errors import DeviceError  # noqa: E402
+from tenmon.core.errors import DeviceError  # noqa: E402
 
 TICK_S = 0.1
 BEST = 10000          # the simulator's best focus (alpaca_simulators/api/camera.py)
@@ -84,7 +84,7 @@ def _worker_init() -> None:
 
 
 def _measure(path: str, out_dir: str) -> dict:
-    from tenmon.vision.pipeline import process_frame
+    from tenmon.vision.frames.pipeline import process_frame
 
     t = time.perf_counter()
     res = process_frame(path, out_dir=out_dir).to_json()
@@ -287,7 +287,7 @@ class Rig:
         which the daemon has imported long before its first autofocus."""
         import numpy as np
 
-        from tenmon.daemon.autofocus import fit_v_curve
+        from tenmon.daemon.services.autofocus import fit_v_curve
 
         fit_v_curve(np.arange(9.0), 1 + (np.arange(9.0) - 4) ** 2)
         self.camera.start_exposure(0.5, name="warmup")
@@ -421,7 +421,7 @@ def render(af_rows, tick_rows, total_s, args) -> str:
         f"points 100 steps apart, {AF_EXPOSURE_S:g} s exposures, up to 3 sweeps (1 from "
         "20000), every frame through the frame "
         "pipeline (`process_frame`, no solver) in a worker process; the HFR is the pipeline's "
-        "`hfr_px` (`tenmon.vision.hfr`). `ended at` is the focuser's position after the run "
+        "`hfr_px` (`tenmon.vision.frames.hfr`). `ended at` is the focuser's position after the run "
         "(the fitted minimum when verified; the start when it failed).",
         "",
         "| start (offset) | result | sweeps | exposures | verify HFR | fitted HFR | ended at |"

@@ -73,9 +73,9 @@ def pct(values: list[float], q: float) -> float:
 
 
 async def main() -> None:
-    from tenmon import offline
+    from tenmon.core import offline
     from tenmon.config.loader import load_config, simulated_config_path
-    from tenmon.daemon.alpaca import AlpacaService
+    from tenmon.daemon.api.alpaca import AlpacaService
     from tenmon.daemon.compose import build_observatory
     from tenmon.daemon.notify import SystemdNotifier
     from tenmon.daemon.observatory import LoopStats

@@ -24,13 +24,13 @@ from pathlib import Path
 
 def build(tmp: Path, px: int):
     from tenmon.config.loader import load_config, simulated_config_path
-    from tenmon.daemon.centring import CentringServiceSettings, install_centring
+    from tenmon.daemon.services.centring import CentringServiceSettings, install_centring
     from tenmon.daemon.compose import build_observatory
-    from tenmon.daemon.night import NightSettings, install_night_operations
+    from tenmon.daemon.services.night import NightSettings, install_night_operations
     from tenmon.drivers.camera import CameraSettings
-    from tenmon.vision.cosmics import CosmicSettings
-    from tenmon.vision.pipeline import PipelineSettings
-    from tenmon.vision.products import ProductSettings
+    from tenmon.vision.frames.cosmics import CosmicSettings
+    from tenmon.vision.frames.pipeline import PipelineSettings
+    from tenmon.vision.frames.products import ProductSettings
     from tenmon.vision.solve.chain import CatalogSettings, SolverSettings
 
     cfg = load_config(simulated_config_path(), env={
@@ -82,7 +82,7 @@ def set_error(world, ra, dec, arcmin, rng):
 
 
 def random_target(world, lat, rng):
-    from tenmon.astro import radec_to_altaz
+    from tenmon.core.astro import radec_to_altaz
 
     while True:
         ha, dec = rng.uniform(-60, 60), rng.uniform(-20, 80)

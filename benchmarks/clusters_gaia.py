@@ -1,6 +1,6 @@
 """`tenmon clusters` with its defaults on Gaia-like tables holding a real open cluster (modelled).
 
-The tables come from ``tenmon.vision.skyrender.gaia_like_table``: M67 (NGC 2682) with the
+The tables come from ``tenmon.vision.render.sky.gaia_like_table``: M67 (NGC 2682) with the
 published centre, parallax, proper motion, size and membership (Cantat-Gaudin et al. 2018;
 Babusiaux et al. 2018) in a modelled Galactic-disc field with Gaia DR3-like errors. They are
 *modelled, not Gaia extracts* (no network here). For several seeds and cone radii (so the cluster
@@ -27,7 +27,7 @@ import numpy as np
 from astropy.table import Table
 
 from tenmon.cli import clusters as clusters_cli
-from tenmon.vision import skyrender
+from tenmon.vision.render import sky as skyrender
 
 SEED0 = 20_000
 

@@ -6,7 +6,7 @@ Vela field (Gaia EDR3) holding four Cantat-Gaudin et al. 2018 clusters, and 15 d
 0.3 deg boxes (Gaia EDR3, Perren et al. 2022 members). Every star not published as a member of the
 cluster counts as a non-member, so precision is measured too.
 
-Every configuration runs ``tenmon.vision.clusters.cluster_table`` on each whole field with the
+Every configuration runs ``tenmon.vision.frames.clusters.cluster_table`` on each whole field with the
 default features (ra, dec, parallax, pmra, pmdec). A published cluster is matched to the found
 candidate with the highest Jaccard index (|found & published| / |found | published|); recall =
 |found & published| / |published|, precision = |found & published| / |found|; "other" counts the
@@ -33,7 +33,7 @@ from typing import Callable
 import numpy as np
 from astropy.table import Table
 
-from tenmon.vision import clusters as clu
+from tenmon.vision.frames import clusters as clu
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "tests" / "data" / "clusters"

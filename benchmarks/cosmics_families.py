@@ -1,6 +1,6 @@
 """LA Cosmic per PSF family: star pixels flagged, cosmic-ray recall, false positives and speed.
 
-Frames come from this script's own renderer, independent of ``tenmon.vision.skyrender`` (which
+Frames come from this script's own renderer, independent of ``tenmon.vision.render.sky`` (which
 tuned the pipeline elsewhere): its own PSFs (pixel-integrated Gaussian, Moffat beta 2-5,
 elongated Gaussian at a random angle), sky with a linear gradient and a smooth bump, flat-field
 pixel response (0.5 %), Poisson noise in electrons plus Gaussian read noise, saturation at a
@@ -60,13 +60,13 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage, special, stats
 
-from tenmon import offline
+from tenmon.core import offline
 
 offline.configure()
 
 import astroscrappy  # noqa: E402
 
-from tenmon.vision import cosmics  # noqa: E402
+from tenmon.vision.frames import cosmics  # noqa: E402
 
 SEEDS = {"tune": 1000, "report": 5000}
 

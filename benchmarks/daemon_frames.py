@@ -27,7 +27,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tenmon import offline
+from tenmon.core import offline
 
 offline.configure()
 
@@ -36,7 +36,7 @@ def render_frames(n: int, size: int, out: Path, *, ra: float, dec: float, seed: 
     """``n`` frames of the simulated sky around (ra, dec), written as the CCD program would."""
     import numpy as np
 
-    from tenmon.vision import skyrender
+    from tenmon.vision.render import sky as skyrender
     from tenmon.vision.solve.catalogs import SimulatedSky
 
     sky = SimulatedSky(seed=0)
@@ -66,7 +66,7 @@ async def run(args) -> dict:
     from tenmon.cli.simulate import _Loop, latency_figures
     from tenmon.config.loader import load_config, simulated_config_path
     from tenmon.daemon.compose import build_observatory
-    from tenmon.daemon.night import NightSettings, install_night_operations
+    from tenmon.daemon.services.night import NightSettings, install_night_operations
     from tenmon.vision.solve.chain import SolverSettings
 
     work = Path(tempfile.mkdtemp(prefix="tenmon-b2b-"))

@@ -19,7 +19,7 @@ import time
 import urllib.request
 from datetime import datetime
 
-from tenmon.astro import wrap180
+from tenmon.core.astro import wrap180
 from tenmon.config.loader import load_config, simulated_config_path
 from tenmon.daemon.compose import build_observatory
 from tenmon.drivers.base import ShutterState

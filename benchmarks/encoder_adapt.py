@@ -136,9 +136,9 @@ def main(argv=None) -> int:
     ap.add_argument("--note", default="", help="a line added to the report (e.g. a reduced run)")
     args = ap.parse_args(argv)
 
-    from tenmon.vision import slit_adapt
-    from tenmon.vision.slit_detector import DetectorSettings, SlitDetector
-    from tenmon.vision.slit_types import Calibration
+    from tenmon.vision.slit import adapt as slit_adapt
+    from tenmon.vision.slit.detector import DetectorSettings, SlitDetector
+    from tenmon.vision.slit.reading import Calibration
 
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     work = args.work
@@ -218,7 +218,7 @@ by `benchmarks/encoder_adapt.py`. Rerun (in the training environment, torch):
 {args.note}
 
 **The site** (`benchmarks/second_site/render.py`): a dome and camera drawn by code that shares
-nothing with `tenmon.vision.ir_render` and never trained or tuned the encoder: a polynomial
+nothing with `tenmon.vision.slit.render` and never trained or tuned the encoder: a polynomial
 fisheye (none of the encoder's four laws) tilted 4 degrees, the camera 0.2 dome radii off centre
 and below it, a mirrored image, warm plaster with 24 ribs and two rings, a slatted shutter
 between bright rails, another sky, noise and exposure. Its calibration is the best fit of the

@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "daemon"))
 os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
 
-from tenmon import offline  # noqa: E402
+from tenmon.core import offline  # noqa: E402
 
 offline.configure()
 
@@ -145,7 +145,7 @@ FINDINGS_RUN: dict[str, str] = {
     'tests/daemon/test_fail_safe.py::test_nan_wind_is_unsafe_and_status_stays_strict_json':
         "failed: ValueError: unknown fault 'weather-nan'; known: cover-stall, dome-stall, encoder-dropout, mount-disconnect, re",
     'tests/daemon/test_api_input.py::test_status_is_strict_json_with_a_nan_wind_reading':
-        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api' (/tmp/i12old/src/tenmon/daemon/ap)",
+        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api.server' (/tmp/i12old/src/tenmon/daemon/ap)",
     'tests/daemon/test_safety.py::test_config_limits_must_be_finite':
         'failed: Failed: DID NOT RAISE ValidationError',
     'tests/daemon/test_safety.py::test_config_file_with_inf_limits_is_refused':
@@ -153,29 +153,29 @@ FINDINGS_RUN: dict[str, str] = {
     'tests/daemon/test_fail_safe.py::test_stall_encoder_loss_and_rain_is_an_alarm_never_the_safe_state':
         'failed: assert not True',
     'tests/daemon/test_api_access.py::test_right_token_works_wrong_or_missing_is_401_saying_where':
-        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.daemon.api_access')",
+        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.daemon.api.access')",
     'tests/daemon/test_api_access.py::test_cross_site_text_plain_open_is_refused_and_the_slit_stays_closed':
-        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.daemon.api_access')",
+        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.daemon.api.access')",
     'tests/daemon/test_api_access.py::test_host_and_origin_must_be_the_daemons':
-        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.daemon.api_access')",
+        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.daemon.api.access')",
     'tests/config/test_config.py::test_a_remote_api_bind_without_a_named_token_is_invalid':
         'failed: AssertionError: 0.0.0.0',
     'tests/daemon/test_api_access.py::test_every_command_is_audited_and_the_token_never_stored':
-        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.daemon.api_access')",
+        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.daemon.api.access')",
     'tests/daemon/test_api_input.py::test_event_query_parameters_are_strict':
-        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api' (/tmp/i12old/src/tenmon/daemon/ap)",
+        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api.server' (/tmp/i12old/src/tenmon/daemon/ap)",
     'tests/daemon/test_api_input.py::test_large_event_reads_never_stall_the_control_tick':
-        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api' (/tmp/i12old/src/tenmon/daemon/ap)",
+        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api.server' (/tmp/i12old/src/tenmon/daemon/ap)",
     'tests/daemon/test_api_input.py::test_the_emergency_stop_stops_whatever_its_body_holds':
-        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api' (/tmp/i12old/src/tenmon/daemon/ap)",
+        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api.server' (/tmp/i12old/src/tenmon/daemon/ap)",
     'tests/daemon/test_api_input.py::test_a_bool_is_not_an_azimuth':
-        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api' (/tmp/i12old/src/tenmon/daemon/ap)",
+        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api.server' (/tmp/i12old/src/tenmon/daemon/ap)",
     'tests/daemon/test_api_input.py::test_false_as_text_does_not_clear_the_faults':
-        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api' (/tmp/i12old/src/tenmon/daemon/ap)",
+        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api.server' (/tmp/i12old/src/tenmon/daemon/ap)",
     'tests/daemon/test_api_input.py::test_huge_numbers_deep_nesting_and_non_objects_are_400_not_500':
-        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api' (/tmp/i12old/src/tenmon/daemon/ap)",
+        "error: the part did not exist (ImportError: cannot import name 'UNREADABLE_REASON' from 'tenmon.daemon.api.server' (/tmp/i12old/src/tenmon/daemon/ap)",
     'tests/daemon/test_fail_safe.py::test_relay_stuck_on_is_an_alarm_and_unsafe_within_seconds':
-        'failed: tenmon.errors.ConfigError: /tmp/i12old/src/tenmon/config/simulated.toml:-: relays.main.readback: unknown key (',
+        'failed: tenmon.core.errors.ConfigError: /tmp/i12old/src/tenmon/config/simulated.toml:-: relays.main.readback: unknown key (',
     'tests/daemon/test_fail_safe.py::test_a_goto_after_the_weld_does_not_leave_safety_saying_safe':
         'failed: assert (not True)',
     'tests/daemon/test_lock.py::test_second_daemon_refuses_before_touching_anything':
@@ -199,7 +199,7 @@ FINDINGS_RUN: dict[str, str] = {
     'tests/daemon/test_storage.py::test_events_are_pruned_by_retention':
         "error: the part did not exist (ImportError: cannot import name 'StorageConfig' from 'tenmon.config.models' (/tmp/i12old/src/tenmon/config/mod)",
     'tests/daemon/test_lifeline.py::test_simulated_daemon_leaves_no_worker_after_sigkill':
-        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.lifeline')",
+        "error: the part did not exist (ModuleNotFoundError: No module named 'tenmon.core.lifeline')",
     'tests/daemon/test_findings_before_after.py::test_before_after_full_disk_while_open_the_rain_still_closes_the_slit':
         'failed: sqlite3.OperationalError: database or disk is full (the tick raised, slit open)',
     'tests/daemon/test_findings_before_after.py::test_before_after_locked_database_while_open_the_rain_still_closes_the_slit':

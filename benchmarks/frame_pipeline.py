@@ -1,7 +1,7 @@
 """Frame pipeline acceptance benchmark: accuracy on synthetic 2048x2048 frames with truth, and speed.
 
 For every frame (seeds from 10000 up; the tests use seeds below 1000) a random star field with
-an injected compact cluster is rendered (tenmon.vision.skyrender: Moffat or Gaussian seeing,
+an injected compact cluster is rendered (tenmon.vision.render.sky: Moffat or Gaussian seeing,
 sky, noise, cosmic rays, hot pixels, a bad column, saturation, bias 1000 ADU with a 32-column
 overscan) and written as FITS with its true WCS. Then, in the same process and alternating the
 order frame by frame:
@@ -38,13 +38,14 @@ from pathlib import Path
 import numpy as np
 from scipy.spatial import cKDTree
 
-from tenmon import offline
+from tenmon.core import offline
 
 offline.configure()
 
 import astroscrappy  # noqa: E402
 
-from tenmon.vision import calibration, cosmics, pipeline, skyrender, sources  # noqa: E402
+from tenmon.vision.frames import calibration, cosmics, pipeline, sources  # noqa: E402
+from tenmon.vision.render import sky as skyrender
 
 PIXEL_SCALE = 0.32  # arcsec/px: an 11' field on 2048 px (the 60 cm telescope's CCD)
 SEED0 = 10_000

@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT / "tests" / "drivers" / "indi"))
 
 from indi_rig import IndiServer  # noqa: E402
 
-from tenmon.clock import RealClock  # noqa: E402
+from tenmon.core.clock import RealClock  # noqa: E402
 from tenmon.config.models import (  # noqa: E402
     IndiCameraConfig,
     IndiFocuserConfig,
@@ -47,7 +47,7 @@ from tenmon.config.models import (  # noqa: E402
 )
 from tenmon.drivers.camera import CameraState  # noqa: E402
 from tenmon.drivers.indi import IndiCamera, IndiFocuser, IndiMount, IndiWeather  # noqa: E402
-from tenmon.errors import DeviceError  # noqa: E402
+from tenmon.core.errors import DeviceError  # noqa: E402
 
 TICK_S = 0.1
 DRIVERS = ("indi_simulator_ccd", "indi_simulator_telescope", "indi_simulator_focus",

@@ -24,8 +24,8 @@ import statistics
 import tempfile
 import time
 
-from tenmon import offline
-from tenmon.astro import wrap180
+from tenmon.core import offline
+from tenmon.core.astro import wrap180
 from tenmon.config.loader import load_config, simulated_config_path
 from tenmon.drivers.sim.ir_camera import SimulatedIrEncoderConfig
 

@@ -29,7 +29,7 @@ from astropy.table import Table
 from tqdm import tqdm
 
 from tenmon.vision import nayuta as N
-from tenmon.vision.skyrender import render_star_field, simple_wcs
+from tenmon.vision.render.sky import render_star_field, simple_wcs
 from tenmon.vision.solve.base import SolveHint
 from tenmon.vision.solve.catalogs import SimulatedSky, angular_distance_deg
 from tenmon.vision.solve.centering import centering_step

@@ -21,7 +21,7 @@ import time
 from datetime import date, datetime, timezone
 from pathlib import Path
 
-from tenmon import offline
+from tenmon.core import offline
 
 offline.configure()
 

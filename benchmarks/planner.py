@@ -26,7 +26,7 @@ from datetime import date
 
 import numpy as np
 
-from tenmon import offline
+from tenmon.core import offline
 
 offline.configure()
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tenmon.vision import pointing as P
+from tenmon.pointing import model as P
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "data" / "pointing"
 RUNS = ["gem-28.dat", "cgx-l-data.dat", "warp-astron.dat"]

@@ -20,11 +20,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "drivers"
 from fake_serial import FakeWire  # noqa: E402
 from relay_rigs import BUILDERS, lcus_rig, wire_violations  # noqa: E402
 
-from tenmon.clock import FakeClock, RealClock  # noqa: E402
+from tenmon.core.clock import FakeClock, RealClock  # noqa: E402
 from tenmon.config.models import LcusSerialRelayConfig, SimulatedRelayConfig  # noqa: E402
 from tenmon.drivers.relays.lcus import LcusRelayBank  # noqa: E402
 from tenmon.drivers.sim.relays import SimulatedRelayBank  # noqa: E402
-from tenmon.errors import DeviceDisconnected, DeviceNotFound, InterlockError  # noqa: E402
+from tenmon.core.errors import DeviceDisconnected, DeviceNotFound, InterlockError  # noqa: E402
 
 CHANNELS = 6
 PAIRS = [(1, 2), (3, 4), (5, 6)]

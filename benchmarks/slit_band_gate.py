@@ -36,8 +36,8 @@ def _read(seeds: list[int]) -> list[dict]:
     import cv2
 
     cv2.setNumThreads(1)
-    from tenmon.vision import ir_render
-    from tenmon.vision.slit_detector import DetectorSettings, SlitDetector
+    from tenmon.vision.slit import render as ir_render
+    from tenmon.vision.slit.detector import DetectorSettings, SlitDetector
 
     det = SlitDetector(DetectorSettings(**LOOSE))
     out = []
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     print("| search | accepted | alone | figures |\n|---|---|---|---|")
     for s, a, b in itertools.product([0.5, 0.7, 0.9, 0.95], [0.3, 0.5, 0.7], [0.3, 0.5, 0.7, 0.9]):
         print(f"| {s} | {a} | {b} | {json.dumps(score(rows, s, a, b))} |")
-    from tenmon.vision.slit_detector import DetectorSettings
+    from tenmon.vision.slit.detector import DetectorSettings
 
     d = DetectorSettings()
     print(f"\nState threshold at search {d.band_here_search}, accepted {d.band_here_accepted}, "

@@ -28,10 +28,10 @@ from pathlib import Path  # noqa: E402
 
 import cv2  # noqa: E402
 
-from tenmon.vision.slit_detector import DEFAULT_MODEL_PATH  # noqa: E402
-from tenmon.vision.slit_band import DEFAULT_BAND_MODEL  # noqa: E402
-from tenmon.vision.slit_eval import evaluate_frames  # noqa: E402
-from tenmon.vision.slit_train import EVAL_SEED_BASE  # noqa: E402
+from tenmon.vision.slit.detector import DEFAULT_MODEL_PATH  # noqa: E402
+from tenmon.vision.slit.band import DEFAULT_BAND_MODEL  # noqa: E402
+from tenmon.vision.slit.evaluate import evaluate_frames  # noqa: E402
+from tenmon.vision.slit.training.detector import EVAL_SEED_BASE  # noqa: E402
 
 KEYS = [
     ("frames visible / partly visible / hidden", lambda f: f"{f['visible']} / {f['partly_visible']} / {f['hidden']}"),
@@ -99,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{args.frames} rendered frames, seeds {args.seed_base}..{args.seed_base + args.frames - 1} "
           "(the detector was trained on seeds 1000000.. and 2000000.., the band network on 1000000..1009999; the detector's thresholds were tuned on 3000000.. and 8000000..8002399, the band's on 8000000..8001599), every scene, occlusion and sensor size of "
           "the renderer; both readers get the renderer's true calibration. Scoring rules: "
-          "`tenmon.vision.slit_eval` (no azimuth on a visible frame = infinite azimuth error; "
+          "`tenmon.vision.slit.evaluate` (no azimuth on a visible frame = infinite azimuth error; "
           "state unknown = wrong state in the all-visible figure, open-fraction error 1; a reading "
           "may give the azimuth with the state unknown when the part of the slit that tells the "
           "state is hidden; partly visible frames (visibility 0.2..0.5) count in the "

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "daemon"))
 os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
 
-from tenmon import offline  # noqa: E402
+from tenmon.core import offline  # noqa: E402
 
 offline.configure()
 

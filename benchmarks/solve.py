@@ -21,7 +21,7 @@ import time
 import numpy as np
 from tqdm import tqdm
 
-from tenmon.vision.skyrender import render_star_field, simple_wcs
+from tenmon.vision.render.sky import render_star_field, simple_wcs
 from tenmon.vision.solve.base import SolveHint, describe_wcs
 from tenmon.vision.solve.catalogs import SimulatedSky, angular_distance_deg
 from tenmon.vision.solve.detect import detect_sources

@@ -2,7 +2,7 @@
 
 For every real frame in tests/data/sources/ (provenance in tests/data/PROVENANCE.md): Debian's
 ``source-extractor`` (SExtractor 2.25) with its default configuration plus the frame's gain and
-saturation (header GAIN / SATURATE where present), then ``tenmon.vision.sources.extract_sources``
+saturation (header GAIN / SATURATE where present), then ``tenmon.vision.frames.sources.extract_sources``
 with the same gain and saturation and default settings. Agreement: the fraction of SExtractor's
 objects with SNR >= 10 (FLUX_AUTO / FLUXERR_AUTO) that have a tenmon source within 1 px
 (SExtractor's X_IMAGE/Y_IMAGE minus 1 against tenmon's 0-based x, y). Time: tenmon's extraction,
@@ -32,8 +32,8 @@ from astropy.io import fits
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-from tenmon.vision import sources as src  # noqa: E402
-from tenmon.vision.sextractor import agreement, find_program, run_sextractor  # noqa: E402
+from tenmon.vision.frames import sources as src  # noqa: E402
+from tenmon.vision.frames.sextractor import agreement, find_program, run_sextractor  # noqa: E402
 
 DATA = ROOT / "tests" / "data" / "sources"
 
@@ -138,9 +138,9 @@ def speed(size: int) -> dict:
 
 
 def rendered_speed(size: int) -> dict:
-    """tenmon's extraction on a rendered size x size frame (tenmon.vision.skyrender: Moffat PSF of
+    """tenmon's extraction on a rendered size x size frame (tenmon.vision.render.sky: Moffat PSF of
     FWHM 2.5 px, sky, noise, cosmic rays and hot pixels left in, as `tenmon solve` sees a frame)."""
-    from tenmon.vision.skyrender import render_star_field, simple_wcs
+    from tenmon.vision.render.sky import render_star_field, simple_wcs
     from tenmon.vision.solve.catalogs import SimulatedSky
 
     sky = SimulatedSky(seed=11)

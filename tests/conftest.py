@@ -9,8 +9,8 @@ import pytest
 
 os.environ.setdefault("GPIOZERO_PIN_FACTORY", "mock")
 
-from tenmon import offline  # noqa: E402
-from tenmon.clock import FakeClock  # noqa: E402
+from tenmon.core import offline  # noqa: E402
+from tenmon.core.clock import FakeClock  # noqa: E402
 from tenmon.daemon.control_loop import tick_once  # noqa: E402
 
 offline.configure()

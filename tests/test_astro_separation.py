@@ -1,4 +1,4 @@
-"""tenmon's one angular separation (tenmon.astro) agrees with astropy's SkyCoord.separation."""
+"""tenmon's one angular separation (tenmon.core.astro) agrees with astropy's SkyCoord.separation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from astropy import units as u
 from astropy.coordinates import SkyCoord
 
-from tenmon.astro import separation_arcsec, separation_deg
+from tenmon.core.astro import separation_arcsec, separation_deg
 
 
 def _astropy_deg(ra1, dec1, ra2, dec2) -> np.ndarray:

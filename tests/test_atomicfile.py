@@ -1,4 +1,4 @@
-"""tenmon.atomicfile: a reader sees the old file or the new one, whole; a failed write leaves
+"""tenmon.core.atomicfile: a reader sees the old file or the new one, whole; a failed write leaves
 the old file and no temporary behind; the mode is the one asked for."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import stat
 
 import pytest
 
-from tenmon.atomicfile import atomic_write, atomic_write_bytes, atomic_write_text, usual_mode
+from tenmon.core.atomicfile import atomic_write, atomic_write_bytes, atomic_write_text, usual_mode
 
 
 def _mode(path) -> int:

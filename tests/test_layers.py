@@ -108,8 +108,8 @@ def test_allow_list_has_no_stale_entries():
 
 
 @pytest.mark.parametrize("source, expected", [
-    ("from tenmon.vision.slit_detector import _load_session\n",
-     [("tenmon.vision.slit_detector", "_load_session", 1)]),
+    ("from tenmon.vision.slit.detector import _load_session\n",
+     [("tenmon.vision.slit.detector", "_load_session", 1)]),
     ("from .hinted import _match, public\n", [("tenmon.vision.solve.hinted", "_match", 1)]),
     ("from tenmon.vision import _private_mod\n", [("tenmon.vision", "_private_mod", 1)]),
     ("import tenmon.vision.solve.hinted\nx = tenmon.vision.solve.hinted._match\n",

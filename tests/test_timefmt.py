@@ -7,9 +7,9 @@ from datetime import datetime, timedelta, timezone
 import pytest
 from astropy.time import Time
 
-from tenmon.daemon.night import night_report
+from tenmon.daemon.services.night import night_report
 from tenmon.daemon.store import utc_iso as store_utc_iso
-from tenmon.timefmt import fits_time, parse_utc, utc_iso
+from tenmon.core.timefmt import fits_time, parse_utc, utc_iso
 
 JST = timezone(timedelta(hours=9))
 
@@ -39,8 +39,8 @@ def test_text_order_is_time_order():
 
 
 def test_the_night_report_writes_z(tmp_path):
-    from tenmon.daemon.frames import FRAMES_SCHEMA
-    from tenmon.daemon.night import NIGHT_LOG_SCHEMA
+    from tenmon.daemon.services.frames import FRAMES_SCHEMA
+    from tenmon.daemon.services.night import NIGHT_LOG_SCHEMA
     from tenmon.daemon.store import Store
 
     store = Store(tmp_path / "t.sqlite")

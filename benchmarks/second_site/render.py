@@ -1,5 +1,5 @@
 """A second site for the slit encoder: another dome and camera, drawn by code that shares nothing
-with tenmon's own renderer (``tenmon.vision.ir_render``) and was never used to train or tune it.
+with tenmon's own renderer (``tenmon.vision.slit.render``) and was never used to train or tune it.
 
 What differs from the project's renderer, on purpose:
 
@@ -292,8 +292,8 @@ def site_calibration() -> dict:
     dome points from the horizon to the zenith), the camera offset as measured (to 0.02 radii)."""
     from scipy.optimize import least_squares
 
-    from tenmon.vision.polar import directions_to_pixels
-    from tenmon.vision.slit_types import Calibration
+    from tenmon.vision.slit.polar import directions_to_pixels
+    from tenmon.vision.slit.reading import Calibration
 
     azs, els = np.meshgrid(np.arange(0, 360, 5.0), np.arange(0, 90, 5.0))
     a, e = np.radians(azs.ravel()), np.radians(els.ravel())

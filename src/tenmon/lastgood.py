@@ -23,9 +23,9 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from tenmon.atomicfile import atomic_write_text
+from tenmon.core.atomicfile import atomic_write_text
 from tenmon.config.models import AlertsConfig, PathsConfig, RelayBankConfig, TenmonConfig
-from tenmon.errors import ConfigError
+from tenmon.core.errors import ConfigError
 
 DEVICE_MAP = "device-map.json"
 ALERTS_FILE = "alerts.json"

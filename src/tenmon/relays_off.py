@@ -19,9 +19,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from tenmon.clock import RealClock
+from tenmon.core.clock import RealClock
 from tenmon.config.loader import DEFAULT_PATH, load_config
-from tenmon.errors import TenmonError
+from tenmon.core.errors import TenmonError
 
 
 def _identity(bank) -> tuple:

@@ -12,8 +12,8 @@ from datetime import timedelta
 
 from tenmon.daemon.control_loop import tick_once
 from tenmon.archive import queries
-from tenmon.daemon.night import install_night_operations
-from tenmon.vision.skyrender import render_star_field, simple_wcs, write_frame_fits
+from tenmon.daemon.services.night import install_night_operations
+from tenmon.vision.render.sky import render_star_field, simple_wcs, write_frame_fits
 from tenmon.vision.solve.catalogs import SimulatedSky
 
 

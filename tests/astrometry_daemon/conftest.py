@@ -12,7 +12,7 @@ import pytest
 from tenmon.config.services import CameraSettings, CentringServiceSettings, NightSettings
 from tenmon.daemon.compose import install_centring
 from tenmon.daemon.control_loop import tick_once
-from tenmon.daemon.night import install_night_operations
+from tenmon.daemon.services.night import install_night_operations
 from tenmon.drivers.base import ShutterState
 from tenmon.config.vision import (CatalogSettings, CosmicSettings, PipelineSettings,
                                   ProductSettings, SolverSettings)
@@ -94,7 +94,7 @@ class Rig:
             await asyncio.sleep(0)
 
     def true_separation_arcsec(self, ra: float, dec: float) -> float:
-        from tenmon.astro import separation_arcsec
+        from tenmon.core.astro import separation_arcsec
 
         t_ra, t_dec = self.world.true_pointing()
         return separation_arcsec(ra, dec, t_ra, t_dec)

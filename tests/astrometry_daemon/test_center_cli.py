@@ -7,7 +7,7 @@ import argparse
 import pytest
 
 from tenmon.cli import center
-from tenmon.errors import ApiError, TenmonError
+from tenmon.core.errors import ApiError, TenmonError
 
 
 def _run(argv):

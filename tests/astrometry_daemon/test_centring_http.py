@@ -15,7 +15,7 @@ from aiohttp import web
 
 from tenmon.cli import center as center_cli
 from tenmon.cli import nayuta as nayuta_cli
-from tenmon.daemon.api import build_app
+from tenmon.daemon.api.server import build_app
 
 
 def _free_port() -> int:

@@ -8,9 +8,9 @@ import asyncio
 
 import pytest
 
-from tenmon.daemon.centring import CentringError
+from tenmon.daemon.services.centring import CentringError
 from tenmon.config.services import CentringServiceSettings
-from tenmon.daemon.sequencer import Phase
+from tenmon.daemon.services.sequencer import Phase
 from tenmon.drivers.base import ShutterState
 from tenmon.vision.solve.catalogs import SimulatedSky
 

@@ -18,8 +18,8 @@ import cv2
 import numpy as np
 import pytest
 
-from tenmon.vision.ir_render import render, site_params
-from tenmon.vision.slit_adapt import split
+from tenmon.vision.slit.render import render, site_params
+from tenmon.vision.slit.adapt import split
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -124,7 +124,7 @@ def test_adapt_writes_a_model_folder_that_estimate_loads(labelled, tmp_path, cap
                       "--json", str(img)]) == 0
     row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert row["state"] in ("open", "closed", "partial", "unknown")
-    from tenmon.vision.slit_detector import DetectorSettings, SlitDetector
+    from tenmon.vision.slit.detector import DetectorSettings, SlitDetector
 
     det = SlitDetector(DetectorSettings(model_dir=out))
     assert det.finder is not None and det.band.path == out / "slit_band.onnx"

@@ -10,9 +10,9 @@ import cv2
 import pytest
 
 from tenmon.cli import encoder as encoder_cli
-from tenmon.errors import ConfigError, TenmonError
-from tenmon.vision.ir_render import render, site_params
-from tenmon.vision.slit_types import Calibration, angle_diff
+from tenmon.core.errors import ConfigError, TenmonError
+from tenmon.vision.slit.render import render, site_params
+from tenmon.vision.slit.reading import Calibration, angle_diff
 
 
 def _run(argv):
@@ -114,7 +114,7 @@ def test_watch_replays_a_folder_and_tracks(frames, tmp_path, capsys):
 
 
 def test_train_without_the_extra_says_what_is_missing(monkeypatch, tmp_path):
-    from tenmon.vision import slit_train
+    from tenmon.vision.slit.training import detector as slit_train
 
     monkeypatch.setattr(slit_train, "ultralytics_available", lambda: False)
     with pytest.raises(TenmonError, match="train"):
@@ -126,7 +126,7 @@ def test_annotate_draws_a_reading_whose_state_could_not_be_told(frames):
 
     import numpy as np
 
-    from tenmon.vision.slit_types import SlitReading
+    from tenmon.vision.slit.reading import SlitReading
 
     path, az, _, cal = frames[0]
     image = cv2.imread(str(path))

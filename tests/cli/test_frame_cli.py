@@ -12,8 +12,8 @@ from astropy.table import Table
 
 from tenmon.cli import clusters as clusters_cli
 from tenmon.cli import frame as frame_cli
-from tenmon.errors import TenmonError
-from tenmon.vision import skyrender as sr
+from tenmon.core.errors import TenmonError
+from tenmon.vision.render import sky as sr
 
 
 def _run(argv):

@@ -14,9 +14,9 @@ import pytest
 from tenmon.cli import nayuta as cli
 from tenmon.drivers.nayuta_feed import SimulatedNayutaFeed
 from tenmon.config.services import SimulatedSlitViewerSettings
-from tenmon.errors import ApiError, TenmonError
-from tenmon.vision.skyrender import render_star_field, simple_wcs, write_frame_fits
-from tenmon.astro import separation_deg
+from tenmon.core.errors import ApiError, TenmonError
+from tenmon.vision.render.sky import render_star_field, simple_wcs, write_frame_fits
+from tenmon.core.astro import separation_deg
 
 T0 = datetime(2026, 11, 21, 14, 0, tzinfo=timezone.utc)
 SKY = 11

@@ -15,8 +15,8 @@ from aiohttp import web
 from eventkit import add_events_bulk
 from tenmon.cli.client import resolve_token, resolve_url
 from tenmon.cli.main import main
-from tenmon.daemon.api import build_app
-from tenmon.errors import ApiError
+from tenmon.daemon.api.server import build_app
+from tenmon.core.errors import ApiError
 
 
 class Served:

@@ -14,7 +14,7 @@ from tenmon.daemon.control_loop import tick_once
 from tenmon.cli.client import resolve_token
 from tenmon.cli.main import main
 from tenmon.cli.ops import shutter_outcome
-from tenmon.daemon.api import build_app
+from tenmon.daemon.api.server import build_app
 from tenmon.drivers.base import ShutterState
 
 

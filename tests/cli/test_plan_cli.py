@@ -8,7 +8,7 @@ import json
 import pytest
 
 from tenmon.cli import plan as plan_cli
-from tenmon.errors import ConfigError, TenmonError
+from tenmon.core.errors import ConfigError, TenmonError
 
 CSV = """\
 name,ra,dec,priority,exposure_s,count,filter

@@ -11,8 +11,8 @@ import pytest
 
 from tenmon.cli import pointing as cli
 from tenmon.daemon.schema import SOLVES_SCHEMA
-from tenmon.errors import TenmonError
-from tenmon.vision import pointing as P
+from tenmon.core.errors import TenmonError
+from tenmon.pointing import model as P
 
 RUNS = ["gem-28.dat", "cgx-l-data.dat", "warp-astron.dat"]
 

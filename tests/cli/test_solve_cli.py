@@ -12,10 +12,10 @@ import pytest
 from astropy.io import fits
 
 from tenmon.cli import solve as cli
-from tenmon.errors import TenmonError
-from tenmon.vision.skyrender import render_star_field, simple_wcs, write_frame_fits
+from tenmon.core.errors import TenmonError
+from tenmon.vision.render.sky import render_star_field, simple_wcs, write_frame_fits
 from tenmon.vision.solve.base import RESULT_FIELDS, describe_wcs
-from tenmon.astro import separation_deg
+from tenmon.core.astro import separation_deg
 from tenmon.vision.solve.catalogs import SimulatedSky
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from tenmon.cli.main import main
 from tenmon.config.loader import KeyLines, load_config, parse_config, simulated_config_path
-from tenmon.errors import ConfigError
+from tenmon.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "config" / "site-example.toml"

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tenmon.cli.main import main
-from tenmon.clock import FakeClock
+from tenmon.core.clock import FakeClock
 from tenmon.config.loader import parse_config
-from tenmon.errors import ConfigError, DeviceNotFound
+from tenmon.core.errors import ConfigError, DeviceNotFound
 
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "config" / "site-example.toml"

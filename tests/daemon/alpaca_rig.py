@@ -59,7 +59,7 @@ class AlpacaRig:
             self.loop.close()
 
     async def _main(self) -> None:
-        from tenmon.daemon.alpaca import AlpacaService
+        from tenmon.daemon.api.alpaca import AlpacaService
 
         try:
             self.service = AlpacaService(self.obs, self.cfg)

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tenmon.daemon.control_loop import tick_once
-from tenmon.clock import FakeClock
+from tenmon.core.clock import FakeClock
 from tenmon.config.loader import load_config, simulated_config_path
 from tenmon.config.models import AlertsConfig
 from tenmon.daemon.alerts import AlertManager
@@ -558,7 +558,7 @@ def soak(days: float, seed: int, workdir: Path, *, progress=None) -> SoakResult:
 
     from alert_rigs import HttpReceiver
 
-    from tenmon.errors import CommandRefused
+    from tenmon.core.errors import CommandRefused
 
     res = SoakResult(days, seed)
     rng = random.Random(seed)

@@ -13,7 +13,7 @@ import pytest
 from alert_rigs import HangingSmtp, HttpReceiver, SmtpServer, wait_for
 
 from tenmon.daemon.control_loop import tick_once
-from tenmon.clock import FakeClock
+from tenmon.core.clock import FakeClock
 from tenmon.config.models import AlertsConfig
 from tenmon.daemon.alerts import AlertManager, alert_kind
 

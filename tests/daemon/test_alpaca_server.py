@@ -66,7 +66,7 @@ def test_management_api_and_discovery_on_loopback(alpaca_rig):
         ("Dome", 0), ("CoverCalibrator", 0), ("SafetyMonitor", 0), ("ObservingConditions", 0)}
     assert len({d["UniqueID"] for d in devices}) == 4
     # the same UniqueIDs after a restart of the Alpaca server (kept in the daemon's state)
-    from tenmon.daemon.alpaca import AlpacaServer
+    from tenmon.daemon.api.alpaca import AlpacaServer
     again = ar.call(lambda: {d.unique_id for d in AlpacaServer(ar.obs, ar.cfg).devices.values()})
     assert again == {d["UniqueID"] for d in devices}
 
@@ -192,7 +192,7 @@ def test_slaved_dome_follows_the_mount(alpaca_rig):
     obs = ar.obs
 
     def goto():
-        from tenmon.astro import lst_deg
+        from tenmon.core.astro import lst_deg
         lst = lst_deg(obs.clock.now(), obs.config.site.longitude_deg)
         obs.mount_goto((lst - 40.0) % 360.0, 10.0)  # 40 deg west of the meridian: az ~ 230
     ar.call(goto)
@@ -201,7 +201,7 @@ def test_slaved_dome_follows_the_mount(alpaca_rig):
             wall_s=180)
 
     def off() -> float:
-        from tenmon.astro import lst_deg, radec_to_altaz
+        from tenmon.core.astro import lst_deg, radec_to_altaz
         ra, dec = obs.mount.ra_deg, obs.mount.dec_deg
         _, az = radec_to_altaz(ra, dec, lst_deg(obs.clock.now(), obs.config.site.longitude_deg),
                                obs.config.site.latitude_deg)
@@ -345,8 +345,8 @@ def test_observingconditions_and_safetymonitor_members(alpaca_rig):
 
 
 def test_a_value_before_any_reading_is_not_set(sim_rig):
-    from tenmon.daemon.alpaca import AlpacaServer
-    from tenmon.daemon.alpaca_devices import VALUE_NOT_SET, AlpacaError
+    from tenmon.daemon.api.alpaca import AlpacaServer
+    from tenmon.daemon.api.alpaca_devices import VALUE_NOT_SET, AlpacaError
 
     rig = sim_rig(start=False)  # the weather sensor has not reported yet
     assert rig.obs.weather.reading() is None

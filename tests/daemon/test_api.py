@@ -7,8 +7,8 @@ import asyncio
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from tenmon.daemon.api import build_app
-from tenmon.errors import CommandRefused
+from tenmon.daemon.api.server import build_app
+from tenmon.core.errors import CommandRefused
 
 
 def _call(rig, method, path, **kw):

@@ -16,8 +16,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tenmon.config.models import ApiConfig
-from tenmon.daemon.api import build_app
-from tenmon.daemon.api_access import ApiAccess, ApiToken, load_token
+from tenmon.daemon.api.server import build_app
+from tenmon.daemon.api.access import ApiAccess, ApiToken, load_token
 
 
 def serve(rig, body):
@@ -248,7 +248,7 @@ def test_every_command_is_audited_and_the_token_never_stored(sim_rig):
 
 
 def test_audit_rows_are_pruned_after_audit_keep_days(sim_rig):
-    from tenmon.daemon.audit import AuditLog
+    from tenmon.daemon.api.audit import AuditLog
 
     rig = sim_rig()
     log = AuditLog(rig.obs.store, rig.clock, keep_days=1)
@@ -283,7 +283,7 @@ def test_allowed_hosts_are_plain_names(bad):
 
 
 def test_a_flood_of_refused_requests_is_counted_not_recorded_row_by_row(sim_rig):
-    from tenmon.daemon.audit import UNAUTHENTICATED_PER_MINUTE, AuditLog
+    from tenmon.daemon.api.audit import UNAUTHENTICATED_PER_MINUTE, AuditLog
 
     rig = sim_rig()
     log = AuditLog(rig.obs.store, rig.clock, keep_days=30)

@@ -18,8 +18,8 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from eventkit import add_events_bulk
-from tenmon.daemon.api import UNREADABLE_REASON, build_app
-from tenmon.daemon.api_kit import MAX_PAGE, dumps
+from tenmon.daemon.api.server import UNREADABLE_REASON, build_app
+from tenmon.daemon.api.kit import MAX_PAGE, dumps
 
 
 def serve(rig, body):

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tenmon.daemon.autofocus import AutofocusRun, AutofocusService, fit_v_curve, sweep_positions
+from tenmon.daemon.services.autofocus import AutofocusRun, AutofocusService, fit_v_curve, sweep_positions
 from tenmon.config.services import AutofocusSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "drivers"))
@@ -68,7 +68,7 @@ def sim(tmp_path_factory):
     reason = simulators_missing()
     if reason:
         pytest.skip(reason)
-    from tenmon.astro import lst_deg
+    from tenmon.core.astro import lst_deg
 
     tmp = tmp_path_factory.mktemp("af")
     field = (lst_deg(T0, 134.3356), 35.0)
@@ -84,10 +84,10 @@ class _Record:
 
 
 def _run_autofocus(srv, field, tmp, start: int, **settings):
-    from tenmon.clock import FakeClock
+    from tenmon.core.clock import FakeClock
     from tenmon.config.models import AlpacaCcdConfig, AlpacaFocuserConfig, AlpacaMountConfig
     from tenmon.drivers.alpaca import make_camera, make_focuser, make_mount
-    from tenmon.vision.pipeline import process_frame
+    from tenmon.vision.frames.pipeline import process_frame
 
     clock = FakeClock(T0)
     mount = make_mount(AlpacaMountConfig(type="alpaca", address=srv.address, poll_s=0.1),

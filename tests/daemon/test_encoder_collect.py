@@ -9,11 +9,11 @@ import json
 import time
 
 from tenmon.daemon.control_loop import tick_once
-from tenmon.astro import wrap180
+from tenmon.core.astro import wrap180
 from tenmon.config.loader import load_config, simulated_config_path
 from tenmon.drivers.base import ShutterState
 from tenmon.drivers.sim.ir_camera import SimulatedIrEncoderConfig
-from tenmon.vision.slit_labels import read_labels
+from tenmon.vision.slit.labels import read_labels
 
 START = '"2026-11-21T13:00:00Z"'
 

@@ -12,7 +12,7 @@ from datetime import datetime
 import pytest
 
 from tenmon.drivers.base import DomeState, MountState, ShutterState
-from tenmon.errors import CommandRefused
+from tenmon.core.errors import CommandRefused
 
 
 def _open_everything(rig):
@@ -510,7 +510,7 @@ def test_sim_fault_help_lists_every_fault():
 
 
 def test_hold_off_writes_transitions_not_every_flap():
-    from tenmon.clock import FakeClock
+    from tenmon.core.clock import FakeClock
     from tenmon.daemon.safety import SafetyVerdict
     from tenmon.daemon.supervisor import ReopenHoldOff
 

@@ -139,7 +139,7 @@ def _has_storage_config() -> bool:
 
 
 def _serve(rig, body):
-    from tenmon.daemon.api import build_app
+    from tenmon.daemon.api.server import build_app
 
     async def go():
         async with TestClient(TestServer(build_app(rig.obs))) as client:

@@ -7,8 +7,8 @@ import os
 
 import pytest
 
-from tenmon.daemon import frames
-from tenmon.daemon.frame_worker import make_pool
+from tenmon.daemon.services import frames
+from tenmon.daemon.services.frame_worker import make_pool
 from tenmon.config.services import FrameWorkerSettings
 
 pytest.importorskip("threadpoolctl")

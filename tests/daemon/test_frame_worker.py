@@ -11,10 +11,10 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tenmon.daemon.frame_worker import FrameOutcome, FrameWorker
+from tenmon.daemon.services.frame_worker import FrameOutcome, FrameWorker
 from tenmon.config.services import FrameWorkerSettings
-from tenmon.errors import VisionError
-from tenmon.vision import skyrender as sr
+from tenmon.core.errors import VisionError
+from tenmon.vision.render import sky as sr
 
 
 def _frame(path, seed=701):
@@ -103,7 +103,7 @@ async def _drive(settings, names, gate, *, release_after=0.05):
 
 def test_full_queue_drops_the_oldest_and_says_so(caplog):
     gate = _Gate()
-    caplog.set_level(logging.WARNING, logger="tenmon.daemon.frame_worker")
+    caplog.set_level(logging.WARNING, logger="tenmon.daemon.services.frame_worker")
     s = FrameWorkerSettings(processes=1, queue_size=2, drop_policy="drop_oldest")
     w, accepted, done, dropped = asyncio.run(_drive(s, ["a", "b", "c", "d", "e"], gate))
     # "a" runs at once; the queue holds two: b and c are pushed out by d and e.

@@ -11,13 +11,13 @@ import time
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from tenmon.clock import FakeClock, RealClock
+from tenmon.core.clock import FakeClock, RealClock
 from tenmon.config.models import HeartbeatConfig
 from tenmon.config.loader import parse_config, simulated_config_path
 from tenmon.daemon.heartbeat import Heartbeat, close_failed
 from tenmon.daemon.notify import SystemdNotifier
 from tenmon.daemon.runner import _loop
-from tenmon.errors import DeviceNotFound
+from tenmon.core.errors import DeviceNotFound
 
 PIN = 26
 
@@ -62,7 +62,7 @@ def test_a_taken_pin_is_device_not_found():
 
 
 def test_period_shorter_than_the_tick_is_a_config_error():
-    from tenmon.errors import ConfigError
+    from tenmon.core.errors import ConfigError
 
     text = simulated_config_path().read_text() + "\n[heartbeat]\npin = 26\nperiod_s = 0.05\n"
     with pytest.raises(ConfigError, match="heartbeat.period_s"):
@@ -154,7 +154,7 @@ def test_heartbeat_held_while_the_safe_state_cannot_be_reached(sim_rig):
 
 
 def test_heartbeat_pin_used_elsewhere_is_a_config_error():
-    from tenmon.errors import ConfigError
+    from tenmon.core.errors import ConfigError
 
     # config/simulated.toml reads the cover's limit switches on GPIO 23 and 24
     text = simulated_config_path().read_text() + "\n[heartbeat]\npin = 24\n"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tenmon.lifeline import descends_from, parent_of
+from tenmon.core.lifeline import descends_from, parent_of
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"),
                                 reason="PR_SET_PDEATHSIG and /proc are Linux's")
@@ -77,8 +77,8 @@ def test_parent_chain_from_proc():
 
 POOL_OWNER = textwrap.dedent("""
     import os, sys, time
-    from tenmon.daemon.frame_worker import FrameWorkerSettings
-    from tenmon.daemon.frame_worker import make_pool
+    from tenmon.daemon.services.frame_worker import FrameWorkerSettings
+    from tenmon.daemon.services.frame_worker import make_pool
 
     pool = make_pool(FrameWorkerSettings(processes=2))
     pids = set(pool.submit(os.getpid).result(timeout=120) for _ in range(4))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tenmon.drivers.base import MountState, ShutterState
-from tenmon.errors import CommandRefused
+from tenmon.core.errors import CommandRefused
 
 
 def _open_everything(rig):

@@ -17,9 +17,9 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from tenmon.cli.ops import format_status
-from tenmon.daemon.api import build_app
-from tenmon.daemon.page import PAGE_KEY
-from tenmon.daemon.page_media import ir_overlay
+from tenmon.daemon.api.server import build_app
+from tenmon.daemon.api.page import PAGE_KEY
+from tenmon.daemon.api.page_media import ir_overlay
 from tenmon.statusview import status_view
 
 
@@ -253,9 +253,9 @@ def test_the_ir_picture_has_the_reading_drawn_where_the_slit_is(sim_rig):
 
 def _processed_frame(tmp_path):
     """A synthetic star field (the project's renderer) through the real frame pipeline."""
-    from tenmon.daemon.frames import FrameRecord
-    from tenmon.vision import pipeline
-    from tenmon.vision import skyrender as sr
+    from tenmon.daemon.services.frames import FrameRecord
+    from tenmon.vision.frames import pipeline
+    from tenmon.vision.render import sky as sr
 
     c = (300.0, 40.0)
     n = 384

@@ -8,12 +8,12 @@ from types import SimpleNamespace
 
 import pytest
 
-from tenmon.clock import FakeClock
-from tenmon.daemon import centring, nayuta_service, sequencer
+from tenmon.core.clock import FakeClock
+from tenmon.daemon.services import centring, nayuta as nayuta_service, sequencer
 from tenmon.config.services import DomeGeometry, SequencerSettings
-from tenmon.daemon.phases import IllegalTransition, PhaseMachine, UnsafeTransition
-from tenmon.daemon.sequencer import Phase, Sequencer
-from tenmon.errors import CommandRefused
+from tenmon.daemon.services.phases import IllegalTransition, PhaseMachine, UnsafeTransition
+from tenmon.daemon.services.sequencer import Phase, Sequencer
+from tenmon.core.errors import CommandRefused
 from tenmon.config.vision import CenteringSettings
 
 

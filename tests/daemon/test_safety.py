@@ -160,7 +160,7 @@ def test_config_file_with_inf_limits_is_refused(tmp_path):
     import pytest
 
     from tenmon.config.loader import load_config, simulated_config_path
-    from tenmon.errors import ConfigError
+    from tenmon.core.errors import ConfigError
 
     text = simulated_config_path().read_text()
     for line in ("weather_stale_s = 120", "max_wind_ms = 15"):

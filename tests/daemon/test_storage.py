@@ -511,8 +511,8 @@ def test_the_sequencer_waits_for_space_before_exposing(sim_rig):
     from concurrent.futures import ThreadPoolExecutor
     from datetime import datetime, timezone
 
-    from tenmon.daemon.night import install_night_operations
-    from tenmon.daemon.sequencer import Phase
+    from tenmon.daemon.services.night import install_night_operations
+    from tenmon.daemon.services.sequencer import Phase
     from tenmon.scheduler.targets import Target
 
     start = datetime(2026, 11, 21, 9, 20, tzinfo=timezone.utc)

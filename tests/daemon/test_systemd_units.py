@@ -238,7 +238,7 @@ img = np.random.default_rng(1).normal(100, 5, (256, 256)).astype(np.float32)
 astroscrappy.detect_cosmics(img)
 sep.extract(img - 100, 25)
 import os
-from tenmon.lifeline import die_with_parent
+from tenmon.core.lifeline import die_with_parent
 assert die_with_parent(os.getppid())
 print("OK")
 """

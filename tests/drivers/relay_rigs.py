@@ -22,7 +22,7 @@ from fake_hid import FakeHid, FakeHidRelayBoard
 from fake_serial import FakeWire
 from gpiozero.pins.mock import MockFactory, MockPin
 
-from tenmon.clock import FakeClock
+from tenmon.core.clock import FakeClock
 from tenmon.config.models import (
     GpioRelayConfig,
     HidRelayConfig,

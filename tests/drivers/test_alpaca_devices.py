@@ -16,14 +16,14 @@ from alpaca_sim_rig import (AlpacaServer, FaultProxy, free_port, sim_config, sim
 pytestmark = pytest.mark.skipif(simulators_missing() is not None,
                                 reason=simulators_missing() or "")
 
-from tenmon.astro import lst_deg  # noqa: E402
-from tenmon.clock import FakeClock  # noqa: E402
+from tenmon.core.astro import lst_deg  # noqa: E402
+from tenmon.core.clock import FakeClock  # noqa: E402
 from tenmon.config.models import (AlpacaCcdConfig, AlpacaFilterWheelConfig,  # noqa: E402
                                   AlpacaFocuserConfig, AlpacaMountConfig, AlpacaWeatherConfig,
                                   SafetyConfig)
 from tenmon.drivers.base import MountState  # noqa: E402
 from tenmon.drivers.camera import CameraState  # noqa: E402
-from tenmon.errors import DeviceError, DeviceNotFound  # noqa: E402
+from tenmon.core.errors import DeviceError, DeviceNotFound  # noqa: E402
 
 LAT, LON = 35.0253, 134.3356
 T0 = datetime(2026, 11, 21, 14, 0, tzinfo=timezone.utc)

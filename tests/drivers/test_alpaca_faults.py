@@ -16,12 +16,12 @@ from alpaca_sim_rig import (AlpacaServer, FaultProxy, sim_config, simulators_mis
 pytestmark = pytest.mark.skipif(simulators_missing() is not None,
                                 reason=simulators_missing() or "")
 
-from tenmon.clock import FakeClock  # noqa: E402
+from tenmon.core.clock import FakeClock  # noqa: E402
 from tenmon.config.models import (AlpacaCcdConfig, AlpacaFocuserConfig,  # noqa: E402
                                   AlpacaMountConfig, AlpacaWeatherConfig)
 from tenmon.drivers.base import MountState  # noqa: E402
 from tenmon.drivers.camera import CameraState  # noqa: E402
-from tenmon.errors import DeviceError  # noqa: E402
+from tenmon.core.errors import DeviceError  # noqa: E402
 
 T0 = datetime(2026, 11, 21, 14, 0, tzinfo=timezone.utc)
 
@@ -134,7 +134,7 @@ def test_mount_refusals_and_a_silent_server(proxy):
 
     m = make_mount(AlpacaMountConfig(type="alpaca", address=proxy.address, poll_s=0.1,
                                      timeout_s=1.0), FakeClock(T0))
-    from tenmon.astro import lst_deg
+    from tenmon.core.astro import lst_deg
 
     zenith = (lst_deg(T0, 134.3356), 35.0)
     m.connect()

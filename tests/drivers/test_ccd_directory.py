@@ -9,7 +9,7 @@ import pytest
 from astropy.io import fits
 
 from tenmon.drivers.ccd_directory import FrameDirectory, FrameDirectorySettings, fits_is_complete
-from tenmon.errors import DeviceError
+from tenmon.core.errors import DeviceError
 
 
 def _fits_bytes(shape=(64, 80), seed=0, ext=False):

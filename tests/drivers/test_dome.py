@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tenmon.astro import wrap180
+from tenmon.core.astro import wrap180
 from tenmon.drivers.base import DomeState
-from tenmon.errors import EncoderLost
+from tenmon.core.errors import EncoderLost
 
 
 def _slew(rig, az, limit=300.0):

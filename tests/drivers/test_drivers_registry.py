@@ -11,7 +11,7 @@ from pydantic import BaseModel
 from tenmon.config.models import TenmonConfig
 from tenmon.daemon import device_factory
 from tenmon.drivers import registry
-from tenmon.errors import ConfigError
+from tenmon.core.errors import ConfigError
 
 
 def _models(annotation) -> list[type[BaseModel]]:

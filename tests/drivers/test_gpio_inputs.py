@@ -11,11 +11,11 @@ import gpiozero
 import pytest
 from gpiozero.pins.mock import MockFactory
 
-from tenmon.clock import FakeClock
+from tenmon.core.clock import FakeClock
 from tenmon.config.models import CoverLimitSwitches, GpioRainConfig
 from tenmon.drivers.base import WeatherSensor
 from tenmon.drivers.gpio_inputs import GpioRainSensor, LimitSwitchConflict, LimitSwitches
-from tenmon.errors import DeviceError, DeviceNotFound
+from tenmon.core.errors import DeviceError, DeviceNotFound
 
 RAIN_PIN = 4
 BEAT_PIN = 27

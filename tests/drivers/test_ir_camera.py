@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from tenmon.clock import FakeClock
+from tenmon.core.clock import FakeClock
 from tenmon.drivers.ir_camera import (EncoderSettings, FileReplaySource, OpenCVCapture, open_source,
                                       read_image)
-from tenmon.errors import ConfigError, DeviceDisconnected, DeviceNotFound, VisionError
+from tenmon.core.errors import ConfigError, DeviceDisconnected, DeviceNotFound, VisionError
 
 
 def _write_frames(folder: Path, n: int = 3) -> list[Path]:

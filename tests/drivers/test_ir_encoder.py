@@ -18,8 +18,8 @@ import cv2
 import pytest
 
 from tenmon.daemon.control_loop import tick_once
-from tenmon.astro import wrap180
-from tenmon.clock import FakeClock, RealClock
+from tenmon.core.astro import wrap180
+from tenmon.core.clock import FakeClock, RealClock
 from tenmon.config.loader import load_config, simulated_config_path
 from tenmon.config.models import IrCameraEncoderConfig
 from tenmon.drivers.base import DomeState, Encoder, ShutterState
@@ -27,8 +27,8 @@ from tenmon.drivers.ir_encoder import IrCameraEncoder
 from tenmon.drivers.sim.ir_camera import (SimulatedIrCamera, SimulatedIrEncoderConfig,
                                           camera_params, simulated_ir_encoder)
 from tenmon.drivers.sim.world import SimWorld
-from tenmon.errors import ConfigError, DeviceNotFound
-from tenmon.vision.ir_render import render
+from tenmon.core.errors import ConfigError, DeviceNotFound
+from tenmon.vision.slit.render import render
 
 SPEED = 10.0
 START = '"2026-11-21T13:00:00Z"'

@@ -15,10 +15,10 @@ import serial
 from fake_serial import FakeWire
 from relay_rigs import lcus_rig
 
-from tenmon.clock import FakeClock
+from tenmon.core.clock import FakeClock
 from tenmon.config.models import LcusSerialRelayConfig
 from tenmon.drivers.relays.lcus import LcusRelayBank, lcus_frame, parse_lcus_frames
-from tenmon.errors import DeviceDisconnected, InterlockError
+from tenmon.core.errors import DeviceDisconnected, InterlockError
 
 OFF_1_TO_4 = bytes.fromhex("A00100A1 A00200A2 A00300A3 A00400A4")
 
@@ -82,7 +82,7 @@ def test_frames_are_paced_by_the_frame_gap():
 
 def test_default_gap_uses_real_sleep_between_frames():
     """With the real clock and ``time.sleep``, all-off of 4 channels takes >= 3 gaps."""
-    from tenmon.clock import RealClock
+    from tenmon.core.clock import RealClock
 
     url = "fake://lcus-real-gap"
     FakeWire.register(url, RealClock())
@@ -152,7 +152,7 @@ def test_write_timeout_is_board_loss():
 
 CRASHING_CHILD = textwrap.dedent("""
     import sys
-    from tenmon.clock import RealClock
+    from tenmon.core.clock import RealClock
     from tenmon.config.models import LcusSerialRelayConfig
     from tenmon.drivers.relays.lcus import LcusRelayBank
 

@@ -22,7 +22,7 @@ from tenmon.drivers.mount.lx200 import (
     parse_dec,
     parse_ra,
 )
-from tenmon.errors import (
+from tenmon.core.errors import (
     ConfigError,
     DeviceDisconnected,
     DeviceNotFound,

@@ -9,13 +9,13 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from tenmon.clock import FakeClock
+from tenmon.core.clock import FakeClock
 from tenmon.drivers.nayuta_feed import (NayutaDirectoryFeed, SimulatedNayutaFeed, make_feed,
                                         read_slit_viewer_frame)
 from tenmon.config.services import NayutaFeedSettings, SimulatedSlitViewerSettings
-from tenmon.errors import DeviceError
+from tenmon.core.errors import DeviceError
 from tenmon.vision import nayuta as N
-from tenmon.astro import separation_deg
+from tenmon.core.astro import separation_deg
 
 T0 = datetime(2026, 11, 21, 13, 0, tzinfo=timezone.utc)
 

@@ -8,7 +8,7 @@ import pytest
 from fake_hid import FakeHid, FakeHidRelayBoard
 from gpiozero.pins.mock import MockFactory
 
-from tenmon.clock import FakeClock
+from tenmon.core.clock import FakeClock
 from tenmon.config.models import (
     GpioRelayConfig,
     HidRelayConfig,
@@ -22,7 +22,7 @@ from tenmon.drivers.relays.gpio import GpioRelayBank
 from tenmon.drivers.relays.hid import HidRelayBank, set_report, state_from_report
 from tenmon.drivers.relays.lcus import LcusRelayBank
 from tenmon.drivers.sim.relays import SimulatedRelayBank
-from tenmon.errors import ConfigError, DeviceDisconnected, DeviceNotFound, InterlockError
+from tenmon.core.errors import ConfigError, DeviceDisconnected, DeviceNotFound, InterlockError
 
 # ----------------------------------------------------------------------------- USB HID
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from relay_rigs import BUILDERS, Rig
 
-from tenmon.clock import FakeClock
+from tenmon.core.clock import FakeClock
 from tenmon.drivers.base import RelayBank
 from tenmon.drivers.relays import switch_off_all_banks
-from tenmon.errors import DeviceDisconnected, DeviceNotFound, InterlockError
+from tenmon.core.errors import DeviceDisconnected, DeviceNotFound, InterlockError
 
 ALL = list(BUILDERS)
 UNPLUGGABLE = ["lcus", "hid", "sim"]  # a GPIO header cannot be unplugged from the Pi

@@ -22,8 +22,8 @@ from hypothesis import HealthCheck, Phase, given, settings, target
 from hypothesis import strategies as st
 from relay_rigs import BUILDERS, lcus_rig, wire_violations
 
-from tenmon.clock import FakeClock
-from tenmon.errors import DeviceDisconnected, DeviceNotFound, InterlockError
+from tenmon.core.clock import FakeClock
+from tenmon.core.errors import DeviceDisconnected, DeviceNotFound, InterlockError
 
 CHANNELS = 6
 PAIRS = [(1, 2), (3, 4), (5, 6)]

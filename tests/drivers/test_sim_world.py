@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from tenmon.astro import wrap180
+from tenmon.core.astro import wrap180
 
 
 def _drive(rig):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from tenmon.drivers.base import ShutterState
-from tenmon.errors import EncoderLost
+from tenmon.core.errors import EncoderLost
 
 
 def test_slit_opens_and_closes(sim_rig):
@@ -97,7 +97,7 @@ def test_cover_stall_with_switches_errors(sim_rig):
 
 
 def test_timed_cover(tmp_path):
-    from tenmon.clock import FakeClock
+    from tenmon.core.clock import FakeClock
     from tenmon.config.models import CoverConfig, SimulatedRelayConfig
     from tenmon.drivers.cover import RelayCover
     from tenmon.drivers.sim.relays import SimulatedRelayBank

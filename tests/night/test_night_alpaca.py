@@ -40,7 +40,7 @@ def _night_log(obs):
 
 
 def _field():
-    from tenmon.astro import lst_deg
+    from tenmon.core.astro import lst_deg
 
     return (round(lst_deg(START, 134.3356) % 360.0, 3), 40.0)   # on the meridian
 
@@ -49,7 +49,7 @@ def _field():
 def night(tmp_path):
     from tenmon.config.loader import load_config
     from tenmon.daemon.compose import build_observatory
-    from tenmon.daemon.night import install_night_operations
+    from tenmon.daemon.services.night import install_night_operations
 
     field = _field()
     cat = write_catalog(tmp_path / "catalog.sqlite", [field], mag_faint=18.0)
@@ -97,7 +97,7 @@ def test_a_night_on_the_alpaca_stack(night):
 async def _night_on_alpaca(obs, ops, run, field):
     from astropy.io import fits
 
-    from tenmon.daemon.sequencer import Phase
+    from tenmon.daemon.services.sequencer import Phase
     from tenmon.scheduler.targets import Target
 
     await run(10, lambda: False)  # first readings, the start-up reconcile
@@ -151,7 +151,7 @@ def test_the_server_dies_mid_block_and_the_night_goes_on_safely(night):
 
 
 async def _server_dies(obs, ops, srv, run, field, ticks):
-    from tenmon.daemon.sequencer import Phase
+    from tenmon.daemon.services.sequencer import Phase
     from tenmon.scheduler.targets import Target
 
     await run(10, lambda: False)  # first readings, the start-up reconcile

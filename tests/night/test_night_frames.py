@@ -11,14 +11,14 @@ from datetime import timedelta
 import pytest
 
 from tenmon.daemon.control_loop import tick_once
-from tenmon.daemon.frames import FrameJob, FrameService
+from tenmon.daemon.services.frames import FrameJob, FrameService
 from tenmon.config.services import FrameWorkerSettings
 from tenmon.config.vision import (CatalogSettings, CosmicSettings, PipelineSettings,
                                   ProductSettings, SolverSettings)
-from tenmon.vision.pointing import read_solve_log
-from tenmon.vision.skyrender import render_star_field, simple_wcs, write_frame_fits
+from tenmon.pointing.model import read_solve_log
+from tenmon.vision.render.sky import render_star_field, simple_wcs, write_frame_fits
 from tenmon.vision.solve.catalogs import SimulatedSky
-from tenmon.astro import separation_arcsec
+from tenmon.core.astro import separation_arcsec
 
 SCALE = 1.28  # 512 px over the 11' field
 JOB = FrameJob(

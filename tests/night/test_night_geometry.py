@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tenmon.astro import radec_to_altaz
+from tenmon.core.astro import radec_to_altaz
 from tenmon.daemon.dome_geometry import (azimuth_error_deg, dome_azimuth, dome_azimuth_radec,
                                          pier_side_for)
 from tenmon.config.services import DomeGeometry

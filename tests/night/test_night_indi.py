@@ -43,7 +43,7 @@ def _night_log(obs):
 
 
 def _field():
-    from tenmon.astro import lst_deg
+    from tenmon.core.astro import lst_deg
 
     return (round(lst_deg(START, 134.3356) % 360.0, 3), 40.0)   # on the meridian
 
@@ -66,7 +66,7 @@ def night(tmp_path):
     require_indi(*DRIVERS)
     from tenmon.config.loader import load_config
     from tenmon.daemon.compose import build_observatory
-    from tenmon.daemon.night import install_night_operations
+    from tenmon.daemon.services.night import install_night_operations
 
     field = _field()
     cat = _write_gsc_catalog(tmp_path / "gsc.csv", field)
@@ -113,7 +113,7 @@ def test_a_night_on_the_indi_stack(night):
 async def _night_on_indi(obs, ops, srv, run, field, ticks):
     from astropy.io import fits
 
-    from tenmon.daemon.sequencer import Phase
+    from tenmon.daemon.services.sequencer import Phase
     from tenmon.scheduler.targets import Target
 
     t_start = time.monotonic()
@@ -255,7 +255,7 @@ def test_no_indiserver_is_an_error_naming_it_never_a_simulator(tmp_path):
 
     from tenmon.config.loader import load_config
     from tenmon.daemon.compose import build_observatory
-    from tenmon.daemon.night import install_night_operations
+    from tenmon.daemon.services.night import install_night_operations
     from tenmon.daemon.sections import section_models
 
     with socket.socket() as s:

@@ -12,8 +12,8 @@ import astropy.units as u
 import pytest
 from astropy.coordinates import EarthLocation
 
-from tenmon.clock import FakeClock
-from tenmon.daemon.night import NIGHT_LOG_SCHEMA, StoreJobState
+from tenmon.core.clock import FakeClock
+from tenmon.daemon.services.night import NIGHT_LOG_SCHEMA, StoreJobState
 from tenmon.daemon.store import Store
 from tenmon.scheduler.engine import JobEngine
 from tenmon.scheduler.jobs import JOB_CLOSE, JOB_HEALTH, JOB_IDS, JOB_OPEN, JOB_PLAN, night_jobs

@@ -12,8 +12,8 @@ from pathlib import Path
 from tenmon.daemon.control_loop import tick_once
 from tenmon.config.loader import load_config, simulated_config_path
 from tenmon.daemon.compose import build_observatory
-from tenmon.daemon.night import install_night_operations
-from tenmon.daemon.sequencer import Phase
+from tenmon.daemon.services.night import install_night_operations
+from tenmon.daemon.services.sequencer import Phase
 from tenmon.scheduler.targets import Target
 
 START = datetime(2026, 11, 21, 8, 40, tzinfo=timezone.utc)  # 12 min before nautical dusk

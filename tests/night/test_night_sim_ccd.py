@@ -15,10 +15,10 @@ from tenmon.drivers.base import MountState
 from tenmon.drivers.camera import Camera, CameraState
 from tenmon.config.services import CameraSettings
 from tenmon.drivers.sim.ccd import SimulatedCcd, moon_radec
-from tenmon.errors import DeviceError
+from tenmon.core.errors import DeviceError
 from tenmon.vision.solve.base import SolveHint
 from tenmon.vision.solve.catalogs import SimulatedSky
-from tenmon.astro import separation_arcsec
+from tenmon.core.astro import separation_arcsec
 from tenmon.vision.solve.detect import detect_sources
 from tenmon.vision.solve.frames import hint_from_header, read_frame
 from tenmon.vision.solve.hinted import HintedSolver

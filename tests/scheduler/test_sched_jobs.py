@@ -14,7 +14,7 @@ from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MI
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from astropy.coordinates import EarthLocation
 
-from tenmon.errors import ConfigError
+from tenmon.core.errors import ConfigError
 from tenmon.scheduler.errors import SchedulerError
 from tenmon.scheduler.jobs import (
     JOB_CLOSE,

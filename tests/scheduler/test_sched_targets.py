@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from tenmon.errors import ConfigError
+from tenmon.core.errors import ConfigError
 from tenmon.scheduler.errors import TargetFileError
 from tenmon.scheduler.targets import Target, load_targets, parse_dec, parse_ra, target_from_record
 

@@ -9,9 +9,9 @@ import numpy as np
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from tenmon.vision.skyrender import simple_wcs
+from tenmon.vision.render.sky import simple_wcs
 from tenmon.vision.solve.base import SolveHint, describe_wcs
-from tenmon.astro import separation_deg
+from tenmon.core.astro import separation_deg
 from tenmon.vision.solve.catalogs import SimulatedSky
 
 

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from tenmon.errors import VisionError
-from tenmon.vision import clusters as clu
-from tenmon.vision import skyrender as sr
+from tenmon.core.errors import VisionError
+from tenmon.vision.frames import clusters as clu
+from tenmon.vision.render import sky as sr
 
 W = 2048
 

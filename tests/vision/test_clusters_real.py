@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from tenmon.vision import clusters as clu
+from tenmon.vision.frames import clusters as clu
 
 TOL = 0.05
 

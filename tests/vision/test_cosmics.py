@@ -9,8 +9,9 @@ from astropy.io import fits
 from astropy.table import Table
 from scipy import ndimage
 
-from tenmon.errors import VisionError
-from tenmon.vision import cosmics, skyrender as sr
+from tenmon.core.errors import VisionError
+from tenmon.vision.frames import cosmics
+from tenmon.vision.render import sky as sr
 
 
 def _regions(mask):

@@ -16,7 +16,7 @@ import pytest
 from pydantic import ValidationError
 from scipy import ndimage
 
-from tenmon.vision import cosmics
+from tenmon.vision.frames import cosmics
 
 _BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "cosmics_families.py"
 _spec = importlib.util.spec_from_file_location("cosmics_families", _BENCH)

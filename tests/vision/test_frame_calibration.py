@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from astropy.io import fits
 
-from tenmon.errors import VisionError
-from tenmon.vision import calibration as cal
+from tenmon.core.errors import VisionError
+from tenmon.vision.frames import calibration as cal
 
 
 def _raw(seed=401, ny=100, nx=120, over=20, bias=1000.0):

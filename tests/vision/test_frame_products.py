@@ -10,7 +10,7 @@ from astropy.io import fits
 from astropy.table import Table
 from matplotlib import image as mpimg
 
-from tenmon.vision import products as prod
+from tenmon.vision.frames import products as prod
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):

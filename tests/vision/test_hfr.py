@@ -1,4 +1,4 @@
-"""The half-flux radius (vision/hfr.py) on seeded synthetic frames whose answer is known: Moffat
+"""The half-flux radius (vision/frames/hfr.py) on seeded synthetic frames whose answer is known: Moffat
 stars of known width (the HFR in closed form), donuts, hot pixels, saturated stars, no stars."""
 
 from __future__ import annotations
@@ -8,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from tenmon.errors import VisionError
-from tenmon.vision.hfr import half_flux_radius
+from tenmon.core.errors import VisionError
+from tenmon.vision.frames.hfr import half_flux_radius
 from tenmon.config.vision import HfrSettings
 
 

@@ -7,10 +7,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tenmon.vision.ir_calibration import CalibrationError, calibrate, find_rotation_center
-from tenmon.vision.ir_render import render, site_params
-from tenmon.vision.polar import dome_to_pixels
-from tenmon.vision.slit_types import angle_diff
+from tenmon.vision.slit.calibration import CalibrationError, calibrate, find_rotation_center
+from tenmon.vision.slit.render import render, site_params
+from tenmon.vision.slit.polar import dome_to_pixels
+from tenmon.vision.slit.reading import angle_diff
 
 AZIMUTHS = [15.0, 105.0, 200.0, 290.0]
 

@@ -6,10 +6,10 @@ import cv2
 import numpy as np
 import pytest
 
-from tenmon.errors import VisionError
-from tenmon.vision.polar import (StripGeometry, StripMapper, dome_to_pixels, pixels_to_directions,
+from tenmon.core.errors import VisionError
+from tenmon.vision.slit.polar import (StripGeometry, StripMapper, dome_to_pixels, pixels_to_directions,
                                  radius_to_theta, slit_half_width_deg, theta_to_radius, to_gray, unwrap)
-from tenmon.vision.slit_types import PROJECTIONS, Calibration
+from tenmon.vision.slit.reading import PROJECTIONS, Calibration
 
 
 @pytest.mark.parametrize("projection", PROJECTIONS)

@@ -8,11 +8,11 @@ from datetime import datetime, timezone
 import numpy as np
 import pytest
 
-from tenmon.vision import ir_render
-from tenmon.vision.ir_render import (OCCLUSIONS, SCENES, RenderParams, random_params, render,
+from tenmon.vision.slit import render as ir_render
+from tenmon.vision.slit.render import (OCCLUSIONS, SCENES, RenderParams, random_params, render,
                                      render_random, render_world_view, site_params)
-from tenmon.vision.polar import dome_to_pixels
-from tenmon.vision.slit_types import PROJECTIONS
+from tenmon.vision.slit.polar import dome_to_pixels
+from tenmon.vision.slit.reading import PROJECTIONS
 
 
 def _small(**kw) -> RenderParams:

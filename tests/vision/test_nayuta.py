@@ -9,9 +9,9 @@ import pytest
 from astropy.table import Table
 
 from tenmon.vision import nayuta as N
-from tenmon.vision.skyrender import render_star_field, simple_wcs
+from tenmon.vision.render.sky import render_star_field, simple_wcs
 from tenmon.vision.solve.base import SolveHint, describe_wcs
-from tenmon.astro import separation_deg
+from tenmon.core.astro import separation_deg
 from tenmon.vision.solve.catalogs import SimulatedSky
 from tenmon.vision.solve.chain import build_chain
 from tenmon.config.vision import SolverSettings

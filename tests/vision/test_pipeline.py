@@ -12,9 +12,10 @@ import pytest
 from astropy.io import fits
 from astropy.table import Table
 
-from tenmon.errors import SolveError, VisionError
-from tenmon.vision import pipeline, skyrender as sr
-from tenmon.vision.products import MASK_BAD, MASK_COSMIC
+from tenmon.core.errors import SolveError, VisionError
+from tenmon.vision.frames import pipeline
+from tenmon.vision.render import sky as sr
+from tenmon.vision.frames.products import MASK_BAD, MASK_COSMIC
 
 ISSUE_KEYS = {"frame", "n_cosmic_pixels", "n_sources", "fwhm_px", "background", "background_rms", "clusters",
               "products", "elapsed_ms", "timings_ms"}

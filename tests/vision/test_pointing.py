@@ -11,7 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from tenmon.daemon.schema import SOLVES_SCHEMA
-from tenmon.vision import pointing as P
+from tenmon.pointing import model as P
 
 RUNS = {"gem-28.dat": 454, "cgx-l-data.dat": 148, "warp-astron.dat": 98}
 LAT = 39.0 + 26.0 / 3600.0

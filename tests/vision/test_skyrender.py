@@ -11,7 +11,7 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from tenmon.vision import skyrender as sr
+from tenmon.vision.render import sky as sr
 
 CENTER = (150.0, 20.0)
 

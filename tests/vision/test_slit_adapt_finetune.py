@@ -24,8 +24,8 @@ socket.socket.connect = _blocked
 socket.socket.connect_ex = _blocked
 from pathlib import Path
 import numpy as np
-from tenmon.vision.slit_adapt_train import fine_tune
-from tenmon.vision.slit_band import BAND_T, BAND_U, CHANNELS, DEFAULT_BAND_MODEL
+from tenmon.vision.slit.training.adapt import fine_tune
+from tenmon.vision.slit.band import BAND_T, BAND_U, CHANNELS, DEFAULT_BAND_MODEL
 out = Path(sys.argv[1])
 rng = np.random.default_rng(0)
 n = 6
@@ -67,7 +67,7 @@ def test_band_fine_tuning_runs_offline_in_both_modes_and_exports_usable_models(t
     assert all(r["steps"] == 3 and r["bands"] == 6 for r in result["reports"].values())
 
     # the exported networks run here, without torch
-    from tenmon.vision.slit_band import BAND_T, BAND_U, CHANNELS, BandReader
+    from tenmon.vision.slit.band import BAND_T, BAND_U, CHANNELS, BandReader
 
     x = np.zeros((CHANNELS, len(BAND_T), len(BAND_U)), np.float32)
     x[1] = 1.0

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
-from tenmon.vision.ir_render import render, site_params
-from tenmon.vision.polar import to_gray
-from tenmon.vision.slit_adapt import Frame, angle_err, choose_half_widths, half_width_ranges
-from tenmon.vision.slit_detector import DetectorSettings, SlitDetector
-from tenmon.vision.slit_labels import FrameLabel
-from tenmon.vision.slit_types import SlitReading
+from tenmon.vision.slit.render import render, site_params
+from tenmon.vision.slit.polar import to_gray
+from tenmon.vision.slit.adapt import Frame, angle_err, choose_half_widths, half_width_ranges
+from tenmon.vision.slit.detector import DetectorSettings, SlitDetector
+from tenmon.vision.slit.labels import FrameLabel
+from tenmon.vision.slit.reading import SlitReading
 
 T = datetime(2026, 11, 21, 13, tzinfo=timezone.utc)
 

@@ -7,13 +7,13 @@ import math
 import numpy as np
 import pytest
 
-from tenmon.vision.ir_render import render, site_params
-from tenmon.vision.polar import to_gray
-from tenmon.vision.slit_band import (BAND_T, BAND_U, DEFAULT_BAND_MODEL, BandReader, band_input,
+from tenmon.vision.slit.render import render, site_params
+from tenmon.vision.slit.polar import to_gray
+from tenmon.vision.slit.band import (BAND_T, BAND_U, DEFAULT_BAND_MODEL, BandReader, band_input,
                                      band_points, extract_band, frame_levels, row_labels)
-from tenmon.vision.slit_detector import SlitDetector
-from tenmon.vision.slit_features import MODEL_GEOMETRY
-from tenmon.vision.polar import StripMapper
+from tenmon.vision.slit.detector import SlitDetector
+from tenmon.vision.slit.features import MODEL_GEOMETRY
+from tenmon.vision.slit.polar import StripMapper
 
 
 def test_band_points_lie_on_the_dome_along_the_slit():
@@ -104,7 +104,7 @@ def test_band_input_scales_by_the_frame_levels():
 def test_a_box_on_the_wrong_azimuth_is_checked_and_the_slit_found_elsewhere():
     from datetime import datetime, timezone
 
-    from tenmon.vision.slit_detector import Detection
+    from tenmon.vision.slit.detector import Detection
 
     det = SlitDetector()
     gray, cal = _site_frame(140.0, 1.0, seed=8)

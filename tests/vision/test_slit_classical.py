@@ -7,9 +7,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tenmon.vision.ir_render import render, render_random, site_params
-from tenmon.vision.slit_classical import ClassicalEstimator, estimate, fit_azimuth
-from tenmon.vision.slit_types import angle_diff
+from tenmon.vision.slit.render import render, render_random, site_params
+from tenmon.vision.slit.classical import ClassicalEstimator, estimate, fit_azimuth
+from tenmon.vision.slit.reading import angle_diff
 
 
 def _site(**kw):
@@ -49,8 +49,8 @@ def test_unreadable_frames_are_unknown(occlusion):
 
 
 def test_refinement_window_finds_the_peak_near_a_guess():
-    from tenmon.vision.polar import StripMapper, to_gray
-    from tenmon.vision.slit_classical import CLASSICAL_GEOMETRY
+    from tenmon.vision.slit.polar import StripMapper, to_gray
+    from tenmon.vision.slit.classical import CLASSICAL_GEOMETRY
 
     res = render(359.0, 1.0, _site(), seed=5)
     g = to_gray(res.image)

@@ -7,11 +7,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tenmon.errors import VisionError
-from tenmon.vision.ir_render import render, render_random, site_params
-from tenmon.vision.slit_detector import DEFAULT_MODEL_PATH, DetectorSettings, SlitDetector, decode
-from tenmon.vision.slit_features import CLASSES, MODEL_GEOMETRY, model_input
-from tenmon.vision.slit_types import angle_diff
+from tenmon.core.errors import VisionError
+from tenmon.vision.slit.render import render, render_random, site_params
+from tenmon.vision.slit.detector import DEFAULT_MODEL_PATH, DetectorSettings, SlitDetector, decode
+from tenmon.vision.slit.features import CLASSES, MODEL_GEOMETRY, model_input
+from tenmon.vision.slit.reading import angle_diff
 
 G = MODEL_GEOMETRY
 

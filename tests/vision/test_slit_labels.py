@@ -10,12 +10,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tenmon.errors import ConfigError
-from tenmon.vision.slit_adapt import (AzimuthCorrection, choose_state_threshold, label_read_state,
+from tenmon.core.errors import ConfigError
+from tenmon.vision.slit.adapt import (AzimuthCorrection, choose_state_threshold, label_read_state,
                                       score, worse)
-from tenmon.vision.slit_labels import (FrameLabel, LabellerSettings, LabelWriter, SiteLabeller,
+from tenmon.vision.slit.labels import (FrameLabel, LabellerSettings, LabelWriter, SiteLabeller,
                                        read_labels, write_labels)
-from tenmon.vision.slit_types import SlitReading
+from tenmon.vision.slit.reading import SlitReading
 
 T0 = datetime(2026, 11, 21, 13, tzinfo=timezone.utc)
 

@@ -8,10 +8,10 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from tenmon.vision.ir_render import render, site_params
-from tenmon.vision.polar import StripMapper, to_gray
-from tenmon.vision.slit_classical import CLASSICAL_GEOMETRY as G
-from tenmon.vision.slit_opening import (DEFAULT_ROWS_MODEL, STATE_CLASSES, STATE_FEATURES,
+from tenmon.vision.slit.render import render, site_params
+from tenmon.vision.slit.polar import StripMapper, to_gray
+from tenmon.vision.slit.classical import CLASSICAL_GEOMETRY as G
+from tenmon.vision.slit.opening import (DEFAULT_ROWS_MODEL, STATE_CLASSES, STATE_FEATURES,
                                         OpeningReader, RowsModel, read_opening, row_features,
                                         row_labels, state_features)
 
@@ -87,7 +87,7 @@ def test_the_packaged_reader_reads_rendered_openings(frac):
 
 @pytest.mark.filterwarnings("ignore")  # sklearn: too few frames to converge or to fill 5 folds
 def test_the_training_recipe_runs_end_to_end_on_a_few_frames(tmp_path):
-    from tenmon.vision.slit_rows_train import (fit_rows_model, fit_state_model, rows_training_set,
+    from tenmon.vision.slit.training.rows import (fit_rows_model, fit_state_model, rows_training_set,
                                                state_training_set)
 
     x, y = rows_training_set(range(1_000_000, 1_000_004))
@@ -103,7 +103,7 @@ def test_the_training_recipe_runs_end_to_end_on_a_few_frames(tmp_path):
 
 
 def test_a_bad_weights_file_is_a_vision_error(tmp_path):
-    from tenmon.errors import VisionError
+    from tenmon.core.errors import VisionError
 
     with pytest.raises(VisionError, match="row classifier"):
         OpeningReader(tmp_path / "missing.json")

@@ -7,8 +7,8 @@ from datetime import datetime, timedelta, timezone
 import numpy as np
 import pytest
 
-from tenmon.vision.slit_tracker import SlitTracker, TrackerSettings
-from tenmon.vision.slit_types import SlitReading, angle_diff
+from tenmon.vision.slit.tracker import SlitTracker, TrackerSettings
+from tenmon.vision.slit.reading import SlitReading, angle_diff
 
 T0 = datetime(2026, 11, 22, 20, 0, tzinfo=timezone.utc)
 

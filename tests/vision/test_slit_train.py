@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tenmon.vision.polar import StripGeometry
-from tenmon.vision.slit_features import CLASSES, MODEL_GEOMETRY, slit_boxes
-from tenmon.vision.slit_train import TrainConfig, generate_dataset, render_sample
+from tenmon.vision.slit.polar import StripGeometry
+from tenmon.vision.slit.features import CLASSES, MODEL_GEOMETRY, slit_boxes
+from tenmon.vision.slit.training.detector import TrainConfig, generate_dataset, render_sample
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,7 +92,7 @@ socket.getaddrinfo = _blocked
 
 SMOKE = NO_NETWORK + r"""
 from pathlib import Path
-from tenmon.vision.slit_train import TrainConfig, train
+from tenmon.vision.slit.training.detector import TrainConfig, train
 out = Path(sys.argv[1])
 cfg = TrainConfig(n_train=6, n_val=3, epochs=1, batch=3, scale="p", workers=1, threads=1,
                   max_render_pixels=120_000)
@@ -126,8 +126,8 @@ def test_smoke_training_runs_offline_and_exports_a_usable_model(tmp_path):
     assert settings["sync"] is False
 
     # the exported model runs here, without torch, through the detector
-    from tenmon.vision.ir_render import render_random
-    from tenmon.vision.slit_detector import DetectorSettings, SlitDetector
+    from tenmon.vision.slit.render import render_random
+    from tenmon.vision.slit.detector import DetectorSettings, SlitDetector
 
     det = SlitDetector(DetectorSettings(model_path=model))
     assert det.has_model
@@ -138,8 +138,8 @@ def test_smoke_training_runs_offline_and_exports_a_usable_model(tmp_path):
 
 BAND_SMOKE = NO_NETWORK + r"""
 from pathlib import Path
-from tenmon.vision.slit_band_data import write_shard
-from tenmon.vision.slit_band_train import train
+from tenmon.vision.slit.band_data import write_shard
+from tenmon.vision.slit.training.band import train
 out = Path(sys.argv[1])
 (out / "data").mkdir()
 write_shard([1000000, 1000001], out / "data" / "band_1000000.npz")
@@ -164,10 +164,10 @@ def test_band_network_smoke_training_runs_offline_and_exports_a_usable_model(tmp
     assert json.loads((tmp_path / "band.json").read_text())["epochs"] == 1
 
     # the exported network runs here, without torch
-    from tenmon.vision.slit_band import BAND_T, BandReader
+    from tenmon.vision.slit.band import BAND_T, BandReader
 
     d = np.load(tmp_path / "data" / "band_1000002.npz")
-    from tenmon.vision.slit_band import band_input
+    from tenmon.vision.slit.band import band_input
 
     r = BandReader(model).read_input(band_input(d["band_pos"][0], d["valid_pos"][0], tuple(d["levels"][0])))
     assert 0.0 <= r.here <= 1.0 and r.row_probs.shape == (len(BAND_T), 3)

@@ -21,8 +21,8 @@ import pytest
 from astropy.table import Table
 from solve_synth import centre_error_arcsec
 
-from tenmon.errors import SolveError
-from tenmon.vision.skyrender import render_star_field, simple_wcs
+from tenmon.core.errors import SolveError
+from tenmon.vision.render.sky import render_star_field, simple_wcs
 from tenmon.vision.solve.astrometry_net import AstrometryNetWeb, LocalAstrometryNet
 from tenmon.config.vision import SolveFieldSettings, WebApiSettings
 from tenmon.vision.solve.base import SolveHint, describe_wcs

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from astropy.table import Table
 
-from tenmon.astro import separation_deg
-from tenmon.vision.skyrender import render_star_field, simple_wcs
+from tenmon.core.astro import separation_deg
+from tenmon.vision.render.sky import render_star_field, simple_wcs
 from tenmon.vision.solve.catalogs import (
     CatalogError,
     GaiaCatalog,

@@ -13,9 +13,9 @@ from astropy.wcs import WCS
 from pydantic import ValidationError
 from solve_synth import centre_error_arcsec, point_case
 
-from tenmon.errors import SolveError
+from tenmon.core.errors import SolveError
 from tenmon.daemon.schema import SOLVES_SCHEMA
-from tenmon.vision.pointing import read_solve_log
+from tenmon.pointing.model import read_solve_log
 from tenmon.vision.solve.base import SolveHint, SolveResult, Solver, insert_solve, solve_row, wcs_from_json
 from tenmon.vision.solve.catalogs import SimulatedSky
 from tenmon.vision.solve.chain import SolverChain, build_chain

@@ -11,7 +11,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 from solve_synth import angle_diff, centre_error_arcsec, point_case
 
-from tenmon.vision.skyrender import render_star_field, simple_wcs
+from tenmon.vision.render.sky import render_star_field, simple_wcs
 from tenmon.vision.solve.base import SolveHint, describe_wcs
 from tenmon.vision.solve.catalogs import SimulatedSky
 from tenmon.vision.solve.detect import detect_sources
@@ -151,7 +151,7 @@ def test_result_json_has_the_cli_fields():
 
 
 def test_bad_source_table_is_a_solve_error():
-    from tenmon.errors import SolveError
+    from tenmon.core.errors import SolveError
 
     with pytest.raises(SolveError, match="no 'x' column"):
         HintedSolver(SKY).solve(Table({"u": [1.0]}), (10, 10), SolveHint(1.0, 1.0, scale_arcsec=1.0))

@@ -10,7 +10,7 @@ import pytest
 from astropy.time import Time
 
 from tenmon.daemon.schema import SOLVES_SCHEMA
-from tenmon.vision.pointing import read_solve_log
+from tenmon.pointing.model import read_solve_log
 from tenmon.vision.solve.base import SolveResult, insert_solve, solve_row
 
 JST = timezone(timedelta(hours=9))
@@ -29,8 +29,8 @@ def test_solve_row_writes_z_that_astropy_reads():
 
 def test_frame_service_rows_write_z():
     """The frame service writes its own solves rows: the same form (its mid-exposure time)."""
-    from tenmon.daemon.frames import _mid_exposure
-    from tenmon.timefmt import utc_iso
+    from tenmon.daemon.services.frames import _mid_exposure
+    from tenmon.core.timefmt import utc_iso
 
     mid = _mid_exposure("2026-11-21T12:00:00", 10.0)
     assert utc_iso(mid) == "2026-11-21T12:00:05.000Z"

@@ -9,10 +9,10 @@ import pytest
 from astropy.table import Table
 from scipy.spatial import cKDTree
 
-from tenmon.errors import VisionError
-from tenmon.vision import skyrender as sr
-from tenmon.vision import sources as src
-from tenmon.vision.sources import SourceFlag
+from tenmon.core.errors import VisionError
+from tenmon.vision.render import sky as sr
+from tenmon.vision.frames import sources as src
+from tenmon.vision.frames.sources import SourceFlag
 
 
 def _field(seed, *, n=768, fwhm=2.5, psf="moffat", density=120000, **kw):

@@ -9,8 +9,8 @@ import pytest
 from astropy.table import Table
 from scipy.spatial import cKDTree
 
-from tenmon.vision import skyrender as sr
-from tenmon.vision import sources as src
+from tenmon.vision.render import sky as sr
+from tenmon.vision.frames import sources as src
 
 
 def _grid_frame(seed, *, n=256, step=21, mag=(17.0, 19.3), fwhm=2.5, psf="moffat", pairs_px=None):

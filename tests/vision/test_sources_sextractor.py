@@ -10,9 +10,9 @@ import pytest
 from astropy.io import fits
 from scipy.spatial import cKDTree
 
-from tenmon.vision import sources as src
-from tenmon.vision.sextractor import agreement, find_program, run_sextractor
-from tenmon.vision.skyrender import render_star_field, simple_wcs
+from tenmon.vision.frames import sources as src
+from tenmon.vision.frames.sextractor import agreement, find_program, run_sextractor
+from tenmon.vision.render.sky import render_star_field, simple_wcs
 from tenmon.vision.solve.catalogs import SimulatedSky
 from tenmon.vision.solve.detect import detect_sources, header_gain_saturation
 
@@ -55,7 +55,7 @@ def test_frame_fwhm_is_not_a_cosmic_ray(test_data, caplog):
     # A real HSC cut-out with its cosmic rays left in (as `tenmon solve` sees a raw frame): the
     # frame's FWHM is the stars' (~3 px), not the fit's floor of 0.5 px from a cosmic ray.
     img, _ = _read(test_data / "sources" / "hsc_crs.fits")
-    with caplog.at_level(logging.WARNING, logger="tenmon.vision.sources"):
+    with caplog.at_level(logging.WARNING, logger="tenmon.vision.frames.sources"):
         t = detect_sources(img)
     assert 2.0 < t.meta["fwhm_px"] < 4.5, t.meta["fwhm_px"]
     assert "doubtful" not in caplog.text
@@ -68,7 +68,7 @@ def test_solver_extraction_uses_the_frames_fwhm_on_a_raw_frame(caplog):
     wcs = simple_wcs((210.0, 54.0), shape=shape, pixel_scale_arcsec=1.28, rotation_deg=117.0, flip=True)
     frame = render_star_field(wcs=wcs, stars=sky.stars_for_wcs(wcs, shape), shape=shape, fwhm_px=2.2, seed=41)
     hdr = fits.Header({"GAIN": 1.5, "SATURATE": 60000.0})
-    with caplog.at_level(logging.WARNING, logger="tenmon.vision.sources"):
+    with caplog.at_level(logging.WARNING, logger="tenmon.vision.frames.sources"):
         t = detect_sources(frame.image, header=hdr)
     assert abs(t.meta["fwhm_px"] - 2.2) < 0.4, t.meta["fwhm_px"]
     assert "doubtful" not in caplog.text

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import importlib.util
 
-from tenmon.errors import ArchiveError
+from tenmon.core.errors import ArchiveError
 
 #: The modules of the ``archive`` extra and the PyPI name of each.
 EXTRA_MODULES = {"pyarrow": "pyarrow", "dask": "dask", "distributed": "distributed",

@@ -28,9 +28,9 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from tenmon import offline
-from tenmon.astro import separation_deg
-from tenmon.atomicfile import atomic_write, usual_mode
+from tenmon.core import offline
+from tenmon.core.astro import separation_deg
+from tenmon.core.atomicfile import atomic_write, usual_mode
 
 offline.configure()
 

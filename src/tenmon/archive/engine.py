@@ -20,7 +20,7 @@ import logging
 from typing import Any, Callable, Iterable, Iterator
 
 from tenmon.archive import require
-from tenmon.errors import ArchiveError
+from tenmon.core.errors import ArchiveError
 
 log = logging.getLogger(__name__)
 

@@ -25,7 +25,7 @@ from typing import Any
 
 from astropy.io import fits
 
-from tenmon import offline
+from tenmon.core import offline
 
 offline.configure()
 

@@ -92,7 +92,7 @@ class DaemonArchiveSink:
         from tenmon.archive import index as idx
         from tenmon.archive.work import pipeline_version
         from tenmon.archive.writer import ArchiveWriter, utc_iso
-        from tenmon.clock import RealClock
+        from tenmon.core.clock import RealClock
 
         clock = self.clock or RealClock()
         try:
@@ -217,8 +217,8 @@ def _product_shape(products: dict[str, Any]) -> tuple[int, int] | None:
 
 
 def _trimmed_shape(header: Any, shape: tuple[int, int]) -> tuple[int, int]:
-    from tenmon.errors import VisionError
-    from tenmon.vision.calibration import parse_section
+    from tenmon.core.errors import VisionError
+    from tenmon.vision.frames.calibration import parse_section
 
     trim = header.get("TRIMSEC") or header.get("DATASEC")
     if trim:

@@ -19,7 +19,7 @@ import sqlite3
 from pathlib import Path
 from typing import Any, Iterable
 
-from tenmon.errors import ArchiveError
+from tenmon.core.errors import ArchiveError
 
 INDEX_NAME = "index.sqlite"
 SCHEMA_VERSION = 1

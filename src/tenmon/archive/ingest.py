@@ -22,7 +22,7 @@ from tenmon.archive import require
 from tenmon.archive.walk import discover, masters_for, masters_key
 from tenmon.archive.work import ArchiveSettings, pipeline_version, process_task
 from tenmon.archive.writer import ArchiveWriter, utc_iso
-from tenmon.clock import Clock, RealClock
+from tenmon.core.clock import Clock, RealClock
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from tenmon.archive import index as idx
-from tenmon.errors import ArchiveError
+from tenmon.core.errors import ArchiveError
 
 #: The columns of a light-curve row (``tenmon archive query --json``).
 LIGHT_CURVE_FIELDS = ("mjd", "night", "filter", "mag", "mag_err", "flux", "flux_err", "sep_arcsec", "x", "y",
@@ -37,7 +37,7 @@ def _frames_near(conn: sqlite3.Connection, ra: float, dec: float, radius_deg: fl
         "WHERE dec_deg BETWEEN ? AND ? AND ra_deg IS NOT NULL", (dec - band, dec + band)).fetchall()
     if not rows:
         return []
-    from tenmon.astro import separation_deg
+    from tenmon.core.astro import separation_deg
 
     d = separation_deg(np.array([r["ra_deg"] for r in rows]), np.array([r["dec_deg"] for r in rows]), ra, dec)
     rad = np.array([r["radius_deg"] or 0.0 for r in rows])

@@ -28,7 +28,7 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table, vstack
 
-from tenmon.vision import skyrender
+from tenmon.vision.render import sky as skyrender
 from tenmon.vision.solve.catalogs import SimulatedSky
 
 FIELD = (150.0, 20.0)

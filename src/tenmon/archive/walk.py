@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from tenmon.errors import ArchiveError
+from tenmon.core.errors import ArchiveError
 
 #: File names the walk takes for frames (lower-cased ``endswith``).
 FRAME_SUFFIXES = (".fits", ".fit", ".fts", ".fits.gz", ".fit.gz", ".fts.gz", ".fz")

@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 #: The index rows' schema revision: bump when the meaning of a stored value changes.
 SCHEMA_REVISION = 1
 #: Source files whose code makes the archive's numbers (their hash is part of the pipeline version).
-_PIPELINE_SOURCES = ("vision/pipeline.py", "vision/calibration.py", "vision/cosmics.py", "vision/sources.py",
+_PIPELINE_SOURCES = ("vision/frames/pipeline.py", "vision/frames/calibration.py", "vision/frames/cosmics.py", "vision/frames/sources.py",
                      "vision/solve/hinted.py", "vision/solve/chain.py", "vision/solve/wcsfit.py",
                      "vision/solve/astrometry_net.py", "vision/solve/frames.py",
                      "vision/solve/header_solver.py", "archive/work.py", "archive/headers.py")
@@ -122,7 +122,7 @@ def _settings(settings_json: str) -> ArchiveSettings:
 
 
 def _masters(directory: str | None, key: str):
-    from tenmon.vision import calibration
+    from tenmon.vision.frames import calibration
 
     if not directory:
         return calibration.Masters()
@@ -178,7 +178,7 @@ def process_task(task: dict[str, Any]) -> dict[str, Any]:
     try:
         res = _run_pipeline(path, s, task, facts)
     except Exception as exc:  # noqa: BLE001 - every failure of a frame is recorded, never raised
-        from tenmon.errors import VisionError
+        from tenmon.core.errors import VisionError
 
         kind = "unreadable" if isinstance(exc, VisionError) and "cannot read" in str(exc) else "pipeline"
         out["reasons"].append(f"{kind}: {type(exc).__name__}: {exc}" if kind == "pipeline" else f"{kind}: {exc}")
@@ -231,7 +231,7 @@ def scan_image_header(path: str):
 
 
 def _run_pipeline(path: str, s: ArchiveSettings, task: dict, facts) -> dict[str, Any]:
-    from tenmon.vision.pipeline import process_frame
+    from tenmon.vision.frames.pipeline import process_frame
     from tenmon.vision.solve.header_solver import header_solver
 
     masters = _masters(task.get("masters"), task.get("masters_key", ""))
@@ -287,7 +287,7 @@ def footprint(wcs, shape: tuple[int, int]) -> dict[str, Any]:
                     [-0.5, ny - 0.5]])
     w = wcs.all_pix2world(pix, 0)
     ra0, dec0 = float(w[0, 0]) % 360.0, float(w[0, 1])
-    from tenmon.astro import separation_deg
+    from tenmon.core.astro import separation_deg
 
     r = float(np.max(separation_deg(w[1:, 0], w[1:, 1], ra0, dec0)))
     return {"ra_deg": ra0, "dec_deg": dec0, "radius_deg": r,

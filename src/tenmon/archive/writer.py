@@ -23,8 +23,8 @@ import pyarrow as pa
 
 from tenmon.archive import detections as det
 from tenmon.archive import index as idx
-from tenmon.clock import Clock, RealClock
-from tenmon import timefmt
+from tenmon.core.clock import Clock, RealClock
+from tenmon.core import timefmt
 
 log = logging.getLogger(__name__)
 

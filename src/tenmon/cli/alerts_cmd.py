@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tenmon.errors import ConfigError, TenmonError
+from tenmon.core.errors import ConfigError, TenmonError
 
 
 def _settings(args):

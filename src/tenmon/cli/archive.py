@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from tenmon.errors import ArchiveError, TenmonError
+from tenmon.core.errors import ArchiveError, TenmonError
 
 DEFAULT_ARCHIVE = Path("archive")
 

@@ -9,7 +9,7 @@ import time
 from typing import Any
 
 from tenmon.cli.client import client_for, resolve_url
-from tenmon.errors import ApiError, TenmonError
+from tenmon.core.errors import ApiError, TenmonError
 
 PATH = "/center"
 FINAL = ("done", "failed", "aborted")

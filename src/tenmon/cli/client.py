@@ -11,11 +11,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-from tenmon.errors import ApiError
+from tenmon.core.errors import ApiError
 
 DEFAULT_URL = "http://127.0.0.1:8470"
 DEFAULT_CONFIG = Path("/etc/tenmon/tenmon.toml")
-TOKEN_FILE_NAME = "api.token"  # as tenmon.daemon.api_access.TOKEN_FILE_NAME
+TOKEN_FILE_NAME = "api.token"  # as tenmon.daemon.api.access.TOKEN_FILE_NAME
 
 
 def _site_config(config: str | None) -> tuple[Path, dict[str, Any]] | None:

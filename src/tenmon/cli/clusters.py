@@ -7,7 +7,7 @@ import io
 import json
 from pathlib import Path
 
-from tenmon.errors import TenmonError
+from tenmon.core.errors import TenmonError
 
 _FORMATS = {
     ".ecsv": "ascii.ecsv",
@@ -105,7 +105,7 @@ def _first_table_hdu(path: Path) -> int:
 
 def write_table(table, path: Path) -> None:
     """Write ``table`` atomically, the format from the suffix (ECSV when unknown)."""
-    from tenmon.vision.products import atomic_write
+    from tenmon.vision.frames.products import atomic_write
 
     fmt = _FORMATS.get(path.suffix.lower(), "ascii.ecsv")
     if fmt == "ascii.ecsv" or fmt == "ascii.csv":
@@ -123,7 +123,7 @@ def write_table(table, path: Path) -> None:
 
 
 def _clusters(args: argparse.Namespace) -> int:
-    from tenmon.vision.clusters import TableClusterSettings, cluster_table
+    from tenmon.vision.frames.clusters import TableClusterSettings, cluster_table
 
     table = read_table(args.table, args.format)
     features = [c.strip() for c in args.features.split(",") if c.strip()] if args.features else None

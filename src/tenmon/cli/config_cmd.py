@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from tenmon.config.loader import load_config
-from tenmon.errors import ConfigError
+from tenmon.core.errors import ConfigError
 
 
 def cmd_validate(args) -> int:

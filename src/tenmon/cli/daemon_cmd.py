@@ -8,11 +8,11 @@ import sys
 from pathlib import Path
 
 from tenmon.config.loader import DEFAULT_PATH, load_config, simulated_config_path
-from tenmon.errors import ConfigError
+from tenmon.core.errors import ConfigError
 
 
 def cmd_daemon(args) -> int:
-    from tenmon import offline
+    from tenmon.core import offline
 
     offline.configure()
     env = dict(os.environ)
@@ -60,7 +60,7 @@ def cmd_daemon(args) -> int:
         url = f"http://{cfg.api.host}:{cfg.api.port}"
         tenmon = "tenmon" if not Path(".venv/bin/tenmon").exists() else ".venv/bin/tenmon"
         port_opt = "" if cfg.api.port == 8470 else f" --url {url}"
-        from tenmon.daemon.api_access import default_token_path
+        from tenmon.daemon.api.access import default_token_path
 
         token = (f"${cfg.api.token_env}" if cfg.api.token_env
                  else default_token_path(cfg.api, cfg.paths.data_dir))

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from tenmon.errors import ConfigError, TenmonError, VisionError
+from tenmon.core.errors import ConfigError, TenmonError, VisionError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -156,7 +156,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Render a seeded training set with the IR renderer, train the YOLO slit detector "
             "from scratch with ultralytics (offline), export it to ONNX, evaluate it on the "
             "validation frames and write a report. Needs the 'train' extra in its own "
-            "environment (see tenmon.vision.slit_train). Same options, same model."),
+            "environment (see tenmon.vision.slit.training.detector). Same options, same model."),
     )
     t.add_argument("--out", type=Path, default=Path("runs/slit"), metavar="DIR", help="working directory")
     t.add_argument("--frames", type=int, default=None, help="training frames (default 2500; band: 10000, as shipped)")
@@ -185,7 +185,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load_calibrations(path: Path):
-    from tenmon.vision.slit_types import Calibration, load_json
+    from tenmon.vision.slit.reading import Calibration, load_json
 
     data = load_json(path)
     if not isinstance(data, dict):
@@ -211,7 +211,7 @@ def _calibration_for(image: Path, single, table, path: Path):
 
 
 def _detector(args):
-    from tenmon.vision.slit_detector import DetectorSettings, SlitDetector
+    from tenmon.vision.slit.detector import DetectorSettings, SlitDetector
 
     model = getattr(args, "model", None)
     if model is not None and Path(model).is_dir():
@@ -262,7 +262,7 @@ def annotate(image, calibration, reading):
     import cv2
     import numpy as np
 
-    from tenmon.vision.polar import dome_to_pixels
+    from tenmon.vision.slit.polar import dome_to_pixels
 
     out = image.copy() if image.ndim == 3 else cv2.cvtColor(image, cv2.COLOR_GRAY2BGR)
     h, w = out.shape[:2]
@@ -313,7 +313,7 @@ def _write_annotated(folder: Path, path: Path, image, calibration, reading) -> P
 
 def _calibrate(args) -> int:
     from tenmon.vision.images import read_image
-    from tenmon.vision.ir_calibration import calibrate
+    from tenmon.vision.slit.calibration import calibrate
 
     if len(args.azimuth) != len(args.images):
         raise ConfigError(f"{len(args.images)} images but {len(args.azimuth)} --azimuth values: "
@@ -347,8 +347,8 @@ def _calibrate(args) -> int:
 
 def _watch(args) -> int:
     from tenmon.drivers.ir_camera import open_source
-    from tenmon.vision.slit_tracker import SlitTracker
-    from tenmon.vision.slit_types import Calibration
+    from tenmon.vision.slit.tracker import SlitTracker
+    from tenmon.vision.slit.reading import Calibration
 
     device, cal_path, model = _configured_camera(args)
     if cal_path is None:
@@ -410,7 +410,7 @@ def _configured_camera(args) -> tuple[str, Path | None, Path | None]:
 
 def _collect(args) -> int:
     from tenmon.cli.client import client_for, resolve_url
-    from tenmon.errors import ApiError
+    from tenmon.core.errors import ApiError
 
     client = client_for(args)
     try:
@@ -439,12 +439,12 @@ def _collect(args) -> int:
 def _adapt(args) -> int:
     import importlib.util
 
-    from tenmon.vision.slit_types import Calibration
+    from tenmon.vision.slit.reading import Calibration
 
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnx") is None:
         raise TenmonError("adapting needs the 'train' extra (torch, onnx) in its own environment: "
                           "run .venv-train/bin/tenmon encoder adapt ...")
-    from tenmon.vision import slit_adapt
+    from tenmon.vision.slit import adapt as slit_adapt
 
     cal = Calibration.load(args.calibration)
     if not 0.1 <= args.held_back <= 0.6:
@@ -472,7 +472,7 @@ def _adapt(args) -> int:
 
 
 def _print_adapt(report: dict) -> None:
-    from tenmon.vision.slit_adapt import summary_line
+    from tenmon.vision.slit.adapt import summary_line
 
     print(f"held back to judge: {report['judge']} frames (learnt from {report['learn']}, "
           f"calibrated on {report['calibrate']})")
@@ -486,7 +486,7 @@ def _print_adapt(report: dict) -> None:
 
 
 def _train(args) -> int:
-    from tenmon.vision import slit_train
+    from tenmon.vision.slit.training import detector as slit_train
 
     if args.what == "band":
         return _train_band(args)
@@ -495,7 +495,7 @@ def _train(args) -> int:
 
     if not slit_train.ultralytics_available():
         raise TenmonError("training needs the 'train' extra (torch, ultralytics, onnx) in its own "
-                          "environment; see the docstring of tenmon.vision.slit_train")
+                          "environment; see the docstring of tenmon.vision.slit.training.detector")
     cfg = slit_train.TrainConfig(n_train=args.frames, n_val=args.val_frames, epochs=args.epochs,
                                  batch=args.batch, scale=args.scale, seed=args.seed,
                                  workers=args.workers, threads=args.threads,
@@ -517,14 +517,14 @@ def _train(args) -> int:
 def _train_band(args) -> int:
     import importlib.util
 
-    from tenmon.vision import slit_band_data
-    from tenmon.vision.slit_band import DEFAULT_BAND_MODEL
-    from tenmon.vision.slit_train import TRAIN_SEED_BASE
+    from tenmon.vision.slit import band_data as slit_band_data
+    from tenmon.vision.slit.band import DEFAULT_BAND_MODEL
+    from tenmon.vision.slit.training.detector import TRAIN_SEED_BASE
 
     if importlib.util.find_spec("torch") is None or importlib.util.find_spec("onnx") is None:
         raise TenmonError("training the band network needs the 'train' extra (torch, onnx) in its own "
-                          "environment; see the docstring of tenmon.vision.slit_band_train")
-    from tenmon.vision import slit_band_train
+                          "environment; see the docstring of tenmon.vision.slit.training.band")
+    from tenmon.vision.slit.training import band as slit_band_train
 
     frames = 10000 if args.frames is None else args.frames
     epochs = 16 if args.epochs is None else args.epochs
@@ -546,7 +546,7 @@ def _train_band(args) -> int:
 
 def evaluate_model(model_path: Path, out_dir: Path, n: int = 100) -> dict[str, Any]:
     """The encoder's figures on validation seeds (the training report's evaluation)."""
-    from tenmon.vision.slit_eval import evaluate_frames
-    from tenmon.vision.slit_train import VAL_SEED_BASE
+    from tenmon.vision.slit.evaluate import evaluate_frames
+    from tenmon.vision.slit.training.detector import VAL_SEED_BASE
 
     return evaluate_frames(range(VAL_SEED_BASE, VAL_SEED_BASE + n), model_path=model_path).summary()

@@ -9,7 +9,7 @@ import multiprocessing
 import sys
 from pathlib import Path
 
-from tenmon.errors import TenmonError, VisionError
+from tenmon.core.errors import TenmonError, VisionError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,7 +63,7 @@ def collect_frames(paths: list[Path], *, recursive: bool = False) -> list[Path]:
     Raises:
         VisionError: for a path that does not exist, or when no frame is found.
     """
-    from tenmon.vision.pipeline import is_fits_name
+    from tenmon.vision.frames.pipeline import is_fits_name
 
     out: list[Path] = []
     for p in paths:
@@ -121,7 +121,7 @@ def build_settings(args: argparse.Namespace):
 
 
 def _run(path: str, out: str, settings_json: str) -> dict:
-    from tenmon.vision.pipeline import process_frame
+    from tenmon.vision.frames.pipeline import process_frame
     from tenmon.config.vision import PipelineSettings
 
     s = PipelineSettings.model_validate_json(settings_json)

@@ -9,7 +9,7 @@ import os
 import sys
 
 from tenmon import __version__
-from tenmon.errors import TenmonError
+from tenmon.core.errors import TenmonError
 
 #: Each command, the module whose ``register(subparsers)`` adds it, and its one-line help.
 #: Only the module of the command being run is imported, so `tenmon status` at 3 a.m. does

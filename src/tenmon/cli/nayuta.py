@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tenmon.cli.client import client_for, resolve_url
-from tenmon.errors import ApiError, TenmonError
+from tenmon.core.errors import ApiError, TenmonError
 
 #: Exit status when the frames were read but the target was not located (1 is kept for errors).
 EXIT_NOT_LOCATED = 2

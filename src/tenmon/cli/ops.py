@@ -11,9 +11,9 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Callable
 
 from tenmon.cli.client import ApiClient, client_for
-from tenmon.errors import ApiError, TenmonError
+from tenmon.core.errors import ApiError, TenmonError
 from tenmon.statusview import format_text
-from tenmon.timefmt import parse_utc, utc_iso
+from tenmon.core.timefmt import parse_utc, utc_iso
 
 
 class WaitFailed(TenmonError):

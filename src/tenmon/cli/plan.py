@@ -133,7 +133,7 @@ def _date(text: str) -> date:
 # ---------------------------------------------------------------------------- plan
 def plan_handler(args: argparse.Namespace) -> int:
     """Plan a night and print it. Returns the exit code (0)."""
-    from tenmon.errors import ConfigError
+    from tenmon.core.errors import ConfigError
     from tenmon.scheduler.errors import SchedulerError
     from tenmon.scheduler.night import local_night_date, night_for_date
     from tenmon.scheduler.planner import plan_night
@@ -198,7 +198,7 @@ def _site(args: argparse.Namespace) -> Any:
     import astropy.units as u
     from astropy.coordinates import EarthLocation
 
-    from tenmon.errors import ConfigError
+    from tenmon.core.errors import ConfigError
 
     if not -90.0 <= args.site_lat <= 90.0:
         raise ConfigError(f"--site-lat {args.site_lat} is outside -90..90 deg")

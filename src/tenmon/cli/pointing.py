@@ -8,8 +8,8 @@ import math
 import sys
 from pathlib import Path
 
-from tenmon.errors import TenmonError
-from tenmon.vision import pointing as P
+from tenmon.core.errors import TenmonError
+from tenmon.pointing import model as P
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

@@ -33,8 +33,8 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from tenmon.errors import ConfigError, TenmonError
-from tenmon.timefmt import utc_iso
+from tenmon.core.errors import ConfigError, TenmonError
+from tenmon.core.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -259,7 +259,7 @@ def night_window(opts: SimulationOptions, config, scheduler) -> tuple[datetime, 
 
 
 def _location(config):
-    from tenmon import offline
+    from tenmon.core import offline
 
     offline.configure()
     import astropy.units as u
@@ -323,7 +323,7 @@ def synthetic_targets(night: date, config, scheduler, *, n: int, exposure_s: flo
     priorities 1-3, named ``SIM-001``..."""
     import numpy as np
 
-    from tenmon.astro import lst_deg
+    from tenmon.core.astro import lst_deg
     from tenmon.scheduler.night import night_for_date
     from tenmon.scheduler.targets import Target
 
@@ -405,7 +405,7 @@ def run_simulated_night(opts: SimulationOptions) -> dict[str, Any]:
 
 async def _run(opts: SimulationOptions) -> dict[str, Any]:
     from tenmon.daemon.compose import build_observatory
-    from tenmon.daemon.night import night_report
+    from tenmon.daemon.services.night import night_report
     from tenmon.scheduler.errors import NoNightError
     from tenmon.scheduler import queue as target_queue
     from tenmon.scheduler.targets import load_targets
@@ -529,7 +529,7 @@ def _keep_state(store, state_dir: Path, keep: Path) -> None:
 def _install(obs, cfg, sections):
     """Night operations with this run's settings (replacing any the composition root
     installed with the config's)."""
-    from tenmon.daemon.night import install_night_operations, uninstall_night_operations
+    from tenmon.daemon.services.night import install_night_operations, uninstall_night_operations
 
     uninstall_night_operations(obs)
     if "night" not in sections:

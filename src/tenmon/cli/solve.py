@@ -8,7 +8,7 @@ import math
 import sys
 from pathlib import Path
 
-from tenmon.errors import TenmonError
+from tenmon.core.errors import TenmonError
 from tenmon.vision.solve.base import RESULT_FIELDS, SolveHint
 from tenmon.vision.solve.catalogs import CatalogProvider, LocalFileCatalog, SimulatedSky
 from tenmon.vision.solve.chain import build_chain

@@ -12,7 +12,7 @@ from typing import Any, Mapping
 from pydantic import ValidationError
 
 from tenmon.config.models import TenmonConfig, wiring_problems
-from tenmon.errors import ConfigError
+from tenmon.core.errors import ConfigError
 
 DEFAULT_PATH = Path("/etc/tenmon/tenmon.toml")
 ENV_PREFIX = "TENMON_"

@@ -12,7 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from tenmon.errors import ConfigError
+from tenmon.core.errors import ConfigError
 
 
 def section(config: Any, name: str, model: type[BaseModel], given: Any = None) -> Any:

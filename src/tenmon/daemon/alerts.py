@@ -32,7 +32,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenmon.clock import Clock, RealClock
+from tenmon.core.clock import Clock, RealClock
 from tenmon.config.models import AlertsConfig
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tenmon.clock import Clock, FakeClock, RealClock
+from tenmon.core.clock import Clock, FakeClock, RealClock
 from tenmon.config.models import SimulatedMountConfig, TenmonConfig
 from tenmon.daemon.device_factory import build_mount, build_weather, is_network
 from tenmon.daemon.observatory import Observatory
@@ -23,8 +23,8 @@ from tenmon.drivers import registry
 from tenmon.drivers.cover import RelayCover
 from tenmon.drivers.dome import RelayDome
 from tenmon.drivers.slit import RelaySlit
-from tenmon.errors import DeviceNotFound
-from tenmon.timefmt import parse_utc, utc_iso
+from tenmon.core.errors import DeviceNotFound
+from tenmon.core.timefmt import parse_utc, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +167,7 @@ def _assemble(config, clock, store, banks, encoder, weather, mount, switches, *,
     obs = Observatory(config, clock, store, banks=banks, encoder=encoder, weather=weather,
                       mount=mount, dome=dome, slit=slit, cover=cover, world=world, sim=sim,
                       mount_inline=mount_inline)
-    from tenmon.daemon.encoder_collect import install_encoder_collect
+    from tenmon.daemon.services.encoder_collect import install_encoder_collect
 
     install_encoder_collect(obs)  # labelled IR frames for `tenmon encoder adapt` ([encoder] collect)
     return obs
@@ -197,16 +197,16 @@ def install_centring(obs: Observatory, night_ops, *, settings=None, nayuta: Any 
         locate_executor: for tests: where slit-viewer frames are located (default a thread).
 
     Returns:
-        The :class:`~tenmon.daemon.centring.CentringService` (``.nayuta`` is the
+        The :class:`~tenmon.daemon.services.centring.CentringService` (``.nayuta`` is the
         ``NayutaService`` or ``None``).
 
     Raises:
         ConfigError: a section does not validate, or there are no night operations.
     """
     from tenmon.config.sections import section
-    from tenmon.daemon.centring import CentringService, centring_routes
+    from tenmon.daemon.services.centring import CentringService, centring_routes
     from tenmon.config.services import CentringServiceSettings
-    from tenmon.errors import ConfigError
+    from tenmon.core.errors import ConfigError
 
     existing = getattr(obs, "centring", None)
     if existing is not None:
@@ -244,10 +244,10 @@ def _install_nayuta(obs: Observatory, centring, night_ops, *, settings=None, exe
     from concurrent.futures import ThreadPoolExecutor
 
     from tenmon.config.sections import section
-    from tenmon.daemon.nayuta_service import NayutaService, feed_problem, nayuta_routes
+    from tenmon.daemon.services.nayuta import NayutaService, feed_problem, nayuta_routes
     from tenmon.config.services import NayutaDaemonSettings
     from tenmon.drivers.nayuta_feed import make_feed
-    from tenmon.errors import ConfigError, DeviceError
+    from tenmon.core.errors import ConfigError, DeviceError
 
     existing = getattr(obs, "nayuta", None)
     if existing is not None:

@@ -22,7 +22,7 @@ import time
 from array import array
 from typing import Callable
 
-from tenmon.clock import FakeClock
+from tenmon.core.clock import FakeClock
 
 #: How long a held loop sleeps before asking ``hold()`` again (wall seconds).
 HOLD_POLL_S = 0.002

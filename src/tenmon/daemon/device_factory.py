@@ -4,7 +4,7 @@ The composition root (``compose.py``) and night operations (``night.py``) ask he
 mount, the weather sensor, the camera, the focuser and the filter wheel when their section names
 a standard server (``type = "alpaca"`` or ``type = "indi"``). Nothing here falls back to a
 simulator: a backend that is not installed, or a server that is not there, is a
-:class:`~tenmon.errors.DeviceNotFound` naming the section and the address.
+:class:`~tenmon.core.errors.DeviceNotFound` naming the section and the address.
 
 Each backend package offers the same five builders, each returning a device that is not yet
 connected (the caller calls ``connect()``, which raises DeviceNotFound naming the server)::
@@ -29,10 +29,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.drivers.camera_fits import FrameSite, HeaderContext
 from tenmon.drivers.registry import BACKENDS  # type -> package (re-exported)
-from tenmon.errors import DeviceNotFound
+from tenmon.core.errors import DeviceNotFound
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from tenmon.astro import radec_to_altaz, wrap180
+from tenmon.core.astro import radec_to_altaz, wrap180
 from tenmon.config.services import DomeGeometry
 
 log = logging.getLogger(__name__)

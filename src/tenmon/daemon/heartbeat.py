@@ -26,10 +26,10 @@ from typing import Any
 
 import gpiozero
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.config.models import HeartbeatConfig
 from tenmon.drivers.gpio_inputs import resolve_pin_factory
-from tenmon.errors import DeviceNotFound
+from tenmon.core.errors import DeviceNotFound
 
 log = logging.getLogger(__name__)
 

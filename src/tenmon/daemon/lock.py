@@ -16,7 +16,7 @@ import fcntl
 import os
 from pathlib import Path
 
-from tenmon.errors import TenmonError
+from tenmon.core.errors import TenmonError
 
 LOCK_FILE = "tenmon.lock"
 

@@ -11,7 +11,7 @@ import threading
 from typing import Any
 
 from tenmon.drivers.base import MountState
-from tenmon.errors import DeviceError
+from tenmon.core.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ Everything here runs on the event-loop thread, one ``tick()`` at a time, so no s
 between threads. Nothing here waits on storage: events, history and daemon state go to the
 store's writer thread (``daemon.store``), and ``emit`` never raises. Commands (from the HTTP API,
 the sequencer, the night's jobs) are plain methods that check safety first and raise
-:class:`~tenmon.errors.CommandRefused` with a stable code. Every open (slit or cover) goes
+:class:`~tenmon.core.errors.CommandRefused` with a stable code. Every open (slit or cover) goes
 through :meth:`Observatory.check_open`, the one place that refuses it while unsafe, while the
 supervisor is closing, or during the reopen hold-off.
 """
@@ -16,18 +16,18 @@ import math
 from typing import Any, Callable
 
 from tenmon import __version__
-from tenmon.astro import lst_deg, radec_to_altaz, sun_altitude_deg
-from tenmon.clock import Clock
+from tenmon.core.astro import lst_deg, radec_to_altaz, sun_altitude_deg
+from tenmon.core.clock import Clock
 from tenmon.config.models import TenmonConfig
 from tenmon.daemon.safety import SafetyInputs, SafetyVerdict, evaluate
 from tenmon.daemon.storage import StorageWatch
 from tenmon.daemon.store import Store
-from tenmon.timefmt import utc_iso
+from tenmon.core.timefmt import utc_iso
 from tenmon.daemon.supervisor import HOLD_OFF_KEY, Devices, ReopenHoldOff, SafetySupervisor
 from tenmon.daemon.watch import ActuatorWatch
 from tenmon.drivers.base import MountState, ShutterState
 from tenmon.drivers.motion import EncoderView
-from tenmon.errors import CommandRefused, DeviceError
+from tenmon.core.errors import CommandRefused, DeviceError
 
 log = logging.getLogger(__name__)
 

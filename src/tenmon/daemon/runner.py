@@ -30,17 +30,17 @@ from pathlib import Path
 
 from aiohttp import web
 
-from tenmon.clock import RealClock
+from tenmon.core.clock import RealClock
 from tenmon.config.models import TenmonConfig
 from tenmon.daemon.alerts import AlertManager
-from tenmon.daemon.api import build_app
+from tenmon.daemon.api.server import build_app
 from tenmon.daemon.compose import build_observatory
 from tenmon.daemon.control_loop import ControlLoop
 from tenmon.daemon.heartbeat import Heartbeat, close_failed, open_heartbeat
 from tenmon.daemon.lock import DaemonLock
 from tenmon.daemon.notify import SystemdNotifier
 from tenmon.daemon.observatory import Observatory
-from tenmon.errors import DeviceError, TenmonError
+from tenmon.core.errors import DeviceError, TenmonError
 
 log = logging.getLogger(__name__)
 
@@ -136,7 +136,7 @@ async def _serve(obs: Observatory, config: TenmonConfig, notifier: SystemdNotifi
     # The camera, the frame service (process pool), the night's jobs and sequencer (when
     # [night] enabled), centring and Nayuta following: all driven by the control tick.
     from tenmon.daemon.compose import install_centring
-    from tenmon.daemon.night import install_night_operations
+    from tenmon.daemon.services.night import install_night_operations
 
     try:
         night = install_night_operations(obs, config)
@@ -160,7 +160,7 @@ async def _serve(obs: Observatory, config: TenmonConfig, notifier: SystemdNotifi
         raise DaemonStartError(f"cannot listen on {config.api.host}:{config.api.port}: "
                                f"{exc.strerror} (is another program using the port?)") from None
     # ASCOM Alpaca ([alpaca] enabled): its own port, the same loop and observatory methods
-    from tenmon.daemon.alpaca import start_alpaca
+    from tenmon.daemon.api.alpaca import start_alpaca
 
     try:
         alpaca = await start_alpaca(obs)

@@ -4,8 +4,8 @@ The store applies them (``Store`` opens with ``STORE_SCHEMA``; each service adds
 ``Store.add_schema`` when it is installed, so a daemon without night operations has no night
 tables). Every statement is ``CREATE ... IF NOT EXISTS``: a database written by an older tenmon
 opens as it is, and new tables are added beside the old ones. Times are ISO 8601 UTC text
-(``tenmon.timefmt.utc_iso``, ending in ``Z``); rows written before that end in ``+00:00``, and
-every reader takes both (``tenmon.timefmt.parse_utc``, SQLite's ``julianday``).
+(``tenmon.core.timefmt.utc_iso``, ending in ``Z``); rows written before that end in ``+00:00``, and
+every reader takes both (``tenmon.core.timefmt.parse_utc``, SQLite's ``julianday``).
 
 The target queue's tables (``scheduler_targets``, ``scheduler_history``) are defined by the queue
 itself (``tenmon.scheduler.queue.SCHEMA``), which opens the same database without a daemon for
@@ -41,7 +41,7 @@ CREATE TABLE IF NOT EXISTS daemon_state (
 );
 """
 
-#: The HTTP API's audit log (``tenmon.daemon.audit``).
+#: The HTTP API's audit log (``tenmon.daemon.api.audit``).
 AUDIT_SCHEMA = """
 CREATE TABLE IF NOT EXISTS audit (
     id INTEGER PRIMARY KEY AUTOINCREMENT,

@@ -48,8 +48,8 @@ from typing import Any, Callable, Iterable
 
 from tenmon.config.models import StorageConfig
 from tenmon.daemon.schema import STORE_SCHEMA as SCHEMA
-from tenmon.errors import StorageError
-from tenmon.timefmt import utc_iso  # noqa: F401 - every stored time (tenmon.timefmt; re-exported)
+from tenmon.core.errors import StorageError
+from tenmon.core.timefmt import utc_iso  # noqa: F401 - every stored time (tenmon.core.timefmt; re-exported)
 
 log = logging.getLogger(__name__)
 

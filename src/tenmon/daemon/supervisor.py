@@ -29,12 +29,12 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Callable
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.config.models import SafetyConfig
 from tenmon.daemon.safety import HOLD_OFF_EXEMPT, SENSOR_CODES, SafetyVerdict
 from tenmon.drivers.base import MountState, ShutterState
-from tenmon.errors import DeviceError
-from tenmon.timefmt import utc_iso
+from tenmon.core.errors import DeviceError
+from tenmon.core.timefmt import utc_iso
 
 Emit = Callable[..., None]  # emit(level, kind, message, **data)
 

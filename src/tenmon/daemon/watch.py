@@ -34,11 +34,11 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from tenmon.astro import wrap180
-from tenmon.clock import Clock
+from tenmon.core.astro import wrap180
+from tenmon.core.clock import Clock
 from tenmon.config.models import TenmonConfig
 from tenmon.drivers.base import ShutterState
-from tenmon.errors import DeviceError
+from tenmon.core.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

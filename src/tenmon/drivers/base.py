@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
-from tenmon.vision.slit_types import SlitReading
+from tenmon.vision.slit.reading import SlitReading
 
 __all__ = [
     "CoverState", "DomeState", "Encoder", "Mount", "MountState", "RelayBank", "ShutterState",
@@ -64,7 +64,7 @@ class RelayBank(Protocol):
     """A bank of relays, channels numbered from 1.
 
     Interlocks live here: two channels of an interlock pair are never energized together
-    (``set`` raises :class:`~tenmon.errors.InterlockError` rather than do it), every energized
+    (``set`` raises :class:`~tenmon.core.errors.InterlockError` rather than do it), every energized
     relay is switched off once on longer than its maximum on-time (checked on every call and by
     ``service()``), and every relay is switched off on ``connect()``, ``disconnect()`` and when
     the process exits (atexit / crash handler).

@@ -37,7 +37,7 @@ class CameraState(str, enum.Enum):
 class Camera(Protocol):
     """A CCD camera whose frames end up as FITS files in the frames directory.
 
-    ``start_exposure`` raises :class:`~tenmon.errors.DeviceError` when the camera is busy or in
+    ``start_exposure`` raises :class:`~tenmon.core.errors.DeviceError` when the camera is busy or in
     error; ``update`` never raises (a failure sets ``state = ERROR`` and ``error``).
     """
 

@@ -2,7 +2,7 @@
 
 Every camera backend that reads pixels itself (Alpaca's ImageArray, an INDI BLOB) ends here, so
 every frame carries the same cards whichever server the camera sits behind, and the frame
-service (``daemon/frames.py`` through ``drivers/ccd_directory.py``) takes it exactly as it takes
+service (``daemon/services/frames.py`` through ``drivers/ccd_directory.py``) takes it exactly as it takes
 a site CCD program's frames: the file appears under its final name only when complete (written
 to a hidden temporary name in the same directory, then renamed).
 

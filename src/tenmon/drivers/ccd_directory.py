@@ -20,9 +20,9 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tenmon.atomicfile import atomic_write_text
-from tenmon.clock import Clock, RealClock
-from tenmon.errors import DeviceError
+from tenmon.core.atomicfile import atomic_write_text
+from tenmon.core.clock import Clock, RealClock
+from tenmon.core.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -13,11 +13,11 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.config.models import CoverConfig
 from tenmon.drivers.base import RelayBank, ShutterState
 from tenmon.drivers.motion import NoticeBoard, RelayPair
-from tenmon.errors import DeviceError
+from tenmon.core.errors import DeviceError
 
 
 class EndSwitches(Protocol):

@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import math
 
-from tenmon.astro import wrap180
-from tenmon.clock import Clock
+from tenmon.core.astro import wrap180
+from tenmon.core.clock import Clock
 from tenmon.config.models import DomeConfig
 from tenmon.drivers.base import DomeState, Encoder, RelayBank
 from tenmon.drivers.motion import EncoderView, NoticeBoard, RelayPair
-from tenmon.errors import DeviceError, EncoderLost
+from tenmon.core.errors import DeviceError, EncoderLost
 
 
 class RelayDome(NoticeBoard):

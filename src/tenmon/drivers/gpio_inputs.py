@@ -32,10 +32,10 @@ import logging
 import gpiozero
 from gpiozero import DigitalInputDevice
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.config.models import CoverLimitSwitches, GpioRainConfig
 from tenmon.drivers.base import WeatherReading
-from tenmon.errors import DeviceError, DeviceNotFound
+from tenmon.core.errors import DeviceError, DeviceNotFound
 
 __all__ = ["GpioRainSensor", "LimitSwitchConflict", "LimitSwitches", "resolve_pin_factory"]
 

@@ -2,10 +2,10 @@
 
 Every frame carries a timezone-aware UTC timestamp taken from the injected clock when it was
 grabbed (live sources) or from the file (replay). A missing device raises
-:class:`~tenmon.errors.DeviceNotFound` naming it; a device that stops delivering raises
-:class:`~tenmon.errors.DeviceDisconnected`. The simulated IR camera lives with the simulated
+:class:`~tenmon.core.errors.DeviceNotFound` naming it; a device that stops delivering raises
+:class:`~tenmon.core.errors.DeviceDisconnected`. The simulated IR camera lives with the simulated
 world (``drivers/sim``) and draws its frames with
-:func:`tenmon.vision.ir_render.render_world_view`.
+:func:`tenmon.vision.slit.render.render_world_view`.
 
 :class:`EncoderSettings` is the optical encoder's settings model (camera, calibration, model,
 thresholds), mounted into the site config.
@@ -25,12 +25,12 @@ import cv2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from tenmon.clock import Clock, RealClock
-from tenmon.errors import ConfigError, DeviceDisconnected, DeviceNotFound
+from tenmon.core.clock import Clock, RealClock
+from tenmon.core.errors import ConfigError, DeviceDisconnected, DeviceNotFound
 from tenmon.vision.images import read_image  # noqa: F401 - re-exported: drivers.ir_camera.read_image
-from tenmon.vision.slit_detector import DetectorSettings
-from tenmon.vision.slit_tracker import TrackerSettings
-from tenmon.vision.slit_types import Calibration
+from tenmon.vision.slit.detector import DetectorSettings
+from tenmon.vision.slit.tracker import TrackerSettings
+from tenmon.vision.slit.reading import Calibration
 
 log = logging.getLogger(__name__)
 

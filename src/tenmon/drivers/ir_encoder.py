@@ -3,8 +3,8 @@
 :class:`IrCameraEncoder` implements the :class:`~tenmon.drivers.base.Encoder` protocol the dome
 and slit controllers read. Inference takes 13-35 ms a frame (more on a Pi), so it never runs on
 the control loop: a worker thread captures a frame, reads it with
-:class:`~tenmon.vision.slit_detector.SlitDetector`, fuses it with
-:class:`~tenmon.vision.slit_tracker.SlitTracker` and publishes the result, stamped with the
+:class:`~tenmon.vision.slit.detector.SlitDetector`, fuses it with
+:class:`~tenmon.vision.slit.tracker.SlitTracker` and publishes the result, stamped with the
 frame's capture time, by replacing one reference. ``update()`` and ``reading()`` only read that
 reference (no lock, no waiting), so a tick costs microseconds whatever the camera does.
 
@@ -40,9 +40,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.drivers.base import SlitReading
-from tenmon.errors import ConfigError, DeviceError, DeviceNotFound, TenmonError
+from tenmon.core.errors import ConfigError, DeviceError, DeviceNotFound, TenmonError
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ class IrCameraEncoder:
     """
 
     def __init__(self, config: Any, clock: Clock, *, source: Any = None, calibration: Any = None):
-        from tenmon.vision.slit_types import Calibration
+        from tenmon.vision.slit.reading import Calibration
 
         self.config = config
         self.clock = clock
@@ -152,8 +152,8 @@ class IrCameraEncoder:
         """
         if self._thread is not None and self._thread.is_alive():
             return
-        from tenmon.vision.slit_detector import DetectorSettings, SlitDetector
-        from tenmon.vision.slit_tracker import SlitTracker, TrackerSettings
+        from tenmon.vision.slit.detector import DetectorSettings, SlitDetector
+        from tenmon.vision.slit.tracker import SlitTracker, TrackerSettings
 
         o = self.options
         try:
@@ -296,7 +296,7 @@ class IrCameraEncoder:
 
     def _process(self, frame) -> None:
         t0 = time.perf_counter()
-        from tenmon.errors import VisionError
+        from tenmon.core.errors import VisionError
 
         try:
             raw = self._detector.estimate(frame.image, self.calibration, time=frame.time)
@@ -329,8 +329,8 @@ class IrCameraEncoder:
 
 
 class FrameCollector:
-    """Writes frames the daemon can label (:class:`~tenmon.vision.slit_labels.SiteLabeller`) to a
-    labels folder (:class:`~tenmon.vision.slit_labels.LabelWriter`): at most one frame per
+    """Writes frames the daemon can label (:class:`~tenmon.vision.slit.labels.SiteLabeller`) to a
+    labels folder (:class:`~tenmon.vision.slit.labels.LabelWriter`): at most one frame per
     ``interval_s`` (frame time) while the label stays the same, at once when it changes.
 
     ``enabled`` switches it on and off at run time (``tenmon encoder collect on|off``). Called
@@ -338,7 +338,7 @@ class FrameCollector:
     """
 
     def __init__(self, labeller, folder: Path, *, interval_s: float = 20.0, enabled: bool = True):
-        from tenmon.vision.slit_labels import LabelWriter
+        from tenmon.vision.slit.labels import LabelWriter
 
         self.labeller = labeller
         self.folder = Path(folder)

@@ -6,9 +6,9 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.drivers.base import Encoder, RelayBank, SlitReading
-from tenmon.errors import DeviceError
+from tenmon.core.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

@@ -35,13 +35,13 @@ import numpy as np
 from astropy.io import fits
 from astropy.table import Table
 
-from tenmon import offline
-from tenmon.astro import separation_deg
-from tenmon.atomicfile import atomic_write
-from tenmon.clock import Clock, RealClock
+from tenmon.core import offline
+from tenmon.core.astro import separation_deg
+from tenmon.core.atomicfile import atomic_write
+from tenmon.core.clock import Clock, RealClock
 from tenmon.drivers.ccd_directory import FrameDirectory, FrameDirectorySettings
-from tenmon.errors import DeviceError, VisionError
-from tenmon.timefmt import fits_time, parse_utc
+from tenmon.core.errors import DeviceError, VisionError
+from tenmon.core.timefmt import fits_time, parse_utc
 from tenmon.vision.solve.base import SolveHint
 from tenmon.config.services import SimulatedSlitViewerSettings, NayutaFeedSettings
 

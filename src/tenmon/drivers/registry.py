@@ -34,7 +34,7 @@ filter_wheel
 
 Drivers are imported when asked for (:meth:`Driver.load`), not here: most need a library only a
 site has (pyserial, gpiozero, hidapi, alpyca, indipyclient). A driver that cannot be imported is
-a :class:`~tenmon.errors.DeviceNotFound` naming the module, never a silent simulator.
+a :class:`~tenmon.core.errors.DeviceNotFound` naming the module, never a silent simulator.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ import importlib
 from dataclasses import dataclass
 from typing import Any
 
-from tenmon.errors import ConfigError, DeviceNotFound
+from tenmon.core.errors import ConfigError, DeviceNotFound
 
 #: Network backends: ``type`` -> the package implementing every network device kind.
 BACKENDS: dict[str, str] = {"alpaca": "tenmon.drivers.alpaca", "indi": "tenmon.drivers.indi"}

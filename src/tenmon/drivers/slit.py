@@ -17,11 +17,11 @@ open whose end it could not see stops at the same limit with the state ``unknown
 
 from __future__ import annotations
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.config.models import SlitConfig
 from tenmon.drivers.base import Encoder, RelayBank, ShutterState
 from tenmon.drivers.motion import EncoderView, NoticeBoard, RelayPair
-from tenmon.errors import DeviceError, EncoderLost
+from tenmon.core.errors import DeviceError, EncoderLost
 
 
 class RelaySlit(NoticeBoard):

@@ -24,8 +24,8 @@ from functools import cached_property
 
 import numpy as np
 
-from tenmon import offline
-from tenmon.astro import separation_deg
+from tenmon.core import offline
+from tenmon.core.astro import separation_deg
 from tenmon.scheduler.settings import TWILIGHT_SUN_ALT_DEG
 from tenmon.config.services import SchedulerSettings
 from tenmon.scheduler.targets import Target

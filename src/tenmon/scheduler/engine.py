@@ -2,7 +2,7 @@
 
 The night's jobs (``jobs.night_jobs``: open at dusk, plan at the observing twilight, close
 at dawn, health and weather checks) run here, pumped by the control loop's tick with the time of
-the daemon's :class:`~tenmon.clock.Clock`: the wall clock at a site, the simulated clock in
+the daemon's :class:`~tenmon.core.clock.Clock`: the wall clock at a site, the simulated clock in
 ``tenmon simulate`` and in tests. Same engine, same rules, same stored state in both.
 
 Why not apscheduler's own scheduler: apscheduler 3.x reads the wall clock itself where it judges
@@ -42,7 +42,7 @@ from typing import Any, Callable, Protocol
 
 from apscheduler.triggers.interval import IntervalTrigger
 
-from tenmon.timefmt import utc_iso
+from tenmon.core.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 

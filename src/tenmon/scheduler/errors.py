@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tenmon.errors import ConfigError, TenmonError
+from tenmon.core.errors import ConfigError, TenmonError
 
 
 class SchedulerError(TenmonError):

@@ -53,8 +53,8 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from apscheduler.util import obj_to_ref, ref_to_obj
 
-from tenmon import offline
-from tenmon.errors import ConfigError
+from tenmon.core import offline
+from tenmon.core.errors import ConfigError
 from tenmon.scheduler.errors import SchedulerError
 from tenmon.scheduler.night import next_sun_crossing, twilight_altitude
 from tenmon.config.services import SchedulerSettings

@@ -8,10 +8,10 @@ from datetime import date, datetime, timedelta, timezone
 
 import numpy as np
 
-from tenmon import offline
+from tenmon.core import offline
 from tenmon.scheduler.errors import NoNightError
 from tenmon.scheduler.settings import TWILIGHT_SUN_ALT_DEG
-from tenmon.timefmt import utc_iso
+from tenmon.core.timefmt import utc_iso
 
 offline.configure()
 

@@ -31,8 +31,8 @@ from datetime import datetime, timedelta, timezone
 
 import numpy as np
 
-from tenmon import offline
-from tenmon.astro import separation_deg
+from tenmon.core import offline
+from tenmon.core.astro import separation_deg
 from tenmon.scheduler.constraints import (
     ConstraintResult,
     SkyGrid,
@@ -47,7 +47,7 @@ from tenmon.scheduler.night import Night
 from tenmon.scheduler.settings import TWILIGHT_SUN_ALT_DEG
 from tenmon.config.services import SchedulerSettings
 from tenmon.scheduler.targets import Target
-from tenmon.timefmt import utc_iso
+from tenmon.core.timefmt import utc_iso
 
 offline.configure()
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from tenmon.atomicfile import atomic_write
+from tenmon.core.atomicfile import atomic_write
 from tenmon.scheduler.constraints import HorizonMask, compute_sky_grid
 from tenmon.scheduler.planner import Plan
 

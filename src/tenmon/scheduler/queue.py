@@ -12,7 +12,7 @@ from typing import Literal
 
 from tenmon.scheduler.errors import DuplicateTargetError, QueueError, UnknownTargetError
 from tenmon.scheduler.targets import Target, load_targets
-from tenmon.timefmt import parse_utc, utc_iso
+from tenmon.core.timefmt import parse_utc, utc_iso
 
 log = logging.getLogger(__name__)
 

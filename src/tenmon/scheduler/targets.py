@@ -36,7 +36,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tenmon.scheduler.errors import TargetFileError
-from tenmon.timefmt import utc_iso
+from tenmon.core.timefmt import utc_iso
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from tenmon.errors import VisionError
+from tenmon.core.errors import VisionError
 
 
 def read_image(path: str | Path) -> np.ndarray:

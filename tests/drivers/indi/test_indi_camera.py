@@ -15,13 +15,13 @@ import pytest
 from astropy.io import fits
 from indi_rig import IndiServer, wait_for
 
-from tenmon.clock import FakeClock
+from tenmon.core.clock import FakeClock
 from tenmon.config.models import IndiCameraConfig
 from tenmon.drivers.camera import Camera, CameraState
 from tenmon.config.services import CameraSettings
 from tenmon.drivers.camera_fits import FrameSite
 from tenmon.drivers.indi import IndiCamera
-from tenmon.errors import DeviceError, DeviceNotFound
+from tenmon.core.errors import DeviceError, DeviceNotFound
 
 CCD = "CCD Simulator"
 

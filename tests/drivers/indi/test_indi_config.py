@@ -5,7 +5,7 @@ from __future__ import annotations
 import pydantic
 import pytest
 
-from tenmon.clock import FakeClock
+from tenmon.core.clock import FakeClock
 from tenmon.config.models import (
     IndiCameraConfig,
     IndiFilterWheelConfig,

@@ -13,7 +13,7 @@ import time
 import pytest
 from indi_rig import IndiServer, free_port, wait_for
 
-from tenmon.clock import FakeClock
+from tenmon.core.clock import FakeClock
 from tenmon.config.models import (
     IndiFilterWheelConfig,
     IndiFocuserConfig,
@@ -32,7 +32,7 @@ from tenmon.drivers.indi import (
     discover_indi,
 )
 from tenmon.drivers.mount import MountRefused, TargetBelowHorizon
-from tenmon.errors import DeviceDisconnected, DeviceError, DeviceNotFound
+from tenmon.core.errors import DeviceDisconnected, DeviceError, DeviceNotFound
 
 DRIVERS = ("indi_simulator_telescope", "indi_simulator_focus", "indi_simulator_wheel",
            "indi_simulator_weather")
@@ -62,7 +62,7 @@ def ticker(dev, clock, dt=0.1):
 
 
 def _zenith(mount: IndiMount) -> tuple[float, float]:
-    from tenmon.astro import lst_deg
+    from tenmon.core.astro import lst_deg
 
     return lst_deg(mount.clock.now(), LON), LAT
 

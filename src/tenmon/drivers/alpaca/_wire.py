@@ -32,7 +32,7 @@ import requests
 from alpaca import exceptions as ax
 from alpaca.device import Device
 
-from tenmon.errors import (DeviceDisconnected, DeviceError, DeviceNotFound, DeviceTimeout,
+from tenmon.core.errors import (DeviceDisconnected, DeviceError, DeviceNotFound, DeviceTimeout,
                            ProtocolError)
 
 T = TypeVar("T")

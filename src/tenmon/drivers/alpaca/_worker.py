@@ -19,7 +19,7 @@ import time
 from typing import Any, Callable
 
 from tenmon.drivers.alpaca._wire import bounded, call, is_link_error
-from tenmon.errors import DeviceDisconnected, DeviceError, DeviceNotFound
+from tenmon.core.errors import DeviceDisconnected, DeviceError, DeviceNotFound
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,7 @@ from tenmon.drivers.camera import CameraState
 from tenmon.config.services import CameraSettings
 from tenmon.drivers.camera_fits import (HeaderContext, frame_file_name, normalise_image_type,
                                         write_frame)
-from tenmon.errors import DeviceError, DeviceTimeout, ProtocolError
+from tenmon.core.errors import DeviceError, DeviceTimeout, ProtocolError
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ from alpaca.focuser import Focuser
 
 from tenmon.drivers.alpaca._wire import optional
 from tenmon.drivers.alpaca._worker import AlpacaDevice
-from tenmon.errors import DeviceError
+from tenmon.core.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

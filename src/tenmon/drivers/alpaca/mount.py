@@ -20,10 +20,10 @@ from dataclasses import dataclass
 
 from alpaca.telescope import Telescope
 
-from tenmon.astro import lst_deg, radec_to_altaz
+from tenmon.core.astro import lst_deg, radec_to_altaz
 from tenmon.drivers.alpaca._worker import AlpacaDevice
 from tenmon.drivers.base import MountState
-from tenmon.errors import DeviceError
+from tenmon.core.errors import DeviceError
 
 log = logging.getLogger(__name__)
 

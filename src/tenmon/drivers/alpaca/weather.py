@@ -22,7 +22,7 @@ from alpaca.safetymonitor import SafetyMonitor
 from tenmon.drivers.alpaca._wire import bounded, call, optional
 from tenmon.drivers.alpaca._worker import AlpacaDevice
 from tenmon.drivers.base import WeatherReading
-from tenmon.errors import DeviceNotFound
+from tenmon.core.errors import DeviceNotFound
 
 log = logging.getLogger(__name__)
 

@@ -29,13 +29,13 @@ from typing import Any
 
 import numpy as np
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.drivers.camera import CameraState
 from tenmon.config.services import CameraSettings
 from tenmon.drivers.camera_fits import (HeaderContext, frame_file_name, normalise_image_type,
                                         write_frame)
 from tenmon.drivers.indi.device import IndiDevice
-from tenmon.errors import DeviceError
+from tenmon.core.errors import DeviceError
 
 __all__ = ["FRAME_TYPES", "IndiCamera", "read_indi_image"]
 

@@ -29,7 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from tenmon.errors import DeviceDisconnected, DeviceNotFound
+from tenmon.core.errors import DeviceDisconnected, DeviceNotFound
 
 __all__ = ["IndiConnection", "Vector", "indi_float"]
 

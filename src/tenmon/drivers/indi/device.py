@@ -14,9 +14,9 @@ import logging
 import math
 from typing import Any
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.drivers.indi.connection import IndiConnection, Vector
-from tenmon.errors import DeviceDisconnected, DeviceError, DeviceNotFound
+from tenmon.core.errors import DeviceDisconnected, DeviceError, DeviceNotFound
 
 __all__ = ["IndiDevice"]
 

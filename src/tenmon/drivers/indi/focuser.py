@@ -13,7 +13,7 @@ import logging
 import math
 from typing import Any
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.drivers.indi.device import IndiDevice
 
 __all__ = ["IndiFilterWheel", "IndiFocuser"]

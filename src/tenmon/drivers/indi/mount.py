@@ -23,8 +23,8 @@ import logging
 import math
 from typing import Any
 
-from tenmon.astro import lst_deg, radec_to_altaz
-from tenmon.clock import Clock
+from tenmon.core.astro import lst_deg, radec_to_altaz
+from tenmon.core.clock import Clock
 from tenmon.drivers.base import MountState
 from tenmon.drivers.indi.device import IndiDevice
 from tenmon.drivers.mount.lx200 import MountRefused, TargetBelowHorizon
@@ -299,7 +299,7 @@ class IndiMount(IndiDevice):
 
 
 def _years_since_j2000(when) -> float:
-    from tenmon.astro import julian_days_since_j2000
+    from tenmon.core.astro import julian_days_since_j2000
 
     return julian_days_since_j2000(when) / 365.25
 

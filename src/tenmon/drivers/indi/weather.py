@@ -23,7 +23,7 @@ import math
 from datetime import datetime
 from typing import Any
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.drivers.base import WeatherReading
 from tenmon.drivers.indi.device import IndiDevice
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.config.models import MountConfig
 from tenmon.drivers import registry
 from tenmon.drivers.base import Mount
@@ -15,7 +15,7 @@ from tenmon.drivers.mount.lx200 import (
     NotConnected,
     TargetBelowHorizon,
 )
-from tenmon.errors import ConfigError
+from tenmon.core.errors import ConfigError
 
 __all__ = ["Lx200Mount", "MountRefused", "NotConnected", "TargetBelowHorizon", "make_mount"]
 

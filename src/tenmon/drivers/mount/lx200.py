@@ -64,11 +64,11 @@ from typing import Any, Literal
 
 import serial
 
-from tenmon.astro import separation_deg
-from tenmon.clock import Clock
+from tenmon.core.astro import separation_deg
+from tenmon.core.clock import Clock
 from tenmon.config.models import Lx200MountConfig
 from tenmon.drivers.base import MountState
-from tenmon.errors import (
+from tenmon.core.errors import (
     DeviceDisconnected,
     DeviceError,
     DeviceNotFound,
@@ -277,10 +277,10 @@ class Lx200Mount:
 
     Implements :class:`tenmon.drivers.base.Mount`. Coordinates are the mount's own (RA 0..360,
     Dec -90..90 degrees). Verbs block only for their serial round trips (each bounded by
-    ``config.timeout_s``) and raise :class:`~tenmon.errors.DeviceError` subclasses:
+    ``config.timeout_s``) and raise :class:`~tenmon.core.errors.DeviceError` subclasses:
     :class:`NotConnected`, :class:`MountRefused` (:class:`TargetBelowHorizon`),
-    :class:`~tenmon.errors.DeviceTimeout`, :class:`~tenmon.errors.ProtocolError`,
-    :class:`~tenmon.errors.DeviceDisconnected`. ``update()`` never raises for a device fault.
+    :class:`~tenmon.core.errors.DeviceTimeout`, :class:`~tenmon.core.errors.ProtocolError`,
+    :class:`~tenmon.core.errors.DeviceDisconnected`. ``update()`` never raises for a device fault.
     """
 
     def __init__(self, config: Lx200MountConfig, clock: Clock, *, port: Any | None = None,

@@ -17,7 +17,7 @@ naming the package, never a silent simulator.
 
 from __future__ import annotations
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.config.models import _RelayBankBase
 from tenmon.drivers import registry
 from tenmon.drivers.relays.base import (
@@ -27,7 +27,7 @@ from tenmon.drivers.relays.base import (
     RelaySwitch,
     switch_off_all_banks,
 )
-from tenmon.errors import ConfigError, DeviceNotFound
+from tenmon.core.errors import ConfigError, DeviceNotFound
 
 __all__ = [
     "OnPeriod", "RelayBankBase", "RelayEvent", "RelaySwitch", "make_relay_bank",

@@ -8,7 +8,7 @@ here, once:
   and, where the board reads its contacts back (:meth:`readback`), physically off, and not
   suspected of being welded (:meth:`suspect`: the daemon's actuator watch saw the motion it
   drives with no command): a welded partner contact is never driven against
-  (:class:`~tenmon.errors.InterlockError` names both channels otherwise);
+  (:class:`~tenmon.core.errors.InterlockError` names both channels otherwise);
 * **maximum on-time**: every energized relay is switched off once it has been on for its limit
   (``max_on_s`` / ``max_on_s_per_channel``); checked on every call and by :meth:`service`, so a
   relay is never on longer than its limit plus one service period;
@@ -17,14 +17,14 @@ here, once:
   interpreter still switches the relays off);
 * **board loss**: a write that fails marks the bank lost (commanded state all off: a USB-powered
   board that vanished has dropped its relays), records an event saying what happened and raises
-  :class:`~tenmon.errors.DeviceDisconnected`; :meth:`service` then retries the board every
+  :class:`~tenmon.core.errors.DeviceDisconnected`; :meth:`service` then retries the board every
   ``reconnect_s`` and switches everything off when it is back;
 * **history**: a bounded, timestamped record of every change of commanded state, so the daemon
   and tests can say "relay 2 was on for 3.0 s" (in the style of gpiozero's mock pin history).
 
 Example (simulated)::
 
-    from tenmon.clock import FakeClock
+    from tenmon.core.clock import FakeClock
     from tenmon.config.models import SimulatedRelayConfig
     from tenmon.drivers.sim.relays import SimulatedRelayBank
 
@@ -50,9 +50,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import ClassVar, Literal
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.config.models import _RelayBankBase
-from tenmon.errors import DeviceDisconnected, DeviceNotFound, InterlockError
+from tenmon.core.errors import DeviceDisconnected, DeviceNotFound, InterlockError
 
 __all__ = [
     "DEFAULT_RECONNECT_S", "OnPeriod", "RelayBankBase", "RelayEvent", "RelaySwitch",
@@ -144,7 +144,7 @@ class RelayBankBase(abc.ABC):
     :meth:`_write_all_off` (one broadcast command) and :meth:`_probe` (a cheap liveness check).
     A backend signals a board failure by raising one of ``_board_errors`` (default ``OSError``,
     which includes ``serial.SerialException``); the base class turns it into
-    :class:`~tenmon.errors.DeviceDisconnected`. Any other exception is a bug and propagates.
+    :class:`~tenmon.core.errors.DeviceDisconnected`. Any other exception is a bug and propagates.
 
     Args:
         name: the bank's name in the config (``[relays.<name>]``); errors name ``relays.<name>``.

@@ -21,11 +21,11 @@ import logging
 import gpiozero
 from gpiozero import OutputDevice
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.config.models import GpioRelayConfig
 from tenmon.drivers.gpio_inputs import resolve_pin_factory
 from tenmon.drivers.relays.base import RelayBankBase
-from tenmon.errors import DeviceNotFound
+from tenmon.core.errors import DeviceNotFound
 
 __all__ = ["GpioRelayBank"]
 

@@ -26,10 +26,10 @@ import logging
 import re
 from types import ModuleType
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.config.models import HidRelayConfig
 from tenmon.drivers.relays.base import RelayBankBase
-from tenmon.errors import DeviceNotFound
+from tenmon.core.errors import DeviceNotFound
 
 __all__ = [
     "CMD_ALL_OFF", "CMD_OFF", "CMD_ON", "HidRelayBank", "PRODUCT_ID", "REPORT_LEN", "VENDOR_ID",

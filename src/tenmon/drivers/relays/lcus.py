@@ -38,10 +38,10 @@ from collections.abc import Callable
 
 import serial
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.config.models import LcusSerialRelayConfig
 from tenmon.drivers.relays.base import RelayBankBase
-from tenmon.errors import DeviceNotFound
+from tenmon.core.errors import DeviceNotFound
 
 try:  # tcdrain and friends raise termios.error, which is not an OSError
     import termios

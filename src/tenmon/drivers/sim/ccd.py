@@ -34,13 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from tenmon.astro import (julian_days_since_j2000, lst_deg, radec_to_altaz, separation_deg,
+from tenmon.core.astro import (julian_days_since_j2000, lst_deg, radec_to_altaz, separation_deg,
                           sun_altitude_deg, sun_radec)
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.drivers.camera import CameraState
 from tenmon.config.services import CameraSettings
 from tenmon.drivers.sim.world import SimWorld
-from tenmon.errors import DeviceError
+from tenmon.core.errors import DeviceError
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ class SimulatedCcd:
         self.frames_dir.mkdir(parents=True, exist_ok=True)
         if self._pool is None:
             if self.render_in == "process":
-                from tenmon.lifeline import pool_context
+                from tenmon.core.lifeline import pool_context
 
                 ctx = pool_context()  # its fork server and the renderer die with the daemon
                 self._pool = ProcessPoolExecutor(max_workers=1, mp_context=ctx,
@@ -297,7 +297,7 @@ def _moon(when: datetime, ra: float, dec: float, lat: float, lon: float
 def _init_render(nice: int, origin_pid: int | None = None) -> None:
     """Render process: dies with the daemon (``origin_pid``), a lower CPU priority than the
     control loop's (as the frame workers)."""
-    from tenmon.lifeline import die_with_parent
+    from tenmon.core.lifeline import die_with_parent
 
     die_with_parent(origin_pid)
     try:
@@ -307,7 +307,7 @@ def _init_render(nice: int, origin_pid: int | None = None) -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import importlib
 
-    importlib.import_module("tenmon.vision.skyrender")  # astropy, scipy: once, up front
+    importlib.import_module("tenmon.vision.render.sky")  # astropy, scipy: once, up front
 
 
 def _sky_spec(sky) -> tuple:
@@ -338,7 +338,7 @@ def _render_and_write(plan: ExposurePlan, cam: CameraSettings, sky, bad_column: 
     from astropy.table import Table
 
     sky = _sky_from(sky)
-    from tenmon.vision.skyrender import (
+    from tenmon.vision.render.sky import (
         COSMIC_RATE_PER_CM2_S,
         PIXEL_SIZE_UM,
         render_star_field,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 from datetime import datetime
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.config.models import SimulatedEncoderConfig, SimulatedMountConfig, SlitConfig
 from tenmon.drivers.base import MountState, SlitReading, WeatherReading
 from tenmon.drivers.sim.world import SimWorld
-from tenmon.errors import DeviceDisconnected, DeviceError
+from tenmon.core.errors import DeviceDisconnected, DeviceError
 
 
 def slit_state_of(fraction: float, cfg: SlitConfig) -> str:
@@ -207,7 +207,7 @@ class SimulatedMount:
         self._link()
         if not -90.0 <= dec_deg <= 90.0:
             raise DeviceError("mount", f"declination {dec_deg} is outside -90..90")
-        from tenmon.astro import radec_to_altaz
+        from tenmon.core.astro import radec_to_altaz
 
         alt, _ = radec_to_altaz(ra_deg, dec_deg, self.world.lst(), self.world.site.latitude_deg)
         if alt < 0:

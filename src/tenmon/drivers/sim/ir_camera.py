@@ -29,14 +29,14 @@ from typing import TYPE_CHECKING, Literal
 
 from tenmon.config.models import SimulatedIrEncoderConfig  # noqa: F401 - re-exported
 from tenmon.drivers.ir_encoder import IrCameraEncoder
-from tenmon.errors import DeviceDisconnected
+from tenmon.core.errors import DeviceDisconnected
 
 if TYPE_CHECKING:  # pragma: no cover - types only
-    from tenmon.clock import Clock
+    from tenmon.core.clock import Clock
     from tenmon.drivers.ir_camera import Frame
     from tenmon.drivers.sim.world import SimWorld
-    from tenmon.vision.ir_render import RenderParams
-    from tenmon.vision.slit_types import Calibration
+    from tenmon.vision.slit.render import RenderParams
+    from tenmon.vision.slit.reading import Calibration
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +48,13 @@ DEFAULT_RENDER_SEED = 35
 def camera_params(seed: int, width: int = 480, height: int = 360) -> "RenderParams":
     """The fixed simulated camera for ``seed``: a clear night, no occlusion, telescope parked.
 
-    Drawn from :func:`tenmon.vision.ir_render.random_params` (lens, projection, mounting offset,
+    Drawn from :func:`tenmon.vision.slit.render.random_params` (lens, projection, mounting offset,
     dome textures and sensor all follow the seed); the same seed gives the same camera at any
     frame size.
     """
     import numpy as np
 
-    from tenmon.vision.ir_render import random_params
+    from tenmon.vision.slit.render import random_params
 
     p = random_params(np.random.default_rng(seed), scene="night", occlusion="none",
                       resolution=(int(width), int(height)))
@@ -68,7 +68,7 @@ class SimulatedIrCamera:
 
     Frames come at ``rate_hz`` frames per second of the injected clock: ``read()`` blocks (real
     time, in short sleeps) until the clock reaches the next frame time, then renders the world
-    at ``clock.now()``. With a :class:`~tenmon.clock.FakeClock` advanced by the daemon at
+    at ``clock.now()``. With a :class:`~tenmon.core.clock.FakeClock` advanced by the daemon at
     ``speed`` x real time, rendering and inference therefore cost ``speed`` x their wall time in
     simulated latency, as a slow camera computer would.
 
@@ -119,7 +119,7 @@ class SimulatedIrCamera:
         """The camera's calibration (the renderer's truth: centre, horizon radius, north, sense,
         projection, offset), as ``tenmon encoder calibrate`` would measure it at a site."""
         if self._calibration is None:
-            from tenmon.vision.ir_render import render
+            from tenmon.vision.slit.render import render
 
             self._calibration = render(0.0, 0.0, self.params, seed=0).truth.calibration
         return self._calibration
@@ -145,7 +145,7 @@ class SimulatedIrCamera:
             DeviceDisconnected: the camera is closed (or was never opened).
         """
         from tenmon.drivers.ir_camera import Frame
-        from tenmon.vision.ir_render import render_world_view
+        from tenmon.vision.slit.render import render_world_view
 
         period = 1.0 / self.rate_hz
         while True:
@@ -185,7 +185,7 @@ class SimulatedIrCamera:
         return replace(p, **changes) if changes else p
 
     def _mount_altaz(self) -> tuple[float, float]:
-        from tenmon.astro import radec_to_altaz
+        from tenmon.core.astro import radec_to_altaz
 
         ra, dec = self.world.true_pointing()
         alt, az = radec_to_altaz(ra, dec, self.world.lst(), self.world.site.latitude_deg)

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import errno
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.config.models import _RelayBankBase
 from tenmon.drivers.relays.base import RelayBankBase
-from tenmon.errors import DeviceNotFound
+from tenmon.core.errors import DeviceNotFound
 
 __all__ = ["SimulatedRelayBank"]
 

@@ -20,9 +20,9 @@ import logging
 from pathlib import Path
 from typing import Any, Callable
 
-from tenmon.clock import Clock
+from tenmon.core.clock import Clock
 from tenmon.drivers.sim.world import SimWorld
-from tenmon.errors import CommandRefused, DeviceError
+from tenmon.core.errors import CommandRefused, DeviceError
 
 log = logging.getLogger(__name__)
 

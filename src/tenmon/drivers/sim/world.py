@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from tenmon.astro import altaz_to_radec, lst_deg, wrap180
-from tenmon.atomicfile import atomic_write_text, usual_mode
+from tenmon.core.astro import altaz_to_radec, lst_deg, wrap180
+from tenmon.core.atomicfile import atomic_write_text, usual_mode
 from tenmon.config.models import SimConfig, SiteConfig
-from tenmon.timefmt import parse_utc, utc_iso
+from tenmon.core.timefmt import parse_utc, utc_iso
 
 log = logging.getLogger(__name__)
 
@@ -308,9 +308,9 @@ class SimWorld:
                     st.pointing_terms_arcmin[term] -= err / moved / 60.0
 
     def pointing_model(self):
-        """The simulated mount's pointing error as a TPOINT model (``tenmon.vision.pointing``),
+        """The simulated mount's pointing error as a TPOINT model (``tenmon.pointing.model``),
         so a model fitted on simulated solves means what a model fitted at a site means."""
-        from tenmon.vision.pointing import PointingModel
+        from tenmon.pointing.model import PointingModel
 
         terms = self.state.pointing_terms_arcmin
         if self._model is None or self._model_terms != terms:

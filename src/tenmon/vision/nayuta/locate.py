@@ -31,7 +31,7 @@ from tenmon.vision.nayuta.target import (
     measure_fwhm,
 )
 from tenmon.vision.solve.base import SolveHint, SolveResult
-from tenmon.astro import separation_deg
+from tenmon.core.astro import separation_deg
 
 
 @dataclass(frozen=True)
@@ -127,11 +127,11 @@ def extract(image: np.ndarray, *, mask: np.ndarray | None = None) -> Table:
     """Sources (``x``, ``y``, ``flux``, ``fwhm``; brightest first) with the frame pipeline's extractor.
 
     ``mask`` (True = ignore) keeps the slit band out of the background and the detections.
-    Uses ``tenmon.vision.sources.extract_sources``; plain sep when that module is absent.
+    Uses ``tenmon.vision.frames.sources.extract_sources``; plain sep when that module is absent.
     """
     img = as_image(image)
     try:
-        from tenmon.vision.sources import extract_sources
+        from tenmon.vision.frames.sources import extract_sources
     except ImportError:  # the frame pipeline is not in this build
         extract_sources = None
     if extract_sources is not None:

@@ -16,7 +16,7 @@ from scipy import special
 
 from tenmon.vision.nayuta.settings import MOFFAT_BETA, SV_SHAPE
 from tenmon.config.vision import SV_SCALE_ARCSEC
-from tenmon.astro import separation_deg
+from tenmon.core.astro import separation_deg
 from tenmon.vision.solve.wcsfit import make_tan_wcs
 
 
@@ -200,7 +200,7 @@ def render_slit_viewer(
         ValueError: on a bad parity, non-positive scale, width, seeing or exposure, or no sky
             star at the target when ``target_mag`` is ``None``.
     """
-    from tenmon.vision.skyrender import render_star_field
+    from tenmon.vision.render.sky import render_star_field
 
     if min(scale_arcsec_px, slit_width_arcsec, seeing_arcsec, exposure_s, gain) <= 0:
         raise ValueError("scale, slit width, seeing, exposure and gain must be positive")

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import logging
 
-from tenmon import offline
-from tenmon.errors import VisionError
+from tenmon.core import offline
+from tenmon.core.errors import VisionError
 
 offline.configure()
 

@@ -33,7 +33,7 @@ from astropy.table import Table
 from astropy.units import UnitsWarning
 from astropy.wcs import WCS, FITSFixedWarning
 
-from tenmon.errors import SolveError
+from tenmon.core.errors import SolveError
 from tenmon.vision.solve.base import SolveHint, SolveResult, check_sources
 from tenmon.config.vision import SolveFieldSettings, WebApiSettings
 

@@ -27,8 +27,8 @@ from astropy.io import fits
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from tenmon.errors import SolveError
-from tenmon.timefmt import utc_iso
+from tenmon.core.errors import SolveError
+from tenmon.core.timefmt import utc_iso
 
 #: The fields ``tenmon solve --json`` prints (and a frame's JSON gains when it is solved).
 RESULT_FIELDS = (

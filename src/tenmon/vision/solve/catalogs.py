@@ -7,7 +7,7 @@ columns when nothing is there).
 * ``LocalFileCatalog``: an ECSV, FITS or CSV file with ``ra``, ``dec``, ``mag`` columns.
 * ``SimulatedSky``: a deterministic star field for any cone, generated tile by tile from a seed
   and the tile's position; the simulated CCD renders these same stars
-  (``stars_for_wcs`` + ``tenmon.vision.skyrender.render_star_field``), so the simulation solves
+  (``stars_for_wcs`` + ``tenmon.vision.render.sky.render_star_field``), so the simulation solves
   through the same code as a site.
 * ``GaiaCatalog``: Gaia DR3 through astroquery, only when a site configures it; every cone is
   kept on disk and a later cone inside a cached one never reaches the network.
@@ -29,9 +29,9 @@ import numpy as np
 from astropy.table import Table
 from astropy.wcs import WCS
 
-from tenmon.astro import separation_deg
-from tenmon.atomicfile import atomic_write, atomic_write_text, usual_mode
-from tenmon.errors import SolveError
+from tenmon.core.astro import separation_deg
+from tenmon.core.atomicfile import atomic_write, atomic_write_text, usual_mode
+from tenmon.core.errors import SolveError
 
 log = logging.getLogger(__name__)
 

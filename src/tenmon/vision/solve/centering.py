@@ -18,7 +18,7 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-from tenmon.astro import separation_arcsec
+from tenmon.core.astro import separation_arcsec
 from tenmon.config.vision import CenteringSettings
 
 

@@ -19,7 +19,7 @@ from dataclasses import replace
 
 from astropy.table import Table
 
-from tenmon.errors import SolveError
+from tenmon.core.errors import SolveError
 from tenmon.vision.solve.astrometry_net import AstrometryNetWeb, LocalAstrometryNet
 from tenmon.config.vision import CatalogSettings, SolverSettings
 from tenmon.vision.solve.base import Attempt, SolveHint, SolveResult, Solver

@@ -1,4 +1,4 @@
-"""Sources for solving: the frame pipeline's own extraction (``tenmon.vision.sources``).
+"""Sources for solving: the frame pipeline's own extraction (``tenmon.vision.frames.sources``).
 
 One extraction everywhere: the solver sees exactly the stars the frame pipeline measures, found
 with SExtractor's choices and placed with the frame's own FWHM (measured on the frame, robust to
@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 from astropy.table import Table
 
-from tenmon.errors import VisionError
-from tenmon.vision.sources import extract_sources
+from tenmon.core.errors import VisionError
+from tenmon.vision.frames.sources import extract_sources
 from tenmon.config.vision import SourceSettings
 
 log = logging.getLogger(__name__)

@@ -18,8 +18,8 @@ import numpy as np
 from astropy.io import fits
 from astropy.wcs import WCS, FITSFixedWarning
 
-from tenmon.atomicfile import atomic_write
-from tenmon.errors import VisionError
+from tenmon.core.atomicfile import atomic_write
+from tenmon.core.errors import VisionError
 from tenmon.vision.solve.base import SolveHint, SolveResult, describe_wcs
 
 log = logging.getLogger(__name__)

@@ -96,7 +96,7 @@ def for_solving(sources):
 def apparent_lst(header, longitude_deg: float) -> float | None:
     """Local apparent sidereal time at mid-exposure (degrees), from DATE-OBS and EXPTIME."""
     try:
-        from tenmon import offline
+        from tenmon.core import offline
 
         offline.configure()
         import astropy.units as u

@@ -1,0 +1,1 @@
+"""The daemon's faces: the HTTP API, the operator page, the Alpaca server."""

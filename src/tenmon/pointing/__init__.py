@@ -1,0 +1,1 @@
+"""Pointing: the TPOINT model, solve runs and their I/O, plots."""

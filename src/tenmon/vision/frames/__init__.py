@@ -1,0 +1,1 @@
+"""The frame pipeline: calibration, LA Cosmic, sources, products, cluster candidates."""

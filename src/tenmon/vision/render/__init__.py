@@ -1,0 +1,1 @@
+"""The simulated sky: star fields rendered as the CCD sees them."""

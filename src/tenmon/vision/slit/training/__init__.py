@@ -1,0 +1,1 @@
+"""Training the slit encoder's models (needs the train extra: torch, ultralytics)."""
