@@ -20,12 +20,13 @@ import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from tenmon.daemon.control_loop import tick_once
 
 
 def build(tmp: Path, px: int):
     from tenmon.config.loader import load_config, simulated_config_path
-    from tenmon.daemon.services.centring import CentringServiceSettings, install_centring
-    from tenmon.daemon.compose import build_observatory
+    from tenmon.daemon.services.centring import CentringServiceSettings
+    from tenmon.daemon.compose import build_observatory, install_centring
     from tenmon.daemon.services.night import NightSettings, install_night_operations
     from tenmon.drivers.camera import CameraSettings
     from tenmon.vision.frames.cosmics import CosmicSettings
@@ -64,7 +65,7 @@ async def run_until(obs, ops, svc, done, wall_s=300.0):
             await asyncio.sleep(0.01)
         else:
             obs.clock.advance(obs.config.daemon.tick_s)
-        obs.tick()
+        tick_once(obs)
         await asyncio.sleep(0)
         if time.monotonic() - t0 > wall_s:
             raise RuntimeError("timed out")
@@ -108,7 +109,7 @@ def main() -> None:
         lat = obs.config.site.latitude_deg
         for _ in range(40):  # first readings and the start-up reconcile
             obs.clock.advance(obs.config.daemon.tick_s)
-            obs.tick()
+            tick_once(obs)
         obs.slit_open()
         obs.cover_open()
         asyncio.run(run_until(obs, ops, svc, lambda: obs.slit.state == ShutterState.OPEN

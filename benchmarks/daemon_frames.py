@@ -63,7 +63,11 @@ def render_frames(n: int, size: int, out: Path, *, ra: float, dec: float, seed: 
 
 
 async def run(args) -> dict:
-    from tenmon.cli.simulate import _Loop, latency_figures
+    from array import array
+    from types import SimpleNamespace
+
+    from tenmon.cli.simulate import latency_figures
+    from tenmon.daemon.control_loop import tick_once
     from tenmon.config.loader import load_config, simulated_config_path
     from tenmon.daemon.compose import build_observatory
     from tenmon.daemon.services.night import NightSettings, install_night_operations
@@ -88,7 +92,9 @@ async def run(args) -> dict:
             "night": NightSettings(enabled=False),
             "solver": SolverSettings(order=["hinted"], pixel_scale_arcsec=scale)})
         await ops.start()
-        loop = _Loop(args.speed)
+        # the figures latency_figures reads (as ControlLoop(record=True) keeps them)
+        loop = SimpleNamespace(late_s=array("d"), duration_s=array("d"), busy_flags=array("b"),
+                               sim_s=0.0, wall_s=0.0)
         tick_s = cfg.daemon.tick_s
         (work / "frames").mkdir(parents=True, exist_ok=True)
         for p in frames:  # the CCD program's files, all at once: a backlog to work through
@@ -111,10 +117,10 @@ async def run(args) -> dict:
             obs.loop_stats.add(late)
             t1 = time.perf_counter()
             obs.clock.advance(tick_s)
-            obs.tick()
+            tick_once(obs)
             loop.late_s.append(late)
-            loop.tick_s.append(time.perf_counter() - t1)
-            loop.busy.append(1 if ops.frames.worker.stats.running else 0)
+            loop.duration_s.append(time.perf_counter() - t1)
+            loop.busy_flags.append(1 if ops.frames.worker.stats.running else 0)
             loop.sim_s += tick_s
             next_wall += tick_s / args.speed
             await asyncio.sleep(max(0.0, next_wall - time.monotonic()))

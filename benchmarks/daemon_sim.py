@@ -22,6 +22,7 @@ from datetime import datetime
 from tenmon.core.astro import wrap180
 from tenmon.config.loader import load_config, simulated_config_path
 from tenmon.daemon.compose import build_observatory
+from tenmon.daemon.control_loop import tick_once
 from tenmon.drivers.base import ShutterState
 
 
@@ -34,7 +35,7 @@ def rig(seed: int):
         n = int(round(seconds / 0.1))
         for i in range(n):
             obs.clock.advance(0.1)
-            obs.tick()
+            tick_once(obs)
             if until and until():
                 return (i + 1) * 0.1
         return n * 0.1
@@ -69,7 +70,7 @@ def rain(trials: int) -> list[dict]:
         run(120, until=lambda: obs.slit.state == ShutterState.OPEN and
             obs.mount.state.value == "tracking" and obs.cover.state == ShutterState.OPEN)
         run(5)
-        obs.sim_weather("rain")
+        obs.sim.set_weather("rain")
         t0 = obs.clock.monotonic()
         done = {}
         for _ in range(3000):

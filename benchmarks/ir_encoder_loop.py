@@ -28,6 +28,7 @@ from tenmon.core import offline
 from tenmon.core.astro import wrap180
 from tenmon.config.loader import load_config, simulated_config_path
 from tenmon.drivers.sim.ir_camera import SimulatedIrEncoderConfig
+from tenmon.daemon.control_loop import tick_once
 
 offline.configure()
 
@@ -56,7 +57,7 @@ class Paced:
             self.late_ms.append(max(0.0, time.monotonic() - next_wall) * 1000.0)
             self.obs.clock.advance(self.tick_s)
             t0 = time.perf_counter()
-            self.obs.tick()
+            tick_once(self.obs)
             self.tick_ms.append((time.perf_counter() - t0) * 1000.0)
             if until is not None and until():
                 return (i + 1) * self.tick_s

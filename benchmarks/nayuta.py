@@ -31,7 +31,8 @@ from tqdm import tqdm
 from tenmon.vision import nayuta as N
 from tenmon.vision.render.sky import render_star_field, simple_wcs
 from tenmon.vision.solve.base import SolveHint
-from tenmon.vision.solve.catalogs import SimulatedSky, angular_distance_deg
+from tenmon.core.astro import separation_deg as angular_distance_deg
+from tenmon.vision.solve.catalogs import SimulatedSky
 from tenmon.vision.solve.centering import centering_step
 from tenmon.vision.solve.chain import SolverSettings, build_chain
 

@@ -40,7 +40,7 @@ from tenmon.scheduler.planner import (  # noqa: E402
     check_plan,
     plan_night,
 )
-from tenmon.scheduler.settings import SchedulerSettings  # noqa: E402
+from tenmon.config.services import SchedulerSettings  # noqa: E402
 from tenmon.scheduler.targets import Target  # noqa: E402
 
 SITE = EarthLocation.from_geodetic(134.3356 * u.deg, 35.0253 * u.deg, 449 * u.m)

@@ -23,7 +23,8 @@ from tqdm import tqdm
 
 from tenmon.vision.render.sky import render_star_field, simple_wcs
 from tenmon.vision.solve.base import SolveHint, describe_wcs
-from tenmon.vision.solve.catalogs import SimulatedSky, angular_distance_deg
+from tenmon.core.astro import separation_deg as angular_distance_deg
+from tenmon.vision.solve.catalogs import SimulatedSky
 from tenmon.vision.solve.detect import detect_sources
 from tenmon.vision.solve.hinted import HintedSolver
 

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from tenmon.config.loader import load_config, simulated_config_path
 from tenmon.daemon.compose import build_observatory
+from tenmon.daemon.control_loop import tick_once
 from tenmon.daemon.store import Store
 from tenmon.drivers.base import ShutterState
 
@@ -80,7 +81,7 @@ def run(obs, seconds: float, until=None) -> list[float]:
     for _ in range(int(round(seconds / obs.config.daemon.tick_s))):
         a = time.perf_counter()
         obs.clock.advance(obs.config.daemon.tick_s)
-        obs.tick()
+        tick_once(obs)
         out.append(time.perf_counter() - a)
         if until is not None and until():
             break
@@ -92,7 +93,7 @@ def scenario(name: str, data_dir: Path, fault, clear, env=None) -> str:
     obs.slit_open()
     run(obs, 90, until=lambda: obs.slit.state == ShutterState.OPEN)
     fault()
-    obs.sim_weather("rain")
+    obs.sim.set_weather("rain")
     t_rain = obs.clock.now()
     ticks = run(obs, 200, until=lambda: obs.slit.state == ShutterState.CLOSED)
     closed_s = (obs.clock.now() - t_rain).total_seconds()
