@@ -129,6 +129,9 @@ def _dotted_patterns():
             kids = "|".join(_children(old))
             guard = rf"(?![\w]|\.(?:{kids})\b)"
         pats.append((re.compile(rf"(?<![\w.])tenmon\.{re.escape(old)}{guard}"), f"tenmon.{new}"))
+    for old, new in DIRS.items():  # data directories reached as resources ("tenmon.vision.models")
+        o, n = old.replace("/", "."), new.replace("/", ".")
+        pats.append((re.compile(rf"(?<![\w.])tenmon\.{re.escape(o)}(?![\w])"), f"tenmon.{n}"))
     return pats
 
 
@@ -262,11 +265,12 @@ def importlinter(check: bool) -> list[str]:
     new = text.replace(LAYERS_OLD, LAYERS_NEW).replace(
         "name = Layers: cli > daemon > drivers, archive > vision, scheduler > config > core",
         "name = Layers: cli > daemon > drivers, archive > vision, scheduler > pointing > config > core")
-    new = new.replace(
-        ";   core        errors, clock, time formats, atomic files, astro, offline rules, worker lifelines",
-        ";   pointing    the TPOINT model, solve runs and their files (vision's solver reports into it)\n"
-        ";   core        errors, clock, time formats, atomic files, astro, offline rules, worker lifelines,\n"
-        ";               the ONNX loader")
+    if ";   pointing " not in new:
+        new = new.replace(
+            ";   core        errors, clock, time formats, atomic files, astro, offline rules, worker lifelines",
+            ";   pointing    the TPOINT model, solve runs and their files (vision's solver reports into it)\n"
+            ";   core        errors, clock, time formats, atomic files, astro, offline rules, worker lifelines,\n"
+            ";               the ONNX loader")
     new = new.replace('; other; ":" siblings (the core modules) may import each other.', "; other.")
     if "tenmon.core.onnx_session" not in new:
         new = new.replace("    tenmon.core.lifeline_forkserver\n",

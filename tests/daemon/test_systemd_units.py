@@ -229,7 +229,7 @@ assert ctypes.CDLL(None).prctl(66, 0, 0, 0, 0) == 1, "MDWE not in force"
 import numpy as np, onnxruntime as ort, cv2, astroscrappy, sep, photutils, sklearn.cluster
 from importlib import resources
 for name in ("slit.onnx", "slit_band.onnx"):
-    s = ort.InferenceSession(str(resources.files("tenmon.vision.models").joinpath(name)),
+    s = ort.InferenceSession(str(resources.files("tenmon.vision.slit.models").joinpath(name)),
                              providers=["CPUExecutionProvider"])
     i = s.get_inputs()[0]
     shape = [d if isinstance(d, int) else 1 for d in i.shape]
