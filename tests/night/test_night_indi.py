@@ -30,6 +30,8 @@ import pytest
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "drivers" / "indi"))
 from indi_rig import DRIVERS, IndiServer, require_indi  # noqa: E402
 
+from tenmon.daemon.control_loop import tick_once  # noqa: E402
+
 REPO = Path(__file__).resolve().parents[2]
 SITE = REPO / "config" / "simulated-indi.toml"
 START = datetime(2026, 11, 21, 9, 40, tzinfo=timezone.utc)   # dark at Nishi-Harima
@@ -89,7 +91,7 @@ def night(tmp_path):
             while time.monotonic() < end:
                 obs.clock.advance(0.1)
                 t0 = time.perf_counter()
-                obs.tick()
+                tick_once(obs)
                 ticks.append(time.perf_counter() - t0)
                 if until():
                     return True
@@ -256,7 +258,6 @@ def test_no_indiserver_is_an_error_naming_it_never_a_simulator(tmp_path):
     from tenmon.config.loader import load_config
     from tenmon.daemon.compose import build_observatory
     from tenmon.daemon.services.night import install_night_operations
-    from tenmon.daemon.sections import section_models
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -265,14 +266,14 @@ def test_no_indiserver_is_an_error_naming_it_never_a_simulator(tmp_path):
            "TENMON_SIM__START_UTC": f'"{START.isoformat()}"', "TENMON_NIGHT__ENABLED": "true",
            **{f"TENMON_{k}__PORT": str(port) for k in KINDS},
            **{f"TENMON_{k}__CONNECT_TIMEOUT_S": "2" for k in KINDS}}
-    cfg = load_config(SITE, env=env, sections=section_models())
+    cfg = load_config(SITE, env=env)
     obs = build_observatory(cfg, fresh=True)
     try:
         obs.start()
         ops = install_night_operations(obs, cfg, executor=ThreadPoolExecutor(max_workers=1))
         for _ in range(30):
             obs.clock.advance(0.1)
-            obs.tick()
+            tick_once(obs)
         assert obs.store.flush(10)
         errors = [e["message"] for e in obs.store.events(limit=1000) if e["level"] == "error"]
         for kind in ("mount", "weather", "camera", "focuser", "filter_wheel"):
