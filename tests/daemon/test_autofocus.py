@@ -52,6 +52,19 @@ def test_fit_refuses_what_is_no_v():
     assert not nan.ok and "0 measured" in nan.reason
 
 
+def test_a_noisy_plateau_far_from_focus_is_no_v():
+    """Measured on the Alpaca simulator 10,000 steps from focus (its star size is capped there):
+    the HFR scatters by ~10 % and dipped 1.2x by chance; the 1.2x depth rule alone called it
+    focused at 5.0 px. The dip must stand out of the points' own scatter."""
+    pts = [(19600, 6.211), (19700, 6.475), (19800, 6.276), (19900, 4.8), (20000, 5.319),
+           (20100, 4.93), (20200, 5.316), (20300, 5.691), (20400, 6.478)]
+    fit = fit_v_curve(*zip(*pts))
+    assert not fit.ok and "scatter" in fit.reason
+    rng = np.random.default_rng(11)
+    for _ in range(50):  # a flat sweep with 8 % noise is never a V
+        assert not fit_v_curve(np.arange(19600, 20401, 100), 5.8 * (1 + rng.normal(0, 0.08, 9))).ok
+
+
 def test_sweep_positions_stay_in_range():
     assert sweep_positions(10000, 100, 9, 100000) == list(range(9600, 10401, 100))
     assert sweep_positions(50, 100, 5, 100000) == [0, 100, 200, 300, 400]

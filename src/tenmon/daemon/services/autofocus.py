@@ -89,6 +89,10 @@ def _v_arms(x: np.ndarray, y: np.ndarray, rise: float = 1.05) -> tuple[np.ndarra
     return x[keep], y[keep]
 
 
+#: How many times the fit's relative scatter a V's depth must exceed to count as a V.
+V_SIGNIFICANCE = 4.0
+
+
 def fit_v_curve(positions, hfrs, *, min_points: int = 5, min_v_depth: float = 1.2) -> VCurveFit:
     """Fit ``hfr(x) = a * sqrt(1 + ((x - c)/b)**2)`` to the points of the V (the plateau far
     from focus left out, :func:`_v_arms`), in relative residuals, robustly (soft-L1).
@@ -144,6 +148,18 @@ def fit_v_curve(positions, hfrs, *, min_points: int = 5, min_v_depth: float = 1.
     if min(y_all[0], y_all[-1]) < min_v_depth * a:
         return VCurveFit(**fit, ok=False, reason=f"no V: the sweep's edges are within "
                          f"{min_v_depth:g}x of the minimum (step too small, or no stars)")
+    # A V must stand out of the scatter of its own points: far beyond focus the star size is
+    # flat and noisy (the HFR scatters by ~10 %), and a noisy plateau can dip by 1.2x by chance
+    # (seen: 4.8-6.5 px across a whole sweep 10,000 steps from focus, "focused" at 5.0 px).
+    # (scatter: the robust spread of the relative residuals, so a point of the plateau left on an
+    # arm does not count as noise)
+    depth = min(y_all[0], y_all[-1]) / a - 1.0
+    scatter = 1.4826 * float(np.median(np.abs(resid(sol.x))))
+    if depth < V_SIGNIFICANCE * scatter:
+        return VCurveFit(**fit, ok=False, reason=f"no V: the dip ({depth:.0%} of the minimum) "
+                         f"is within {V_SIGNIFICANCE:g}x the points' scatter ({scatter:.0%}): "
+                         "a flat, noisy sweep (far from focus?)",
+                         edge=-1 if y_all[0] < y_all[-1] else 1)  # look again on the lower side
     return VCurveFit(**fit, ok=True)
 
 
