@@ -52,7 +52,7 @@ from tenmon.vision.slit.reading import Calibration, atomic_write_text
 
 log = logging.getLogger(__name__)
 
-MODELS_DIR = Path(__file__).resolve().parent / "models"
+MODELS_DIR = Path(__file__).resolve().parents[1] / "models"  # vision/slit/models
 MODEL_YAML = MODELS_DIR / "slit_yolo.yaml"
 DEFAULT_MODEL = MODELS_DIR / "slit.onnx"
 
