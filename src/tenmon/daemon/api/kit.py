@@ -359,7 +359,11 @@ QueryCount = Annotated[int, Field(ge=1, le=10 ** 15 - 1), BeforeValidator(_whole
 #: A time in a query string (ISO 8601 / RFC 3339; UTC when it names no zone).
 QueryTime = Annotated[datetime, BeforeValidator(_iso_time)]
 #: An integer in a JSON body: a number without a fraction (``6`` or ``6.0``; never ``true``).
-JsonInt = Annotated[int, BeforeValidator(_integral)]
+#: The validator of JsonInt, to put after a Field with bounds (``Annotated[int, Field(ge=1),
+#: INTEGRAL]``): nested in another Annotated, the bounds would reach the JSON schema as 'ge'/'le'
+#: instead of 'minimum'/'maximum'.
+INTEGRAL = BeforeValidator(_integral)
+JsonInt = Annotated[int, INTEGRAL]
 
 
 def parse_query(request, model: type[BaseModel] = NoQuery) -> Any:
@@ -466,5 +470,5 @@ def legacy_route(method: str, path: str, handler: Callable[[Any], Awaitable[Any]
 
 __all__ = ["PREFIX", "MAX_BODY_BYTES", "MAX_DEPTH", "MAX_PAGE", "STATUS_OF", "status_of",
            "BODY_KEY", "AUTH_KEY", "CODE_KEY", "dumps", "finite", "json_response", "error_response", "bad_request", "Body", "NoBody",
-           "Query", "NoQuery", "QueryInt", "QueryCount", "QueryTime", "JsonInt", "parse_json", "validate", "read_raw",
+           "Query", "NoQuery", "QueryInt", "QueryCount", "QueryTime", "JsonInt", "INTEGRAL", "parse_json", "validate", "read_raw",
            "read_body", "parse_query", "Route", "legacy_route", "COMMAND_ERRORS", "READ_ERRORS"]

@@ -41,7 +41,7 @@ from tenmon.core.astro import lst_deg, radec_to_altaz, separation_arcsec
 from tenmon.daemon.api.kit import (
     COMMAND_ERRORS,
     READ_ERRORS,
-    JsonInt,
+    INTEGRAL,
     Route,
     error_response,
     json_response,
@@ -631,7 +631,7 @@ class CenterBody(BaseModel):
     dec_deg: float = Field(ge=-90, le=90, description="ICRS declination, degrees")
     tolerance_arcsec: float | None = Field(default=None, gt=0, le=3600,
                                            description="centred when this close (arcsec)")
-    max_tries: Annotated[JsonInt, Field(ge=1, le=50)] | None = Field(
+    max_tries: Annotated[int, Field(ge=1, le=50), INTEGRAL] | None = Field(
         default=None, description="frames at most")
     exposure_s: float | None = Field(default=None, gt=0, le=600, description="per frame, s")
 
