@@ -245,11 +245,16 @@ class AlpacaDome(AlpacaDevice):
     def __init__(self, obs: Observatory, number: int, unique_id: str):
         super().__init__(obs, number, unique_id)
         self.slaved = False
-        self._slave_next = 0.0
+        self._slave_now = False
         from tenmon.config.services import DomeGeometry
         from tenmon.config.sections import section
+        from tenmon.daemon.services.slaving import DomeSlaver
 
         self.geometry = section(obs.config, "dome_geometry", DomeGeometry)
+        #: the same slaving as the sequencer's and centring's, following the mount
+        self.slaver = DomeSlaver(obs, clock=obs.clock, site=obs.config.site,
+                                 geometry=self.geometry, period_s=self.SLAVE_CHECK_S,
+                                 name="Alpaca dome slaving")
 
     # properties
     def get_altitude(self, c: Call) -> float:
@@ -317,7 +322,7 @@ class AlpacaDome(AlpacaDevice):
         on = c.boolean("Slaved")
         if on and not self.slaved:
             self.obs.emit("info", "alpaca", "dome slaved to the mount (Alpaca)")
-            self._slave_next = 0.0
+            self._slave_now = True
         elif not on and self.slaved:
             self.obs.emit("info", "alpaca", "dome slaving off (Alpaca)")
         self.slaved = on
@@ -374,34 +379,11 @@ class AlpacaDome(AlpacaDevice):
     def tick(self) -> None:
         if not self.slaved:
             return
-        obs = self.obs
-        now_m = obs.clock.monotonic()
-        if now_m < self._slave_next:
-            return
-        self._slave_next = now_m + self.SLAVE_CHECK_S
-        ra, dec = obs.mount.ra_deg, obs.mount.dec_deg
+        ra, dec = self.obs.mount.ra_deg, self.obs.mount.dec_deg
         if not (_finite(ra) and _finite(dec)):
             return
-        from tenmon.core.astro import lst_deg
-        from tenmon.daemon.dome_geometry import azimuth_error_deg, dome_azimuth_radec
-
-        site = obs.config.site
-        target = dome_azimuth_radec(ra, dec, lst_deg(obs.clock.now(), site.longitude_deg),
-                                    site.latitude_deg, self.geometry).azimuth_deg % 360.0
-        dome = obs.dome
-        tol = self.geometry.slave_tolerance_deg
-        if dome.slewing:
-            if dome.target_deg is not None and abs(azimuth_error_deg(dome.target_deg,
-                                                                     target)) <= tol:
-                return
-        else:
-            az = dome.azimuth_deg
-            if az is not None and abs(azimuth_error_deg(az, target)) <= tol / 2:
-                return
-        try:
-            obs.dome_goto(round(target, 2) % 360.0)
-        except CommandRefused as exc:
-            log.warning("Alpaca dome slaving: %s", exc)
+        now, self._slave_now = self._slave_now, False
+        self.slaver.slave(ra, dec, self.obs.clock.monotonic(), now=now)
 
 
 # ============================================================================ CoverCalibrator
