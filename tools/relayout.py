@@ -70,7 +70,6 @@ MOVES: dict[str, str] = {
     "daemon.encoder_collect": "daemon.services.encoder_collect",
     "daemon.phases": "daemon.services.phases",
     "daemon.ports": "daemon.services.ports",
-    "daemon.slaving": "daemon.services.slaving",
     "daemon.api": "daemon.api.server",
     "daemon.api_access": "daemon.api.access",
     "daemon.api_kit": "daemon.api.kit",

@@ -21,10 +21,10 @@ import math
 from typing import Any
 
 from tenmon import __version__
-from tenmon.daemon.observatory import Observatory
-from tenmon.drivers.base import DomeState, ShutterState
 from tenmon.core.errors import CommandRefused
 from tenmon.core.timefmt import utc_iso
+from tenmon.daemon.observatory import Observatory
+from tenmon.drivers.base import DomeState, ShutterState
 
 log = logging.getLogger(__name__)
 
@@ -246,9 +246,9 @@ class AlpacaDome(AlpacaDevice):
         super().__init__(obs, number, unique_id)
         self.slaved = False
         self._slave_now = False
-        from tenmon.config.services import DomeGeometry
         from tenmon.config.sections import section
-        from tenmon.daemon.services.slaving import DomeSlaver
+        from tenmon.config.services import DomeGeometry
+        from tenmon.daemon.slaving import DomeSlaver
 
         self.geometry = section(obs.config, "dome_geometry", DomeGeometry)
         #: the same slaving as the sequencer's and centring's, following the mount

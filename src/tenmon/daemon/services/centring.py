@@ -49,7 +49,7 @@ from tenmon.daemon.api.kit import (
 from tenmon.config.services import CentringServiceSettings, DomeGeometry
 from tenmon.daemon.services.phases import PhaseMachine, UnsafeTransition
 from tenmon.daemon.services.ports import ExposureGate, FrameResults, ServiceObservatory
-from tenmon.daemon.services.slaving import DomeSlaver
+from tenmon.daemon.slaving import DomeSlaver
 from tenmon.drivers.base import MountState, ShutterState
 from tenmon.drivers.camera import CameraState
 from tenmon.core.errors import CommandRefused, DeviceError

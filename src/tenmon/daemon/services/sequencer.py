@@ -47,7 +47,7 @@ from tenmon.daemon.dome_geometry import pier_side_for
 from tenmon.config.services import DomeGeometry, SequencerSettings
 from tenmon.daemon.services.phases import PhaseMachine, UnsafeTransition
 from tenmon.daemon.services.ports import ExposureGate, ServiceObservatory, TelescopeClaim
-from tenmon.daemon.services.slaving import DomeSlaver
+from tenmon.daemon.slaving import DomeSlaver
 from tenmon.drivers.base import MountState, ShutterState
 from tenmon.drivers.camera import CameraState
 from tenmon.core.errors import CommandRefused, DeviceError

@@ -18,11 +18,11 @@ from __future__ import annotations
 import logging
 from typing import Protocol
 
+from tenmon.config.services import DomeGeometry
 from tenmon.core.astro import lst_deg
 from tenmon.core.clock import Clock
-from tenmon.daemon.dome_geometry import azimuth_error_deg, dome_azimuth_radec
-from tenmon.config.services import DomeGeometry
 from tenmon.core.errors import CommandRefused
+from tenmon.daemon.dome_geometry import azimuth_error_deg, dome_azimuth_radec
 
 log = logging.getLogger(__name__)
 
@@ -109,4 +109,4 @@ class DomeSlaver:
             log.warning("%s: %s", self.name, exc)
 
 
-__all__ = ["DomeSlaver", "DomeCommand", "DomeView"]
+__all__ = ["DomeCommand", "DomeSlaver", "DomeView"]
