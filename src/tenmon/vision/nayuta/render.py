@@ -17,6 +17,7 @@ from scipy import special
 from tenmon.vision.nayuta.settings import MOFFAT_BETA, SV_SHAPE
 from tenmon.config.vision import SV_SCALE_ARCSEC
 from tenmon.core.astro import separation_deg
+from tenmon.vision.solve.catalogs import frame_cone, select_cone
 from tenmon.vision.solve.wcsfit import make_tan_wcs
 
 
@@ -72,23 +73,16 @@ class SkyWithExtraStars:
     def cone(self, ra_deg: float, dec_deg: float, radius_deg: float, *, mag_limit: float | None = None) -> Table:
         base = self.sky.cone(ra_deg, dec_deg, radius_deg, mag_limit=mag_limit)
         e = self.extra
-        keep = separation_deg(np.asarray(e["ra"]), np.asarray(e["dec"]), ra_deg, dec_deg) <= radius_deg
-        if mag_limit is not None:
-            keep &= np.asarray(e["mag"]) <= mag_limit
-        out = vstack([base[["ra", "dec", "mag"]], e[keep]], metadata_conflicts="silent")
+        extra = select_cone(np.asarray(e["ra"]), np.asarray(e["dec"]), np.asarray(e["mag"]),
+                            ra_deg, dec_deg, radius_deg, mag_limit)
+        out = vstack([base[["ra", "dec", "mag"]], extra], metadata_conflicts="silent")
         out.sort("mag")
         return out
 
     def stars_for_wcs(self, wcs: WCS, shape: tuple[int, int], *, margin_px: float = 20.0,
                       mag_limit: float | None = None) -> Table:
-        ny, nx = shape
-        cx, cy = (nx - 1) / 2.0, (ny - 1) / 2.0
-        c = wcs.all_pix2world(np.array([[cx, cy]]), 0)[0]
-        corners = np.array([[-margin_px, -margin_px], [nx - 1 + margin_px, -margin_px],
-                            [-margin_px, ny - 1 + margin_px], [nx - 1 + margin_px, ny - 1 + margin_px]])
-        cs = wcs.all_pix2world(corners, 0)
-        radius = float(np.max(separation_deg(cs[:, 0], cs[:, 1], c[0], c[1])))
-        return self.cone(float(c[0]), float(c[1]), radius, mag_limit=mag_limit)
+        ra0, dec0, radius = frame_cone(wcs, shape, margin_px=margin_px)
+        return self.cone(ra0, dec0, radius, mag_limit=mag_limit)
 
 
 def slit_viewer_wcs(*, target_ra_deg: float, target_dec_deg: float, target_xy: tuple[float, float],

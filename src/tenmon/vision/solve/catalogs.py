@@ -56,13 +56,27 @@ def empty_catalog() -> Table:
     return Table({"ra": np.zeros(0), "dec": np.zeros(0), "mag": np.zeros(0)})
 
 
-def _select(ra: np.ndarray, dec: np.ndarray, mag: np.ndarray, ra0: float, dec0: float, radius: float,
+def select_cone(ra: np.ndarray, dec: np.ndarray, mag: np.ndarray, ra0: float, dec0: float, radius: float,
             mag_limit: float | None) -> Table:
+    """The stars of these arrays within ``radius`` deg of (ra0, dec0), brightest first."""
     keep = separation_deg(ra, dec, ra0, dec0) <= radius
     if mag_limit is not None:
         keep &= mag <= mag_limit
     order = np.argsort(mag[keep], kind="stable")
     return Table({"ra": ra[keep][order], "dec": dec[keep][order], "mag": mag[keep][order]})
+
+
+def frame_cone(wcs: WCS, shape: tuple[int, int], *, margin_px: float = 20.0) -> tuple[float, float, float]:
+    """The cone (ra, dec, radius deg) around a frame's centre reaching its corners plus
+    ``margin_px``, for this WCS and ``(ny, nx)`` shape."""
+    ny, nx = shape
+    cx, cy = (nx - 1) / 2.0, (ny - 1) / 2.0
+    corners = np.array([[-margin_px, -margin_px], [nx - 1 + margin_px, -margin_px],
+                        [-margin_px, ny - 1 + margin_px], [nx - 1 + margin_px, ny - 1 + margin_px]])
+    c = wcs.all_pix2world(np.array([[cx, cy]]), 0)[0]
+    cs = wcs.all_pix2world(corners, 0)
+    radius = float(np.max(separation_deg(cs[:, 0], cs[:, 1], c[0], c[1])))
+    return float(c[0]), float(c[1]), radius
 
 
 def _check_cone(ra_deg: float, dec_deg: float, radius_deg: float) -> None:
@@ -122,7 +136,7 @@ class LocalFileCatalog:
     def cone(self, ra_deg: float, dec_deg: float, radius_deg: float, *, mag_limit: float | None = None) -> Table:
         _check_cone(ra_deg, dec_deg, radius_deg)
         ra, dec, mag = self._load()
-        return _select(ra, dec, mag, ra_deg, dec_deg, radius_deg, mag_limit)
+        return select_cone(ra, dec, mag, ra_deg, dec_deg, radius_deg, mag_limit)
 
 
 # ------------------------------------------------------------------------------------ simulated
@@ -223,7 +237,7 @@ class SimulatedSky:
         ra = np.concatenate([p[0] for p in parts])
         dec = np.concatenate([p[1] for p in parts])
         mag = np.concatenate([p[2] for p in parts])
-        return _select(ra, dec, mag, ra_deg, dec_deg, radius_deg, mag_limit)
+        return select_cone(ra, dec, mag, ra_deg, dec_deg, radius_deg, mag_limit)
 
     def stars_for_wcs(self, wcs: WCS, shape: tuple[int, int], *, margin_px: float = 20.0,
                       mag_limit: float | None = None) -> Table:
@@ -232,14 +246,8 @@ class SimulatedSky:
         A cone around the frame centre reaching its corners plus ``margin_px``; columns ``ra``,
         ``dec``, ``mag``. Pass the table to ``skyrender.render_star_field(wcs=wcs, stars=...)``.
         """
-        ny, nx = shape
-        cx, cy = (nx - 1) / 2.0, (ny - 1) / 2.0
-        corners = np.array([[-margin_px, -margin_px], [nx - 1 + margin_px, -margin_px],
-                            [-margin_px, ny - 1 + margin_px], [nx - 1 + margin_px, ny - 1 + margin_px]])
-        c = wcs.all_pix2world(np.array([[cx, cy]]), 0)[0]
-        cs = wcs.all_pix2world(corners, 0)
-        radius = float(np.max(separation_deg(cs[:, 0], cs[:, 1], c[0], c[1])))
-        return self.cone(float(c[0]), float(c[1]), radius, mag_limit=mag_limit)
+        ra0, dec0, radius = frame_cone(wcs, shape, margin_px=margin_px)
+        return self.cone(ra0, dec0, radius, mag_limit=mag_limit)
 
 
 # ------------------------------------------------------------------------------------ Gaia
@@ -279,7 +287,7 @@ class GaiaCatalog:
             covers = inside + radius <= meta["radius_deg"] + 1e-9 and mag_limit <= meta["mag_limit"]
             if covers and not meta["truncated"]:
                 t = Table.read(f, format="ascii.ecsv")
-                return _select(np.asarray(t["ra"], float), np.asarray(t["dec"], float),
+                return select_cone(np.asarray(t["ra"], float), np.asarray(t["dec"], float),
                                np.asarray(t["mag"], float), ra, dec, radius, mag_limit)
         return None
 
@@ -293,7 +301,7 @@ class GaiaCatalog:
         r = max(radius_deg, self.min_radius_deg)
         t, truncated = self._query(ra_deg, dec_deg, r, self.mag_limit)
         self._store(t, ra_deg, dec_deg, r, self.mag_limit, truncated)
-        return _select(np.asarray(t["ra"], float), np.asarray(t["dec"], float), np.asarray(t["mag"], float),
+        return select_cone(np.asarray(t["ra"], float), np.asarray(t["dec"], float), np.asarray(t["mag"], float),
                        ra_deg, dec_deg, radius_deg, ml)
 
     def _query(self, ra: float, dec: float, radius: float, mag_limit: float) -> tuple[Table, bool]:
